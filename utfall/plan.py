@@ -1,0 +1,310 @@
+"""The measurement plan: load, validate against the JSON Schema, check meaning, hash.
+
+A plan is the contract's frozen promise of how outcomes will be measured. Loading fails
+with every problem named by file, key path and cause, because a validator must be able to
+tell a plan author exactly what to fix. The canonical hash is taken over a normalised
+JSON form, so re-formatting or re-ordering keys never changes it, while any change of
+meaning does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
+
+#: Counterfactual methods the engine implements (the JSON Schema's enum must match), with
+#: each method's parameters and their allowed values.
+METHODS: dict[str, dict[str, tuple[str, ...]]] = {
+    "did_2x2": {"weight": ("exposure", "equal")},
+}
+#: Source kinds and the canonical columns each must map (optional ones may be absent).
+SOURCE_KINDS: dict[str, dict[str, bool]] = {
+    "employee_roster": {
+        "personnummer": True,
+        "birth_year": True,
+        "sex": True,
+        "unit_id": True,
+        "employment_extent": True,
+        "employed_from": True,
+        "employed_to": False,
+    },
+    "sick_leave_spells": {
+        "personnummer": True,
+        "spell_start": True,
+        "spell_end": True,
+        "extent": True,
+    },
+}
+#: Which source kind each metric reads its events from.
+METRIC_SOURCE_KIND = {
+    "short_term_sick_days_per_employee": "sick_leave_spells",
+    "sick_leave_rate": "sick_leave_spells",
+}
+
+
+class PlanError(ValueError):
+    """A plan that cannot be used; lists every problem as `file: key.path: problem`."""
+
+    def __init__(self, path: Path | str, problems: list[tuple[str, str]]):
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: {key or '<root>'}: {problem}" for key, problem in problems]
+        super().__init__("invalid measurement plan\n  " + "\n  ".join(lines))
+
+
+class _StringDateLoader(yaml.SafeLoader):
+    """SafeLoader that keeps dates as text, so a bad date is reported, not a YAML crash."""
+
+
+_StringDateLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@cache
+def plan_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated plan. `data` is the normalised document; accessors give typed views."""
+
+    path: Path
+    data: dict[str, Any]
+    hash: str
+
+    @property
+    def contract_id(self) -> str:
+        return self.data["contract"]["id"]
+
+    def period(self, name: str) -> tuple[dt.date, dt.date]:
+        p = self.data["periods"][name]
+        return dt.date.fromisoformat(p["start"]), dt.date.fromisoformat(p["end"])
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        return self.data["sources"]
+
+    def source(self, name: str) -> dict[str, Any]:
+        for s in self.sources:
+            if s["name"] == name:
+                return s
+        raise KeyError(name)
+
+    def sources_of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [s for s in self.sources if s["kind"] == kind]
+
+    @property
+    def treated_units(self) -> list[str]:
+        return list(self.data["cohort"]["treated_units"])
+
+    @property
+    def comparison_units(self) -> list[str]:
+        return list(self.data["cohort"]["comparison_units"])
+
+    @property
+    def min_employment_extent(self) -> int:
+        return int(self.data["cohort"].get("eligibility", {}).get("min_employment_extent", 0))
+
+    @property
+    def outcomes(self) -> list[dict[str, Any]]:
+        return self.data["outcomes"]
+
+    def outcome(self, outcome_id: str) -> dict[str, Any]:
+        for o in self.outcomes:
+            if o["id"] == outcome_id:
+                return o
+        raise KeyError(outcome_id)
+
+    @property
+    def counterfactual(self) -> dict[str, Any]:
+        return self.data["counterfactual"]
+
+    @property
+    def payment(self) -> dict[str, Any]:
+        return self.data["payment"]
+
+    @property
+    def min_cell_size(self) -> int:
+        return int(self.data["disclosure"]["min_cell_size"])
+
+
+def canonical_json(data: Any) -> str:
+    """Normalised JSON text: sorted keys, no whitespace, UTF-8 kept (the hashed form)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def plan_hash(data: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read, validate and hash a plan file; raise PlanError naming every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(path, [("", "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(
+            path, [("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_StringDateLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PlanError(
+            path, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        ) from None
+    if not isinstance(data, dict):
+        raise PlanError(path, [("", "the plan must be a YAML mapping")])
+    problems = _schema_problems(data)
+    if not problems:
+        problems = _meaning_problems(data)
+    if problems:
+        raise PlanError(path, problems)
+    return Plan(path=path.resolve(), data=data, hash=plan_hash(data))
+
+
+def _key_path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _schema_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    validator = Draft202012Validator(plan_schema(), format_checker=FormatChecker())
+    problems = []
+    for err in sorted(
+        validator.iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message)
+    ):
+        key = _key_path(err.absolute_path)
+        if err.validator == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            key = f"{key}.{missing}" if key else missing
+            problems.append((key, "required key is missing"))
+        elif err.validator == "additionalProperties":
+            problems.append((key, f"unknown key: {err.message.split('(')[-1].rstrip(')')}"))
+        elif err.validator == "enum":
+            allowed = ", ".join(map(str, err.validator_value))
+            what = "method" if key.endswith("method") else "value"
+            problems.append((key, f"unknown {what} {err.instance!r}; expected one of: {allowed}"))
+        elif err.validator == "format" and err.validator_value == "date":
+            problems.append((key, f"{err.instance!r} is not a valid date (YYYY-MM-DD)"))
+        elif err.validator == "type":
+            problems.append(
+                (
+                    key,
+                    f"expected {err.validator_value}, got {type(err.instance).__name__} "
+                    f"{err.instance!r}",
+                )
+            )
+        else:
+            problems.append((key, err.message))
+    return problems
+
+
+def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rules a JSON Schema cannot say: order of dates, references between sections."""
+    problems: list[tuple[str, str]] = []
+    periods = data["periods"]
+    ranges = {}
+    for name in ("baseline", "measurement"):
+        start = dt.date.fromisoformat(periods[name]["start"])
+        end = dt.date.fromisoformat(periods[name]["end"])
+        ranges[name] = (start, end)
+        if end < start:
+            problems.append((f"periods.{name}.end", f"{end} is before start {start}"))
+        if start.day != 1 or start.month not in (1, 4, 7, 10):
+            problems.append((f"periods.{name}.start", f"{start} does not start a quarter"))
+        if (end + dt.timedelta(days=1)).day != 1 or end.month not in (3, 6, 9, 12):
+            problems.append((f"periods.{name}.end", f"{end} does not end a quarter"))
+    if ranges["measurement"][0] <= ranges["baseline"][1]:
+        problems.append(("periods.measurement.start", "must come after the baseline period ends"))
+
+    names = [s["name"] for s in data["sources"]]
+    for i, s in enumerate(data["sources"]):
+        if names.count(s["name"]) > 1:
+            problems.append((f"sources[{i}].name", f"duplicate source name {s['name']!r}"))
+        spec = SOURCE_KINDS[s["kind"]]
+        for col in s["columns"]:
+            if col not in spec:
+                problems.append(
+                    (
+                        f"sources[{i}].columns.{col}",
+                        f"not a column of kind {s['kind']}; expected: {', '.join(spec)}",
+                    )
+                )
+        for col, required in spec.items():
+            if required and col not in s["columns"]:
+                problems.append(
+                    (f"sources[{i}].columns.{col}", "required column mapping is missing")
+                )
+
+    def check_source(key: str, name: str, kind: str) -> None:
+        if name not in names:
+            problems.append((key, f"unknown source {name!r}; plan sources: {', '.join(names)}"))
+        elif data["sources"][names.index(name)]["kind"] != kind:
+            problems.append((key, f"source {name!r} is not of kind {kind}"))
+
+    cohort = data["cohort"]
+    check_source("cohort.roster_source", cohort["roster_source"], "employee_roster")
+    both = set(cohort["treated_units"]) & set(cohort["comparison_units"])
+    if both:
+        problems.append(
+            ("cohort.comparison_units", f"units also treated: {', '.join(sorted(both))}")
+        )
+
+    outcome_ids = [o["id"] for o in data["outcomes"]]
+    for i, o in enumerate(data["outcomes"]):
+        check_source(f"outcomes[{i}].source", o["source"], METRIC_SOURCE_KIND[o["metric"]])
+        if outcome_ids.count(o["id"]) > 1:
+            problems.append((f"outcomes[{i}].id", f"duplicate outcome id {o['id']!r}"))
+
+    cf = data["counterfactual"]
+    allowed = METHODS[cf["method"]]
+    for name, value in (cf.get("parameters") or {}).items():
+        if name not in allowed:
+            problems.append(
+                (
+                    f"counterfactual.parameters.{name}",
+                    f"unknown parameter for {cf['method']}; expected: {', '.join(allowed)}",
+                )
+            )
+        elif value not in allowed[name]:
+            problems.append(
+                (
+                    f"counterfactual.parameters.{name}",
+                    f"{value!r} is not one of: {', '.join(allowed[name])}",
+                )
+            )
+
+    payment = data["payment"]
+    if payment["outcome"] not in outcome_ids:
+        problems.append(
+            (
+                "payment.outcome",
+                f"unknown outcome {payment['outcome']!r}; plan outcomes: {', '.join(outcome_ids)}",
+            )
+        )
+    for i, rule in enumerate(payment["rules"]):
+        if rule["kind"] == "linear_to_target" and "target_relative_reduction" not in rule:
+            problems.append(
+                (f"payment.rules[{i}].target_relative_reduction", "required key is missing")
+            )
+    return problems
