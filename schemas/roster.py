@@ -1,0 +1,89 @@
+"""Employee roster: one row per employee, with unit and employment period."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+
+from schemas.checks import as_date, is_date, is_int_between, is_repeat
+
+DATA_COLUMNS = [
+    "person_id",
+    "birth_year",
+    "sex",
+    "unit_id",
+    "employment_extent",
+    "employed_from",
+    "employed_to",
+]
+
+
+class RosterRows(pa.DataFrameModel):
+    """Each roster row on its own, values as delivered (text)."""
+
+    person_id: str = pa.Field(nullable=False)
+    pnr_problem: str = pa.Field(nullable=True)
+    birth_year: str = pa.Field(nullable=False)
+    sex: str = pa.Field(nullable=False)
+    unit_id: str = pa.Field(nullable=False)
+    employment_extent: str = pa.Field(nullable=False)
+    employed_from: str = pa.Field(nullable=False)
+    employed_to: str = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+
+    @pa.check("pnr_problem", name="invalid_personnummer")
+    def _pnr(cls, data):
+        return data.lazyframe.select(pl.col(data.key).is_null())
+
+    @pa.check("birth_year", name="invalid_birth_year")
+    def _birth_year(cls, data):
+        return data.lazyframe.select(is_int_between(data.key, 1900, 2100))
+
+    @pa.check("sex", name="invalid_sex")
+    def _sex(cls, data):
+        return data.lazyframe.select(pl.col(data.key).is_in(["K", "M"]))
+
+    @pa.check("employment_extent", name="invalid_employment_extent")
+    def _extent(cls, data):
+        return data.lazyframe.select(is_int_between(data.key, 1, 100))
+
+    @pa.check("employed_from", name="invalid_employed_from")
+    def _from(cls, data):
+        return data.lazyframe.select(is_date(data.key))
+
+    @pa.check("employed_to", name="invalid_employed_to")
+    def _to(cls, data):
+        return data.lazyframe.select(pl.col(data.key).is_null() | is_date(data.key))
+
+    @pa.dataframe_check(name="employed_to_before_employed_from")
+    def _order(cls, data):
+        return data.lazyframe.select(
+            as_date("employed_to").is_null() | (as_date("employed_to") >= as_date("employed_from"))
+        )
+
+
+class RosterSet(pa.DataFrameModel):
+    """Rules across the roster rows that passed RosterRows (typed, in delivery order)."""
+
+    person_id: str = pa.Field(nullable=False)
+    birth_year: int = pa.Field(nullable=False)
+    sex: str = pa.Field(nullable=False)
+    unit_id: str = pa.Field(nullable=False)
+    employment_extent: int = pa.Field(nullable=False, ge=1, le=100)
+    employed_from: pl.Date = pa.Field(nullable=False)
+    employed_to: pl.Date = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+
+    @pa.dataframe_check(name="duplicate_row")
+    def _duplicate(cls, data):
+        return data.lazyframe.select(~is_repeat(DATA_COLUMNS))
+
+    @pa.dataframe_check(name="person_listed_twice")
+    def _twice(cls, data):
+        first_copy = ~is_repeat(DATA_COLUMNS)
+        rank = first_copy.cast(pl.Int64).cum_sum().over("person_id")
+        return data.lazyframe.select(~(first_copy & (rank > 1)))

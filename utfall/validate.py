@@ -1,0 +1,207 @@
+"""Validate a source's raw rows with its Pandera models; quarantine the rows that fail.
+
+Every delivered row ends in exactly one place: `staging.<source>` (typed, valid) or
+`quarantine.rows` (with the rule it broke, the file and line, and the row as delivered,
+pseudonymised). The counts are reconciled before anything is written, and a source whose
+quarantined share exceeds the plan's limit is rejected loudly (its quarantine is kept for
+inspection, its staging table emptied so nothing downstream uses stale rows).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from utfall import warehouse
+from utfall.plan import Plan
+
+QUARANTINE_SCHEMA = {
+    "source": pl.String,
+    "file": pl.String,
+    "line": pl.Int64,
+    "rule": pl.String,
+    "rules": pl.String,
+    "detail": pl.String,
+    "record": pl.String,
+}
+DEFAULT_MAX_QUARANTINE_SHARE = 0.05
+#: Rule for a spell whose person is not among the roster's valid employees.
+UNKNOWN_PERSON = "unknown_person"
+
+
+class DeliveryRejected(ValueError):
+    """A delivery whose quarantined share is above the plan's limit."""
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    source: str
+    delivered: int
+    loaded: int
+    quarantined: int
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def typed(kind: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows that passed the row model, with their columns cast to real types."""
+    from schemas.checks import as_date, as_int
+
+    if kind == "employee_roster":
+        casts = [
+            as_int("birth_year"),
+            as_int("employment_extent"),
+            as_date("employed_from"),
+            as_date("employed_to")
+            if "employed_to" in frame.columns
+            else pl.lit(None, dtype=pl.Date).alias("employed_to"),
+        ]
+    elif kind == "sick_leave_spells":
+        casts = [as_date("spell_start"), as_date("spell_end"), as_int("extent")]
+    else:  # pragma: no cover - the plan schema admits no other kind
+        raise ValueError(f"no typing for source kind {kind!r}")
+    return frame.with_columns(casts).drop("pnr_problem")
+
+
+def failures(schema: Any, frame: pl.DataFrame) -> pl.DataFrame:
+    """Row failures of a Pandera model or schema: columns `index`, `rule`, `detail`."""
+    import pandera.errors
+
+    empty = pl.DataFrame(schema={"index": pl.Int64, "rule": pl.String, "detail": pl.String})
+    if frame.height == 0:
+        return empty
+    try:
+        schema.validate(frame, lazy=True)
+        return empty
+    except pandera.errors.SchemaErrors as exc:
+        fc = exc.failure_cases
+    if fc["index"].null_count():
+        raise RuntimeError(f"schema-level failure (a bug, not a bad row):\n{fc}")
+    rule = (
+        pl.when(pl.col("check") == "not_nullable")
+        .then(pl.lit("missing_") + pl.col("column"))
+        .otherwise(pl.col("check"))
+    )
+    detail = (
+        pl.when(pl.col("schema_context") == "Column")
+        .then(pl.col("column") + pl.lit("=") + pl.col("failure_case").fill_null("<empty>"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    return fc.select(pl.col("index").cast(pl.Int64), rule.alias("rule"), detail.alias("detail"))
+
+
+def validate_frame(
+    kind: str, raw: pl.DataFrame, known_persons: pl.Series | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split raw rows into (valid typed rows, quarantined rows with rules); pure function.
+
+    `raw` must be in delivery order (by file, then line). For spells, `known_persons`
+    are the valid roster's person ids; a spell of anyone else is quarantined.
+    """
+    import pandera.polars as pa
+
+    from schemas import MODELS
+
+    row_model, set_model = MODELS[kind]
+    raw = raw.with_row_index("_pos")
+    failed = failures(row_model, raw).with_columns(pl.col("index").cast(pl.UInt32).alias("_pos"))
+    survivors = raw.filter(~pl.col("_pos").is_in(failed["_pos"].implode()))
+    typed_rows = typed(kind, survivors)
+    set_failed = failures(set_model, typed_rows)
+    if known_persons is not None:
+        person_check = pa.DataFrameSchema(
+            checks=[
+                pa.Check(
+                    lambda d: d.lazyframe.select(
+                        pl.col("person_id").is_in(known_persons.implode())
+                    ),
+                    name=UNKNOWN_PERSON,
+                )
+            ]
+        )
+        set_failed = pl.concat([set_failed, failures(person_check, typed_rows)])
+    set_failed = set_failed.join(
+        typed_rows.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("index"), "_pos"),
+        on="index",
+    )
+    all_failed = pl.concat(
+        [failed.select("_pos", "rule", "detail"), set_failed.select("_pos", "rule", "detail")]
+    )
+    bad = all_failed.group_by("_pos", maintain_order=True).agg(
+        pl.col("rule").first(),
+        pl.col("rule").unique().sort().str.join(",").alias("rules"),
+        pl.col("detail").drop_nulls().first(),
+    )
+    record_cols = [c for c in raw.columns if c not in ("_pos", "_file", "_line")]
+    quarantined = (
+        raw.join(bad, on="_pos")
+        .sort("_pos")
+        .select(
+            pl.col("_file").alias("file"),
+            pl.col("_line").alias("line"),
+            "rule",
+            "rules",
+            "detail",
+            pl.struct(record_cols).struct.json_encode().alias("record"),
+        )
+    )
+    valid = typed_rows.filter(~pl.col("_pos").is_in(bad["_pos"].implode())).drop("_pos")
+    return valid, quarantined
+
+
+def validate_source(
+    con: duckdb.DuckDBPyConnection, plan: Plan, source_name: str
+) -> ValidationSummary:
+    """Validate `raw.<source>` into `staging.<source>` and `quarantine.rows`, reconciled."""
+    source = plan.source(source_name)
+    kind = source["kind"]
+    raw = warehouse.read_table(con, f"SELECT * FROM raw.{source_name} ORDER BY _file, _line")
+    known = None
+    if kind == "sick_leave_spells":
+        roster = plan.data["cohort"]["roster_source"]
+        if not warehouse.table_exists(con, "staging", roster):
+            raise RuntimeError(f"validate source {roster!r} before {source_name!r}")
+        known = warehouse.read_table(con, f"SELECT person_id FROM staging.{roster}")["person_id"]
+    valid, quarantined = validate_frame(kind, raw, known)
+    quarantined = quarantined.select(pl.lit(source_name).alias("source"), pl.all()).cast(
+        QUARANTINE_SCHEMA  # type: ignore[arg-type]
+    )
+    summary = ValidationSummary(
+        source=source_name,
+        delivered=raw.height,
+        loaded=valid.height,
+        quarantined=quarantined.height,
+        by_rule=dict(sorted(quarantined["rule"].value_counts().iter_rows())),
+    )
+    if summary.delivered != summary.loaded + summary.quarantined:  # pragma: no cover - guard
+        raise RuntimeError(f"reconciliation failed for {source_name}: {summary}")
+    reconciliation = pl.DataFrame([{k: v for k, v in summary.to_dict().items() if k != "by_rule"}])
+    limit = float(source.get("max_quarantine_share", DEFAULT_MAX_QUARANTINE_SHARE))
+    share = summary.quarantined / summary.delivered if summary.delivered else 0.0
+    rejected = share > limit
+    with warehouse.transaction(con):
+        warehouse.replace_table(con, f"staging.{source_name}", valid.head(0) if rejected else valid)
+        warehouse.replace_where(con, "quarantine.rows", quarantined, "source = ?", [source_name])
+        warehouse.replace_where(
+            con, "quarantine.reconciliation", reconciliation, "source = ?", [source_name]
+        )
+    if rejected:
+        top = ", ".join(
+            f"{r}: {n}" for r, n in sorted(summary.by_rule.items(), key=lambda kv: -kv[1])[:5]
+        )
+        raise DeliveryRejected(
+            f"source {source_name!r}: {summary.quarantined} of {summary.delivered} rows "
+            f"({share:.1%}) broke a rule, above the plan's limit of {limit:.1%} "
+            f"(max_quarantine_share). Rules: {top}. See quarantine.rows."
+        )
+    return summary
+
+
+def summary_json(summary: ValidationSummary) -> str:
+    return json.dumps(summary.to_dict(), sort_keys=True)
