@@ -1,0 +1,179 @@
+"""Outcome metrics per unit and quarter: the outcome panel every estimator reads.
+
+Definitions (what a validator checks):
+
+* Exposure. An eligible employee (unit in the plan's cohort, employment extent at least the
+  plan's minimum) counts in a quarter for the days employed in it. `headcount` = employed
+  days / days in the quarter (average number of employees); `scheduled_days` = employed
+  days x employment extent (the base of SKR's sick-leave rate; hours per day cancel).
+* short_term_sick_days_per_employee. For each spell, the days from day 1 to day
+  `max_spell_day` (default 14) of the spell that fall in the quarter and in employment,
+  weighted by the spell's extent (50 % sick for a day = 0.5 day); summed per unit and
+  quarter and divided by headcount.
+* sick_leave_rate (SKR). Sick hours / scheduled hours = sum of (sick days in the quarter and
+  in employment x spell extent x employment extent) / scheduled_days.
+
+Units of the cohort with no eligible employee in a quarter have no row for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+from utfall import warehouse
+from utfall.plan import Plan
+
+PANEL_SCHEMA = {
+    "outcome": pl.String,
+    "unit_id": pl.String,
+    "group": pl.String,
+    "period_start": pl.Date,
+    "period_end": pl.Date,
+    "phase": pl.String,
+    "employees": pl.Int64,
+    "numerator": pl.Float64,
+    "denominator": pl.Float64,
+    "value": pl.Float64,
+}
+
+
+def quarters(plan: Plan) -> pl.DataFrame:
+    """Quarters from the baseline start to the measurement end, each with its phase."""
+    b0, b1 = plan.period("baseline")
+    m0, m1 = plan.period("measurement")
+    rows = []
+    start = b0
+    while start <= m1:
+        nxt = dt.date(start.year + (start.month + 2) // 12, (start.month + 2) % 12 + 1, 1)
+        end = nxt - dt.timedelta(days=1)
+        phase = "baseline" if b0 <= start <= b1 else "measurement" if m0 <= start <= m1 else "gap"
+        if phase != "gap":
+            rows.append({"period_start": start, "period_end": end, "phase": phase})
+        start = nxt
+    return pl.DataFrame(
+        rows, schema={"period_start": pl.Date, "period_end": pl.Date, "phase": pl.String}
+    )
+
+
+def cohort_units(plan: Plan) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "unit_id": plan.treated_units + plan.comparison_units,
+            "group": ["treated"] * len(plan.treated_units)
+            + ["comparison"] * len(plan.comparison_units),
+        }
+    )
+
+
+_PANEL_SQL = """
+-- Sums are of integers (days x percent), so they are exact and the panel is bit-for-bit
+-- reproducible whatever order DuckDB's parallel aggregation adds them in.
+WITH emp AS (
+    SELECT r.person_id, r.unit_id, u."group", r.employment_extent AS emp_pct,
+           r.employed_from, coalesce(r.employed_to, DATE '9999-12-31') AS employed_to
+    FROM staging.{roster} r JOIN _units u USING (unit_id)
+    WHERE r.employment_extent >= $min_extent
+),
+exposure AS (
+    SELECT e.unit_id, e."group", p.period_start, p.period_end, p.phase,
+           count(DISTINCT e.person_id) AS employees,
+           sum(date_diff('day', greatest(e.employed_from, p.period_start),
+                         least(e.employed_to, p.period_end)) + 1)::HUGEINT AS employed_days,
+           sum((date_diff('day', greatest(e.employed_from, p.period_start),
+                           least(e.employed_to, p.period_end)) + 1) * e.emp_pct)::HUGEINT
+               AS scheduled_day_pct,
+           date_diff('day', p.period_start, p.period_end) + 1 AS period_days
+    FROM emp e JOIN _periods p
+      ON e.employed_from <= p.period_end AND e.employed_to >= p.period_start
+    GROUP BY ALL
+),
+spell_days AS (
+    SELECT e.unit_id, p.period_start,
+           sum(greatest(0, date_diff('day',
+                   greatest(s.spell_start, e.employed_from, p.period_start),
+                   least(s.spell_start + ($max_day - 1)::INTEGER, s.spell_end, e.employed_to,
+                         p.period_end)) + 1) * s.extent)::HUGEINT AS short_day_pct,
+           sum(greatest(0, date_diff('day',
+                   greatest(s.spell_start, e.employed_from, p.period_start),
+                   least(s.spell_end, e.employed_to, p.period_end)) + 1)
+               * s.extent * e.emp_pct)::HUGEINT AS sick_day_pct2
+    FROM staging.{spells} s
+    JOIN emp e USING (person_id)
+    JOIN _periods p ON s.spell_start <= p.period_end AND s.spell_end >= p.period_start
+    GROUP BY ALL
+)
+SELECT x.unit_id, x."group", x.period_start, x.period_end, x.phase, x.employees,
+       x.employed_days::DOUBLE / x.period_days AS headcount,
+       x.scheduled_day_pct::DOUBLE / 100 AS scheduled_days,
+       coalesce(d.short_day_pct, 0)::DOUBLE / 100 AS short_days,
+       coalesce(d.sick_day_pct2, 0)::DOUBLE / 10000 AS sick_scheduled_days
+FROM exposure x LEFT JOIN spell_days d USING (unit_id, period_start)
+ORDER BY x.unit_id, x.period_start
+"""
+
+
+def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan) -> pl.DataFrame:
+    """The unit x quarter panel for every outcome of the plan (see module docstring)."""
+    roster = plan.data["cohort"]["roster_source"]
+    frames = []
+    con.register("_periods", quarters(plan).to_arrow())
+    con.register("_units", cohort_units(plan).to_arrow())
+    try:
+        for outcome in plan.outcomes:
+            params = outcome.get("parameters") or {}
+            sql = _PANEL_SQL.format(roster=roster, spells=outcome["source"])
+            base = warehouse.read_table(
+                con,
+                sql,
+                {
+                    "min_extent": plan.min_employment_extent,
+                    "max_day": int(params.get("max_spell_day", 14)),
+                },
+            )
+            if outcome["metric"] == "short_term_sick_days_per_employee":
+                num, den = pl.col("short_days"), pl.col("headcount")
+            else:  # sick_leave_rate
+                num, den = pl.col("sick_scheduled_days"), pl.col("scheduled_days")
+            frames.append(
+                base.select(
+                    pl.lit(outcome["id"]).alias("outcome"),
+                    "unit_id",
+                    "group",
+                    "period_start",
+                    "period_end",
+                    "phase",
+                    "employees",
+                    num.alias("numerator"),
+                    den.alias("denominator"),
+                    (num / den).alias("value"),
+                ).cast(PANEL_SCHEMA)  # type: ignore[arg-type]
+            )
+    finally:
+        con.unregister("_periods")
+        con.unregister("_units")
+    return pl.concat(frames) if frames else pl.DataFrame(schema=PANEL_SCHEMA)
+
+
+def build_outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan) -> pl.DataFrame:
+    """Compute the panel and store it as `marts.outcome_panel` (replaced whole)."""
+    panel = outcome_panel(con, plan)
+    warehouse.replace_table(con, "marts.outcome_panel", panel)  # one statement: atomic
+    return panel
+
+
+def group_series(panel: pl.DataFrame, outcome: str) -> pl.DataFrame:
+    """Per group and quarter: pooled value (sum numerator / sum denominator) and employees."""
+    return (
+        panel.filter(pl.col("outcome") == outcome)
+        .group_by("group", "period_start", "phase")
+        .agg(
+            pl.col("employees").sum(),
+            pl.col("numerator").sum(),
+            pl.col("denominator").sum(),
+        )
+        .with_columns(value=pl.col("numerator") / pl.col("denominator"))
+        .sort("group", "period_start")
+    )
