@@ -1,0 +1,82 @@
+"""`utfall simulate` and `utfall run` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from utfall.cli import EXAMPLE_PLAN
+
+
+def _utfall(*args: str, env_key: str) -> subprocess.CompletedProcess:
+    import os
+
+    env = dict(os.environ, UTFALL_PSEUDONYM_KEY=env_key)
+    return subprocess.run(
+        [sys.executable, "-m", "utfall.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_simulate_then_run(tmp_path, pseudonym_key):
+    deliveries = tmp_path / "deliveries"
+    sim = _utfall(
+        "simulate",
+        str(EXAMPLE_PLAN),
+        "--out",
+        str(deliveries),
+        "--employees",
+        "3000",
+        "--effect",
+        "0.15",
+        "--seed",
+        "7",
+        env_key=pseudonym_key,
+    )
+    assert sim.returncode == 0, sim.stderr
+    assert (deliveries / "roster.csv").exists() and (deliveries / "sick_leave.csv").exists()
+    truth = json.loads((deliveries / "truth.json").read_text())
+    assert truth["effect"] == 0.15
+
+    out = tmp_path / "report"
+    res = _utfall(
+        "run",
+        str(EXAMPLE_PLAN),
+        "--deliveries",
+        str(deliveries),
+        "--warehouse",
+        str(tmp_path / "w.duckdb"),
+        "--out",
+        str(out),
+        env_key=pseudonym_key,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "[8/8] report" in res.stderr  # progress, one line per step
+    assert f"report: {out / 'report.html'}" in res.stdout
+    report = json.loads((out / "report.json").read_text())
+    effect = report["effects"][0]
+    assert effect["outcome"] == "short_term_sick_days"
+    assert effect["relative_ci_low"] < -0.15 < effect["relative_ci_high"]
+    assert (tmp_path / "w.duckdb").exists()
+
+
+def test_run_with_missing_deliveries_fails_clearly(tmp_path, pseudonym_key):
+    res = _utfall(
+        "run",
+        str(EXAMPLE_PLAN),
+        "--deliveries",
+        str(tmp_path / "nowhere"),
+        "--warehouse",
+        str(tmp_path / "w.duckdb"),
+        "--out",
+        str(tmp_path / "r"),
+        env_key=pseudonym_key,
+    )
+    assert res.returncode == 2
+    assert "no delivery file for source 'roster'" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "r").exists()

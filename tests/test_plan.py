@@ -1,0 +1,175 @@
+"""The measurement plan: every class of error is named by file, key path and problem;
+the canonical hash ignores formatting and key order but not meaning."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from utfall.cli import EXAMPLE_PLAN
+from utfall.plan import METHODS, PlanError, load_plan, plan_schema
+
+
+def _write(tmp_path: Path, data: dict, name: str = "plan.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def data() -> dict:
+    return yaml.safe_load(EXAMPLE_PLAN.read_text(encoding="utf-8"))
+
+
+def _problems(tmp_path: Path, data: dict) -> list[tuple[str, str]]:
+    path = _write(tmp_path, data)
+    with pytest.raises(PlanError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value)
+    return err.value.problems
+
+
+def test_example_plan_loads(example_plan):
+    assert example_plan.contract_id == "demokommun-korttidssjuk-2025"
+    assert example_plan.hash.startswith("sha256:") and len(example_plan.hash) == 71
+
+
+def test_missing_key(tmp_path, data):
+    del data["counterfactual"]["confidence"]
+    assert ("counterfactual.confidence", "required key is missing") in _problems(tmp_path, data)
+
+
+def test_missing_top_level_section(tmp_path, data):
+    del data["payment"]
+    assert ("payment", "required key is missing") in _problems(tmp_path, data)
+
+
+def test_wrong_type(tmp_path, data):
+    data["disclosure"]["min_cell_size"] = "five"
+    [(key, problem)] = _problems(tmp_path, data)
+    assert key == "disclosure.min_cell_size"
+    assert "expected integer" in problem and "'five'" in problem
+
+
+def test_unknown_method(tmp_path, data):
+    data["counterfactual"]["method"] = "crystal_ball"
+    [(key, problem)] = _problems(tmp_path, data)
+    assert key == "counterfactual.method"
+    assert "unknown method 'crystal_ball'" in problem and "did_2x2" in problem
+
+
+def test_bad_date(tmp_path, data):
+    data["periods"]["baseline"]["start"] = "2022-02-30"
+    [(key, problem)] = _problems(tmp_path, data)
+    assert key == "periods.baseline.start"
+    assert "'2022-02-30' is not a valid date" in problem
+
+
+def test_bad_date_unquoted_in_yaml(tmp_path):
+    text = EXAMPLE_PLAN.read_text(encoding="utf-8").replace('"2024-12-31"', "2024-13-31")
+    path = tmp_path / "plan.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PlanError) as err:
+        load_plan(path)
+    assert ("periods.baseline.end", "'2024-13-31' is not a valid date (YYYY-MM-DD)") in (
+        err.value.problems
+    )
+
+
+def test_dates_out_of_order(tmp_path, data):
+    data["periods"]["measurement"]["start"] = "2024-10-01"
+    keys = [k for k, _ in _problems(tmp_path, data)]
+    assert "periods.measurement.start" in keys
+
+
+def test_unknown_source(tmp_path, data):
+    data["outcomes"][0]["source"] = "payroll"
+    [(key, problem)] = _problems(tmp_path, data)
+    assert key == "outcomes[0].source"
+    assert "unknown source 'payroll'" in problem and "roster, sick_leave" in problem
+
+
+def test_unknown_roster_source_and_payment_outcome(tmp_path, data):
+    data["cohort"]["roster_source"] = "staff"
+    data["payment"]["outcome"] = "happiness"
+    keys = dict(_problems(tmp_path, data))
+    assert "unknown source 'staff'" in keys["cohort.roster_source"]
+    assert "unknown outcome 'happiness'" in keys["payment.outcome"]
+
+
+def test_unknown_key_and_missing_column_mapping(tmp_path, data):
+    data["contract"]["colour"] = "blue"
+    problems = _problems(tmp_path, data)
+    assert any(k == "contract" and "colour" in p for k, p in problems)
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text(encoding="utf-8"))
+    del data["sources"][1]["columns"]["extent"]
+    assert ("sources[1].columns.extent", "required column mapping is missing") in _problems(
+        tmp_path, data
+    )
+
+
+def test_unit_both_treated_and_comparison(tmp_path, data):
+    data["cohort"]["comparison_units"].append("HEMTJ-01")
+    assert any("HEMTJ-01" in p for _, p in _problems(tmp_path, data))
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("contract: [unclosed\n", encoding="utf-8")
+    with pytest.raises(PlanError, match="not valid YAML"):
+        load_plan(bad)
+    with pytest.raises(PlanError, match="file not found"):
+        load_plan(tmp_path / "nope.yaml")
+
+
+def test_every_problem_is_reported_at_once(tmp_path, data):
+    data["counterfactual"]["method"] = "magic"
+    data["periods"]["baseline"]["end"] = "2024-02-30"
+    assert len(_problems(tmp_path, data)) == 2
+
+
+def test_hash_stable_across_key_order_and_formatting(tmp_path, data, example_plan):
+    reordered = dict(reversed(list(data.items())))
+    reordered["contract"] = dict(reversed(list(data["contract"].items())))
+    path = tmp_path / "other.yaml"
+    path.write_text(json.dumps(reordered, indent=7), encoding="utf-8")  # JSON is YAML too
+    assert load_plan(path).hash == example_plan.hash
+    assert load_plan(_write(tmp_path, data, "dumped.yaml")).hash == example_plan.hash
+
+
+def test_hash_changes_with_meaning(tmp_path, data, example_plan):
+    data["payment"]["rules"][1]["target_relative_reduction"] = 0.10
+    assert load_plan(_write(tmp_path, data)).hash != example_plan.hash
+
+
+def test_schema_methods_match_engine():
+    schema_methods = plan_schema()["properties"]["counterfactual"]["properties"]["method"]["enum"]
+    assert sorted(schema_methods) == sorted(METHODS)
+
+
+def test_plan_show_cli(example_plan):
+    out = subprocess.run(
+        [sys.executable, "-m", "utfall.cli", "plan", "show", str(EXAMPLE_PLAN)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert example_plan.hash in out.stdout
+
+
+def test_plan_show_cli_bad_plan(tmp_path, data):
+    data["counterfactual"]["method"] = "magic"
+    path = _write(tmp_path, data)
+    out = subprocess.run(
+        [sys.executable, "-m", "utfall.cli", "plan", "show", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert f"{path}: counterfactual.method: unknown method 'magic'" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,187 @@
+"""The `utfall` command: show a plan, simulate deliveries, run a measurement, run the demo.
+
+Errors in what the user gave (a plan, a delivery) print one clear message and exit 2;
+nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from utfall.plan import PlanError, load_plan
+from utfall.warehouse import REPO_ROOT, default_path
+
+EXAMPLE_PLAN = REPO_ROOT / "data" / "plans" / "botkyrka_sick_leave.yaml"
+DELIVERIES_ROOT = REPO_ROOT / "data" / "deliveries"
+REPORTS_ROOT = REPO_ROOT / "data" / "reports"
+
+
+def _plan_show(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    d = plan.data
+    b0, b1 = plan.period("baseline")
+    m0, m1 = plan.period("measurement")
+    print(f"contract:      {d['contract']['id']} — {d['contract']['title']}")
+    print(f"instrument:    {d['contract']['instrument']}")
+    print(f"hash:          {plan.hash}")
+    print(f"baseline:      {b0} .. {b1}")
+    print(f"measurement:   {m0} .. {m1} ({d['periods']['frequency']})")
+    print(f"sources:       {', '.join(s['name'] + ' (' + s['kind'] + ')' for s in plan.sources)}")
+    print(
+        f"units:         {len(plan.treated_units)} treated, {len(plan.comparison_units)} comparison"
+    )
+    print(f"outcomes:      {', '.join(o['id'] for o in plan.outcomes)}")
+    print(
+        f"method:        {plan.counterfactual['method']} "
+        f"(confidence {plan.counterfactual['confidence']})"
+    )
+    return 0
+
+
+def simulate_deliveries(
+    plan_path: Path, out: Path, employees: int, effect: float, defect_rate: float, seed: int | None
+) -> dict:
+    """Write the deliveries `plan_path` expects into `out`, plus truth.json; return truth."""
+    from utfall.simulate import SimulationSpec, simulate
+
+    plan = load_plan(plan_path)
+    b0, _ = plan.period("baseline")
+    m0, m1 = plan.period("measurement")
+    spec = SimulationSpec(
+        treated_units=tuple(plan.treated_units),
+        comparison_units=tuple(plan.comparison_units),
+        baseline_start=b0,
+        intervention_start=m0,
+        measurement_end=m1,
+        employees=employees,
+        effect=effect,
+        defect_rate=defect_rate,
+        seed=plan.counterfactual["seed"] if seed is None else seed,
+    )
+    result = simulate(spec)
+    frames = {"employee_roster": result.roster, "sick_leave_spells": result.spells}
+    out.mkdir(parents=True, exist_ok=True)
+    for source in plan.sources:
+        frame = frames[source["kind"]]
+        inverse = {canonical: delivered for canonical, delivered in source["columns"].items()}
+        frame = frame.select([frame[c].alias(inverse[c]) for c in frame.columns if c in inverse])
+        target = out / source["path"].replace("*", "")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source["format"] == "csv":
+            opts = source.get("csv", {})
+            text = frame.write_csv(separator=opts.get("delimiter", ","))
+            target.write_bytes(text.encode(opts.get("encoding", "utf-8")))
+        else:
+            frame.write_parquet(target)
+    truth = dict(result.truth, plan_hash=plan.hash)
+    (out / "truth.json").write_text(
+        json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    return truth
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    truth = simulate_deliveries(
+        Path(args.plan), Path(args.out), args.employees, args.effect, args.defect_rate, args.seed
+    )
+    print(
+        f"wrote deliveries for {args.employees} employees to {args.out} "
+        f"(true effect {truth['effect']:.1%}, {time.perf_counter() - t0:.1f} s)"
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from utfall.pipeline import run
+
+    plan = load_plan(args.plan)
+    deliveries = Path(args.deliveries or DELIVERIES_ROOT / plan.contract_id)
+    out = Path(args.out or REPORTS_ROOT / plan.contract_id)
+    warehouse = Path(args.warehouse or default_path())
+    result = run(plan, warehouse, deliveries, out)
+    for e in result.effects:
+        print(
+            f"{e.outcome}: {e.estimate:+.4f} ({e.confidence:.0%} CI {e.ci_low:+.4f} to "
+            f"{e.ci_high:+.4f}); relative {e.relative_estimate:+.1%} "
+            f"(CI {e.relative_ci_low:+.1%} to {e.relative_ci_high:+.1%})"
+        )
+    print(f"proposed payment: {result.payment['total']} {result.payment['currency']}")
+    print(f"warehouse: {warehouse}")
+    print(f"report: {result.report_paths['report.html']}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    plan = load_plan(EXAMPLE_PLAN)
+    deliveries = DELIVERIES_ROOT / plan.contract_id
+    print(f"simulating deliveries for {plan.contract_id} into {deliveries}", file=sys.stderr)
+    truth = simulate_deliveries(EXAMPLE_PLAN, deliveries, args.employees, 0.12, 0.01, None)
+    args.plan, args.deliveries = str(EXAMPLE_PLAN), str(deliveries)
+    code = _run(args)
+    print(f"true simulated effect: {-truth['effect']:+.1%} (see {deliveries / 'truth.json'})")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="utfall", description="Measure an outcome contract and write the validator report."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="inspect a measurement plan")
+    plan_sub = plan.add_subparsers(dest="plan_command", required=True)
+    show = plan_sub.add_parser("show", help="validate a plan and print its summary and hash")
+    show.add_argument("plan")
+    show.set_defaults(func=_plan_show)
+
+    sim = sub.add_parser("simulate", help="write synthetic deliveries with a known true effect")
+    sim.add_argument("plan")
+    sim.add_argument("--out", required=True, help="directory for the delivery files")
+    sim.add_argument("--employees", type=int, default=4000)
+    sim.add_argument(
+        "--effect",
+        type=float,
+        default=0.12,
+        help="true relative reduction for treated units (0.12 = 12 %%)",
+    )
+    sim.add_argument("--defect-rate", type=float, default=0.01)
+    sim.add_argument("--seed", type=int, default=None, help="default: the plan's seed")
+    sim.set_defaults(func=_simulate)
+
+    for name, help_text in (
+        ("run", "ingest, validate, measure and report, in this process"),
+        ("demo", "simulate the example contract's deliveries and run it"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        if name == "run":
+            p.add_argument("plan")
+            p.add_argument("--deliveries", help="default: data/deliveries/<contract id>")
+        else:
+            p.add_argument("--employees", type=int, default=4000)
+        p.add_argument(
+            "--warehouse", help="DuckDB file (default: $UTFALL_WAREHOUSE or data/warehouse.duckdb)"
+        )
+        p.add_argument("--out", help="report directory (default: data/reports/<contract id>)")
+        p.set_defaults(func=_run if name == "run" else _demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from utfall.ingest import DeliveryError
+    from utfall.validate import DeliveryRejected
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (PlanError, DeliveryError, DeliveryRejected) as exc:
+        print(f"utfall: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
