@@ -1,0 +1,1 @@
+"""Dagster wiring for utfall: Definitions, resources and jobs. Logic lives in `utfall`."""
