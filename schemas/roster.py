@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
+from schemas.base import PersonRows
 from schemas.checks import as_date, is_date, is_int_between, is_repeat
 
 DATA_COLUMNS = [
@@ -18,11 +19,9 @@ DATA_COLUMNS = [
 ]
 
 
-class RosterRows(pa.DataFrameModel):
+class RosterRows(PersonRows):
     """Each roster row on its own, values as delivered (text)."""
 
-    person_id: str = pa.Field(nullable=False)
-    pnr_problem: str = pa.Field(nullable=True)
     birth_year: str = pa.Field(nullable=False)
     sex: str = pa.Field(nullable=False)
     unit_id: str = pa.Field(nullable=False)
@@ -32,10 +31,6 @@ class RosterRows(pa.DataFrameModel):
 
     class Config:
         strict = False
-
-    @pa.check("pnr_problem", name="invalid_personnummer")
-    def _pnr(cls, data):
-        return data.lazyframe.select(pl.col(data.key).is_null())
 
     @pa.check("birth_year", name="invalid_birth_year")
     def _birth_year(cls, data):

@@ -5,27 +5,22 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
+from schemas.base import PersonRows
 from schemas.checks import as_date, is_date, is_repeat
 
 DATA_COLUMNS = ["person_id", "spell_start", "spell_end", "extent"]
 EXTENTS = ("25", "50", "75", "100")
 
 
-class SickLeaveRows(pa.DataFrameModel):
+class SickLeaveRows(PersonRows):
     """Each spell row on its own, values as delivered (text)."""
 
-    person_id: str = pa.Field(nullable=False)
-    pnr_problem: str = pa.Field(nullable=True)
     spell_start: str = pa.Field(nullable=False)
     spell_end: str = pa.Field(nullable=False)
     extent: str = pa.Field(nullable=False)
 
     class Config:
         strict = False
-
-    @pa.check("pnr_problem", name="invalid_personnummer")
-    def _pnr(cls, data):
-        return data.lazyframe.select(pl.col(data.key).is_null())
 
     @pa.check("spell_start", name="invalid_spell_start")
     def _start(cls, data):

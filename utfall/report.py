@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,7 @@ def render_html(report: dict[str, Any]) -> str:
         keep_trailing_newline=True,
     )
     env.filters["num"] = lambda x, d=3: "–" if x is None else f"{x:,.{d}f}".replace(",", " ")
+    env.filters["money"] = lambda s: f"{Decimal(s):,}".replace(",", "\u202f")
     env.filters["pct"] = lambda x, d=1: "–" if x is None else f"{100 * x:.{d}f} %"
     charts = {
         o["id"]: svg_chart(o, report["periods"]["measurement"]["start"]) for o in report["outcomes"]
@@ -211,7 +213,7 @@ def render_html(report: dict[str, Any]) -> str:
 
 def svg_chart(outcome: dict[str, Any], intervention_start: str) -> str:
     """Inline SVG: treated, comparison and treated counterfactual per quarter."""
-    width, height, left, right, top, bottom = 760, 300, 64, 150, 16, 40
+    width, height, left, right, top, bottom = 820, 300, 64, 190, 16, 40
     starts = sorted({r["period_start"] for r in outcome["series"]})
     lines = {
         "treated": [
