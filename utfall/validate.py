@@ -9,7 +9,6 @@ inspection, its staging table emptied so nothing downstream uses stale rows).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -202,6 +201,3 @@ def validate_source(
         )
     return summary
 
-
-def summary_json(summary: ValidationSummary) -> str:
-    return json.dumps(summary.to_dict(), sort_keys=True)
