@@ -122,17 +122,17 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan) -> pl.DataFrame:
     con.register("_periods", quarters(plan).to_arrow())
     con.register("_units", cohort_units(plan).to_arrow())
     try:
+        bases: dict[tuple[str, int], pl.DataFrame] = {}  # outcomes sharing a source share a scan
         for outcome in plan.outcomes:
             params = outcome.get("parameters") or {}
-            sql = _PANEL_SQL.format(roster=roster, spells=outcome["source"])
-            base = warehouse.read_table(
-                con,
-                sql,
-                {
-                    "min_extent": plan.min_employment_extent,
-                    "max_day": int(params.get("max_spell_day", 14)),
-                },
-            )
+            key = (outcome["source"], int(params.get("max_spell_day", 14)))
+            if key not in bases:
+                bases[key] = warehouse.read_table(
+                    con,
+                    _PANEL_SQL.format(roster=roster, spells=key[0]),
+                    {"min_extent": plan.min_employment_extent, "max_day": key[1]},
+                )
+            base = bases[key]
             if outcome["metric"] == "short_term_sick_days_per_employee":
                 num, den = pl.col("short_days"), pl.col("headcount")
             else:  # sick_leave_rate
