@@ -80,3 +80,25 @@ def test_run_with_missing_deliveries_fails_clearly(tmp_path, pseudonym_key):
     assert "no delivery file for source 'roster'" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_run_while_warehouse_is_locked_fails_clearly(tmp_path, pseudonym_key, deliveries):
+    import duckdb
+
+    holder = duckdb.connect(str(tmp_path / "w.duckdb"))  # another writer, e.g. dagster dev
+    try:
+        res = _utfall(
+            "run",
+            str(EXAMPLE_PLAN),
+            "--deliveries",
+            str(deliveries),
+            "--warehouse",
+            str(tmp_path / "w.duckdb"),
+            "--out",
+            str(tmp_path / "r"),
+            env_key=pseudonym_key,
+        )
+    finally:
+        holder.close()
+    assert res.returncode == 2
+    assert "cannot open the warehouse" in res.stderr and "Traceback" not in res.stderr

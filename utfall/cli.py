@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import duckdb
+
     from utfall.ingest import DeliveryError
     from utfall.validate import DeliveryRejected
 
@@ -180,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (PlanError, DeliveryError, DeliveryRejected) as exc:
         print(f"utfall: error: {exc}", file=sys.stderr)
+        return 2
+    except duckdb.IOException as exc:  # most often: another process holds the write lock
+        print(f"utfall: error: cannot open the warehouse: {exc}", file=sys.stderr)
         return 2
 
 
