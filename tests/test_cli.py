@@ -22,6 +22,20 @@ def _utfall(*args: str, env_key: str) -> subprocess.CompletedProcess:
     )
 
 
+def _run(tmp_path, deliveries, out, key: str) -> subprocess.CompletedProcess:
+    return _utfall(
+        "run",
+        str(EXAMPLE_PLAN),
+        "--deliveries",
+        str(deliveries),
+        "--warehouse",
+        str(tmp_path / "w.duckdb"),
+        "--out",
+        str(out),
+        env_key=key,
+    )
+
+
 def test_simulate_then_run(tmp_path, pseudonym_key):
     deliveries = tmp_path / "deliveries"
     sim = _utfall(
@@ -43,17 +57,7 @@ def test_simulate_then_run(tmp_path, pseudonym_key):
     assert truth["effect"] == 0.15
 
     out = tmp_path / "report"
-    res = _utfall(
-        "run",
-        str(EXAMPLE_PLAN),
-        "--deliveries",
-        str(deliveries),
-        "--warehouse",
-        str(tmp_path / "w.duckdb"),
-        "--out",
-        str(out),
-        env_key=pseudonym_key,
-    )
+    res = _run(tmp_path, str(deliveries), str(out), pseudonym_key)
     assert res.returncode == 0, res.stderr
     assert "[8/8] report" in res.stderr  # progress, one line per step
     assert f"report: {out / 'report.html'}" in res.stdout
@@ -65,17 +69,7 @@ def test_simulate_then_run(tmp_path, pseudonym_key):
 
 
 def test_run_with_missing_deliveries_fails_clearly(tmp_path, pseudonym_key):
-    res = _utfall(
-        "run",
-        str(EXAMPLE_PLAN),
-        "--deliveries",
-        str(tmp_path / "nowhere"),
-        "--warehouse",
-        str(tmp_path / "w.duckdb"),
-        "--out",
-        str(tmp_path / "r"),
-        env_key=pseudonym_key,
-    )
+    res = _run(tmp_path, str(tmp_path / "nowhere"), str(tmp_path / "r"), pseudonym_key)
     assert res.returncode == 2
     assert "no delivery file for source 'roster'" in res.stderr
     assert "Traceback" not in res.stderr
@@ -87,17 +81,7 @@ def test_run_while_warehouse_is_locked_fails_clearly(tmp_path, pseudonym_key, de
 
     holder = duckdb.connect(str(tmp_path / "w.duckdb"))  # another writer, e.g. dagster dev
     try:
-        res = _utfall(
-            "run",
-            str(EXAMPLE_PLAN),
-            "--deliveries",
-            str(deliveries),
-            "--warehouse",
-            str(tmp_path / "w.duckdb"),
-            "--out",
-            str(tmp_path / "r"),
-            env_key=pseudonym_key,
-        )
+        res = _run(tmp_path, str(deliveries), str(tmp_path / "r"), pseudonym_key)
     finally:
         holder.close()
     assert res.returncode == 2
