@@ -1,40 +1,40 @@
-"""Raw layer: one asset per delivery source of the plan."""
+"""Raw layer: one asset per delivery source of a contract; the first to run starts the run."""
 
-from pathlib import Path
+from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, asset
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MetadataValue, asset
-from dagster_duckdb import DuckDBResource
-
-from pipelines.resources import ContractResource
-from utfall import warehouse
+from assets.common import GROUPS, key, open_run
 from utfall.ingest import ingest_source
-from utfall.pipeline import key_for
+from utfall.pipeline import stage
+from utfall.plan import Plan
 
 
-def raw_asset(source: dict) -> AssetsDefinition:
+def raw_asset(plan: Plan, source: dict, resource: str) -> AssetsDefinition:
     name = source["name"]
 
     @asset(
-        key=AssetKey(["raw", name]),
-        group_name="ingest",
+        key=key(plan, "raw", name),
+        group_name=GROUPS["ingest"],
         kinds={"duckdb"},
-        description=f"Delivered rows of source '{name}' ({source['kind']}, {source['path']}), "
-        "identity numbers replaced by a keyed hash; ledger in raw.deliveries.",
+        required_resource_keys={"duckdb", resource},
+        description=f"Delivered rows of source '{name}' ({source['kind']}, {source['path']}) "
+        "for this run, identity numbers replaced by a keyed hash; ledger in "
+        "ledger.deliveries. Published (raw.<kind>) only when the whole run succeeds.",
     )
-    def _raw(
-        context: AssetExecutionContext, duckdb: DuckDBResource, contract: ContractResource
-    ) -> None:
-        plan = contract.plan()
-        with duckdb.get_connection() as con:
-            warehouse.prepare(con)
-            ledger = ingest_source(
-                con, plan, name, contract.deliveries(plan), key_for(Path(duckdb.database))
+    def _raw(context: AssetExecutionContext) -> None:
+        with open_run(context, resource, start=True) as (con, plan_, run, contract, key_bytes):
+            ledger = stage(
+                con,
+                plan_,
+                run,
+                f"ingest {name}",
+                lambda: ingest_source(con, plan_, run, name, contract.deliveries(plan_), key_bytes),
             )
         context.add_output_metadata(
             {
-                "rows": sum(d.rows for d in ledger),
+                "rows": sum(d.rows or 0 for d in ledger),
                 "files": MetadataValue.json([d.to_dict() for d in ledger]),
-                "plan_hash": plan.hash,
+                "plan_hash": plan_.hash,
+                "utfall_run_id": run.run_id,
             }
         )
 

@@ -1,27 +1,70 @@
-"""Marts: the unit x quarter outcome panel."""
+"""Marts: the unit x quarter outcome panel, effect estimates, and the proposed payment."""
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, asset
-from dagster_duckdb import DuckDBResource
+from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, asset
 
-from pipelines.resources import ContractResource
-from utfall import warehouse
+from assets.common import GROUPS, key, open_run
 from utfall.metrics import build_outcome_panel
+from utfall.pipeline import estimate_effects, propose_payment, stage
+from utfall.plan import Plan
 
 
-def outcome_panel_asset(staging_keys: list[AssetKey]) -> AssetsDefinition:
+def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
     @asset(
-        key=AssetKey(["marts", "outcome_panel"]),
-        deps=staging_keys,
-        group_name="measure",
+        key=key(plan, "marts", "outcome_panel"),
+        deps=[key(plan, "staging", "data_quality")],
+        group_name=GROUPS["measure"],
         kinds={"duckdb"},
+        required_resource_keys={"duckdb", resource},
         description="Each outcome per cohort unit and quarter: numerator, denominator, value.",
     )
-    def _panel(
-        context: AssetExecutionContext, duckdb: DuckDBResource, contract: ContractResource
-    ) -> None:
-        plan = contract.plan()
-        with duckdb.get_connection() as con:
-            panel = build_outcome_panel(warehouse.prepare(con), plan)
+    def _panel(context: AssetExecutionContext) -> None:
+        with open_run(context, resource) as (con, plan_, run, _c, _k):
+            panel = stage(
+                con, plan_, run, "outcome panel", lambda: build_outcome_panel(con, plan_, run)
+            )
         context.add_output_metadata({"rows": panel.height, "units": panel["unit_id"].n_unique()})
 
-    return _panel
+    @asset(
+        key=key(plan, "marts", "effects"),
+        deps=[key(plan, "marts", "outcome_panel")],
+        group_name=GROUPS["measure"],
+        kinds={"duckdb"},
+        required_resource_keys={"duckdb", resource},
+        description="One effect estimate per outcome, with confidence interval and diagnostics.",
+    )
+    def _effects(context: AssetExecutionContext) -> None:
+        with open_run(context, resource) as (con, plan_, run, _c, _k):
+            results = stage(con, plan_, run, "effects", lambda: estimate_effects(con, plan_, run))
+        context.add_output_metadata(
+            {
+                r.outcome: MetadataValue.json(
+                    {
+                        "estimate": r.estimate,
+                        "ci": [r.ci_low, r.ci_high],
+                        "relative": r.relative_estimate,
+                    }
+                )
+                for r in results
+            }
+        )
+
+    @asset(
+        key=key(plan, "marts", "payments_proposed"),
+        deps=[key(plan, "marts", "effects")],
+        group_name=GROUPS["pay"],
+        kinds={"duckdb"},
+        required_resource_keys={"duckdb", resource},
+        description="Payment lines under the plan's terms, exact decimals; due only after "
+        "the validator approves.",
+    )
+    def _payment(context: AssetExecutionContext) -> None:
+        with open_run(context, resource) as (con, plan_, run, _c, _k):
+            proposal = stage(con, plan_, run, "payment", lambda: propose_payment(con, plan_, run))
+        context.add_output_metadata(
+            {
+                "total": f"{proposal['total']} {proposal['currency']}",
+                "lines": MetadataValue.json(proposal["lines"]),
+            }
+        )
+
+    return [_panel, _effects, _payment]

@@ -1,27 +1,37 @@
-"""The validator report directory: report.json, report.html, manifest.json."""
+"""The validator report (report.json, report.html, manifest.json); publishing the run."""
 
-from dagster import AssetExecutionContext, AssetKey, MetadataValue, asset
-from dagster_duckdb import DuckDBResource
+from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, asset
 
-from pipelines.resources import ContractResource
-from utfall import report, warehouse
-from utfall.pipeline import assemble_report
+from assets.common import GROUPS, key, open_run
+from utfall.pipeline import publish_report, stage
+from utfall.plan import Plan
 
 
-@asset(
-    key=AssetKey(["reports", "validator_report"]),
-    deps=[AssetKey(["marts", "payments_proposed"])],
-    group_name="report",
-    kinds={"html", "json"},
-    description="The report an independent validator reviews; approval triggers payment.",
-)
-def validator_report(
-    context: AssetExecutionContext, duckdb: DuckDBResource, contract: ContractResource
-) -> None:
-    plan = contract.plan()
-    with duckdb.get_connection() as con:
-        doc = assemble_report(warehouse.prepare(con), plan)
-    paths = report.write_report(doc, contract.reports(plan))
-    context.add_output_metadata(
-        {"report": MetadataValue.path(str(paths["report.html"])), "plan_hash": plan.hash}
+def report_asset(plan: Plan, resource: str) -> AssetsDefinition:
+    @asset(
+        key=key(plan, "reports", "validator_report"),
+        deps=[key(plan, "marts", "payments_proposed")],
+        group_name=GROUPS["report"],
+        kinds={"html", "json"},
+        required_resource_keys={"duckdb", resource},
+        description="The report an independent validator reviews; approval triggers payment. "
+        "Writing it publishes the run: raw, staging, quarantine and marts then show it.",
     )
+    def _report(context: AssetExecutionContext) -> None:
+        with open_run(context, resource) as (con, plan_, run, contract, _k):
+            paths = stage(
+                con,
+                plan_,
+                run,
+                "report and publish",
+                lambda: publish_report(con, plan_, run, contract.reports(plan_)),
+            )
+        context.add_output_metadata(
+            {
+                "report": MetadataValue.path(str(paths["report.html"])),
+                "plan_hash": plan_.hash,
+                "utfall_run_id": run.run_id,
+            }
+        )
+
+    return _report

@@ -1,4 +1,5 @@
-"""Staging layer: validated rows per source, quarantine of the rest, and blocking checks."""
+"""Staging layer: validated rows per source, quarantine of the rest, blocking checks; the
+roster's units against the plan; data-quality expectations before measurement."""
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -6,91 +7,161 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     MetadataValue,
     asset,
     asset_check,
 )
-from dagster_duckdb import DuckDBResource
 
-from pipelines.resources import ContractResource
+from assets.common import GROUPS, key, open_run
 from utfall import warehouse
+from utfall.cohort import check_cohort
+from utfall.pipeline import check_quality, stage
+from utfall.plan import Plan
 from utfall.validate import failures, validate_source
 
 
-def staging_asset(source: dict, roster: str) -> AssetsDefinition:
+def staging_asset(plan: Plan, source: dict, resource: str) -> AssetsDefinition:
     name = source["name"]
-    deps = [AssetKey(["raw", name])]
+    roster = plan.data["cohort"]["roster_source"]
+    deps = [key(plan, "raw", name)]
     if name != roster:
-        deps.append(AssetKey(["staging", roster]))
+        deps.append(key(plan, "staging", roster))
 
     @asset(
-        key=AssetKey(["staging", name]),
+        key=key(plan, "staging", name),
         deps=deps,
-        group_name="validate",
+        group_name=GROUPS["validate"],
         kinds={"duckdb", "pandera"},
-        description=f"Validated, typed rows of '{name}'; failing rows go to quarantine.rows "
-        "with the rule they broke.",
+        required_resource_keys={"duckdb", resource},
+        description=f"Validated, typed rows of '{name}'; failing rows go to quarantine with "
+        "the rule they broke."
+        + (" Then the plan's units are checked against the roster." if name == roster else ""),
     )
-    def _staging(
-        context: AssetExecutionContext, duckdb: DuckDBResource, contract: ContractResource
-    ) -> None:
-        plan = contract.plan()
-        with duckdb.get_connection() as con:
-            summary = validate_source(warehouse.prepare(con), plan, name)
-        context.add_output_metadata(
-            {
+    def _staging(context: AssetExecutionContext) -> None:
+        with open_run(context, resource) as (con, plan_, run, _c, _k):
+            summary = stage(
+                con, plan_, run, f"validate {name}", lambda: validate_source(con, plan_, run, name)
+            )
+            meta = {
                 "delivered": summary.delivered,
                 "loaded": summary.loaded,
                 "quarantined": summary.quarantined,
                 "quarantined_by_rule": MetadataValue.json(summary.by_rule),
             }
-        )
+            if name == roster:
+                cohort = stage(
+                    con, plan_, run, "cohort units", lambda: check_cohort(con, plan_, run)
+                )
+                meta["cohort_messages"] = MetadataValue.json(cohort.messages())
+        context.add_output_metadata(meta)
 
     return _staging
 
 
-def staging_checks(source: dict) -> list[AssetChecksDefinition]:
+def quality_asset(plan: Plan, resource: str) -> AssetsDefinition:
+    @asset(
+        key=key(plan, "staging", "data_quality"),
+        deps=[key(plan, "staging", s["name"]) for s in plan.sources],
+        group_name=GROUPS["validate"],
+        kinds={"duckdb", "great_expectations"},
+        required_resource_keys={"duckdb", resource},
+        description="Completeness and statistical expectations (Great Expectations) on every "
+        "source; failed blocking ones stop the run before measurement.",
+    )
+    def _quality(context: AssetExecutionContext) -> None:
+        with open_run(context, resource) as (con, plan_, run, contract, _k):
+            from utfall.ingest import Delivery
+
+            ledger = warehouse.read_table(
+                con,
+                "SELECT source, file, sha256, bytes, rows FROM ledger.deliveries "
+                "WHERE run_id = $run_id ORDER BY source, file",
+                {"run_id": run.run_id},
+            )
+            deliveries = [Delivery(**r) for r in ledger.to_dicts()]
+            results = stage(
+                con,
+                plan_,
+                run,
+                "data quality",
+                lambda: check_quality(con, plan_, run, contract.deliveries(plan_), deliveries),
+            )
+        context.add_output_metadata(
+            {
+                "met": sum(r["success"] for r in results),
+                "expectations": len(results),
+                "failed": MetadataValue.json(
+                    [
+                        {k: r[k] for k in ("source", "expectation", "severity", "observed")}
+                        for r in results
+                        if not r["success"]
+                    ]
+                ),
+            }
+        )
+
+    return _quality
+
+
+def staging_checks(plan: Plan, source: dict, resource: str) -> list[AssetChecksDefinition]:
     name = source["name"]
-    key = AssetKey(["staging", name])
+    kind = source["kind"]
+    asset_key = key(plan, "staging", name)
+
+    def _counts(context: AssetCheckExecutionContext) -> dict:
+        scope = {
+            "contract_id": plan.contract_id,
+            "run_id": context.run.run_id,
+            "source": name,
+        }
+        where = "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source"
+        with context.resources.duckdb.get_connection() as con:
+            return {
+                "delivered": warehouse.scalar(
+                    con, f"SELECT count(*) FROM work.raw_{kind} {where}", scope
+                ),
+                "loaded": warehouse.scalar(
+                    con, f"SELECT count(*) FROM work.staging_{kind} {where}", scope
+                ),
+                "quarantined": warehouse.scalar(
+                    con, f"SELECT count(*) FROM work.quarantine_rows {where}", scope
+                ),
+            }
 
     @asset_check(
-        asset=key,
+        asset=asset_key,
         name="reconciles",
         blocking=True,
-        description="Rows delivered = rows loaded + rows quarantined.",
+        required_resource_keys={"duckdb"},
+        description="Rows delivered = rows loaded + rows quarantined (this run).",
     )
-    def _reconciles(
-        context: AssetCheckExecutionContext, duckdb: DuckDBResource
-    ) -> AssetCheckResult:
-        with duckdb.get_connection() as con:
-            delivered = warehouse.scalar(con, f"SELECT count(*) FROM raw.{name}")
-            loaded = warehouse.scalar(con, f"SELECT count(*) FROM staging.{name}")
-            quarantined = warehouse.scalar(
-                con, "SELECT count(*) FROM quarantine.rows WHERE source = ?", [name]
-            )
+    def _reconciles(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        c = _counts(context)
         return AssetCheckResult(
-            passed=delivered == loaded + quarantined,
+            passed=c["delivered"] == c["loaded"] + c["quarantined"],
             severity=AssetCheckSeverity.ERROR,
-            metadata={"delivered": delivered, "loaded": loaded, "quarantined": quarantined},
+            metadata=c,
         )
 
     @asset_check(
-        asset=key,
+        asset=asset_key,
         name="pandera_contract",
         blocking=True,
+        required_resource_keys={"duckdb"},
         description="The staged rows satisfy the source's Pandera set model.",
     )
-    def _contract(
-        context: AssetCheckExecutionContext, duckdb: DuckDBResource, contract: ContractResource
-    ) -> AssetCheckResult:
+    def _contract(context: AssetCheckExecutionContext) -> AssetCheckResult:
         from schemas import MODELS
 
-        plan = contract.plan()
-        _, set_model = MODELS[plan.source(name)["kind"]]
-        with duckdb.get_connection() as con:
-            rows = warehouse.read_table(con, f"SELECT * FROM staging.{name} ORDER BY _file, _line")
+        _, set_model = MODELS[kind]
+        with context.resources.duckdb.get_connection() as con:
+            rows = warehouse.read_table(
+                con,
+                f"SELECT * FROM work.staging_{kind} WHERE contract_id = $contract_id "
+                "AND run_id = $run_id AND source = $source ORDER BY _file, _line",
+                {"contract_id": plan.contract_id, "run_id": context.run.run_id, "source": name},
+            )
         failed = failures(set_model, rows)
         return AssetCheckResult(
             passed=failed.height == 0,

@@ -7,26 +7,32 @@ import json
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
-from pipelines.definitions import build_assets, defs
-from pipelines.resources import ContractResource
+from pipelines.definitions import build_assets, defs, job_name
+from pipelines.resources import ContractResource, resource_key
 from utfall import warehouse
 from utfall.cli import EXAMPLE_PLAN
 
+CONTRACT = "demokommun-korttidssjuk-2025"
 
-def test_definitions_load():
+
+def test_definitions_load(example_plan):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {
-        "raw/roster",
-        "raw/sick_leave",
-        "staging/roster",
-        "staging/sick_leave",
-        "marts/outcome_panel",
-        "marts/effects",
-        "marts/payments_proposed",
-        "reports/validator_report",
+        f"{CONTRACT}/{k}"
+        for k in (
+            "raw/roster",
+            "raw/sick_leave",
+            "staging/roster",
+            "staging/sick_leave",
+            "staging/data_quality",
+            "marts/outcome_panel",
+            "marts/effects",
+            "marts/payments_proposed",
+            "reports/validator_report",
+        )
     } <= keys
-    assert defs.resolve_job_def("measure_contract") is not None
+    assert defs.resolve_job_def(job_name(example_plan)) is not None
 
 
 def test_materialize_all(example_plan, deliveries, tmp_path):
@@ -36,7 +42,7 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
         [*assets, *checks],
         resources={
             "duckdb": DuckDBResource(database=str(db)),
-            "contract": ContractResource(
+            resource_key(example_plan): ContractResource(
                 plan_path=str(EXAMPLE_PLAN),
                 deliveries_dir=str(deliveries),
                 reports_dir=str(tmp_path / "report"),
@@ -47,7 +53,14 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
     assert result.success
     checks_run = result.get_asset_check_evaluations()
     assert len(checks_run) == 4 and all(c.passed for c in checks_run)
-    meta = result.asset_materializations_for_node("staging__sick_leave")[0].metadata
+    node = f"{CONTRACT.replace('-', '_')}__staging__sick_leave"
+    events = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey([CONTRACT, "staging", "sick_leave"])
+    ]
+    assert events, node
+    meta = events[0].materialization.metadata
     assert meta["delivered"].value == meta["loaded"].value + meta["quarantined"].value
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["plan"]["hash"] == example_plan.hash
@@ -57,5 +70,5 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
     finally:
         con.close()
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert AssetKey(["reports", "validator_report"]) in materialized
+    assert AssetKey([CONTRACT, "reports", "validator_report"]) in materialized
     assert len(materialized) == len(assets)

@@ -59,7 +59,7 @@ def test_simulate_then_run(tmp_path, pseudonym_key):
     out = tmp_path / "report"
     res = _run(tmp_path, str(deliveries), str(out), pseudonym_key)
     assert res.returncode == 0, res.stderr
-    assert "[8/8] report" in res.stderr  # progress, one line per step
+    assert "[10/10] report and publish" in res.stderr  # progress, one line per step
     assert f"report: {out / 'report.html'}" in res.stdout
     report = json.loads((out / "report.json").read_text())
     effect = report["effects"][0]
@@ -71,7 +71,7 @@ def test_simulate_then_run(tmp_path, pseudonym_key):
 def test_run_with_missing_deliveries_fails_clearly(tmp_path, pseudonym_key):
     res = _run(tmp_path, str(tmp_path / "nowhere"), str(tmp_path / "r"), pseudonym_key)
     assert res.returncode == 2
-    assert "no delivery file for source 'roster'" in res.stderr
+    assert "the deliveries folder does not exist" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "r").exists()
 
@@ -85,4 +85,4 @@ def test_run_while_warehouse_is_locked_fails_clearly(tmp_path, pseudonym_key, de
     finally:
         holder.close()
     assert res.returncode == 2
-    assert "cannot open the warehouse" in res.stderr and "Traceback" not in res.stderr
+    assert "open for writing in another process" in res.stderr and "Traceback" not in res.stderr

@@ -51,7 +51,7 @@ def _wait(predicate, timeout: float, what: str):
 
 
 def test_dagster_dev_loads_and_materialises(tmp_path, pseudonym_key):
-    deliveries = tmp_path / "deliveries"
+    deliveries = tmp_path / "deliveries" / "demokommun-korttidssjuk-2025"
     simulate_deliveries(
         EXAMPLE_PLAN, deliveries, employees=1500, effect=0.12, defect_rate=0.01, seed=None
     )
@@ -62,7 +62,7 @@ def test_dagster_dev_loads_and_materialises(tmp_path, pseudonym_key):
         os.environ,
         DAGSTER_HOME=str(home),
         UTFALL_WAREHOUSE=str(tmp_path / "w.duckdb"),
-        UTFALL_DELIVERIES=str(deliveries),
+        UTFALL_DELIVERIES=str(deliveries.parent),
         UTFALL_REPORTS=str(tmp_path / "report"),
     )
     dagster = Path(sys.executable).with_name("dagster")
@@ -82,7 +82,12 @@ def test_dagster_dev_loads_and_materialises(tmp_path, pseudonym_key):
             "the asset graph",
         )
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
-        assert {"raw/roster", "staging/sick_leave", "reports/validator_report"} <= keys
+        prefix = "demokommun-korttidssjuk-2025/"
+        assert {
+            prefix + "raw/roster",
+            prefix + "staging/sick_leave",
+            prefix + "reports/validator_report",
+        } <= keys
         repo = _graphql(
             port,
             "{ repositoriesOrError { ... on RepositoryConnection { nodes { name "
@@ -94,7 +99,7 @@ def test_dagster_dev_loads_and_materialises(tmp_path, pseudonym_key):
             + repo["location"]["name"]
             + '", repositoryName: "'
             + repo["name"]
-            + '", jobName: "measure_contract" } }) { __typename '
+            + '", jobName: "measure_demokommun_korttidssjuk_2025" } }) { __typename '
             "... on LaunchRunSuccess { run { runId } } } }",
         )["data"]["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
@@ -107,7 +112,7 @@ def test_dagster_dev_loads_and_materialises(tmp_path, pseudonym_key):
             return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
 
         assert _wait(finished, 300, "the run to finish") == "SUCCESS"
-        assert (tmp_path / "report" / "report.json").exists()
+        assert (tmp_path / "report" / "demokommun-korttidssjuk-2025" / "report.json").exists()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

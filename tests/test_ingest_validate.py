@@ -12,14 +12,22 @@ import pytest
 from utfall import warehouse
 from utfall.ingest import DeliveryError, ingest_source
 from utfall.validate import DeliveryRejected, validate_frame, validate_source
+from utfall.warehouse import runs
 
 KEY = b"k" * 32
 
 
 def _load(con, plan, deliveries: Path):
+    run = runs.start(con, plan.contract_id, plan.hash)
     for s in plan.sources:
-        ingest_source(con, plan, s["name"], deliveries, KEY)
-    return [validate_source(con, plan, n) for n in ("roster", "sick_leave")]
+        ingest_source(con, plan, run, s["name"], deliveries, KEY)
+    return [validate_source(con, plan, run, n) for n in ("roster", "sick_leave")]
+
+
+def _ingest(con, plan, name, deliveries):
+    return ingest_source(
+        con, plan, runs.start(con, plan.contract_id, plan.hash), name, deliveries, KEY
+    )
 
 
 @pytest.fixture
@@ -42,7 +50,10 @@ def test_quarantine_matches_injected_defects(con, example_plan, deliveries, trut
         "duplicate_row": truth["defects"]["roster"]["duplicate_row"],
         "invalid_personnummer": truth["defects"]["roster"]["invalid_checksum"],
     }
-    recon = warehouse.read_table(con, "SELECT * FROM quarantine.reconciliation ORDER BY source")
+    recon = warehouse.read_table(
+        con,
+        "SELECT source, delivered, loaded, quarantined FROM work.reconciliation ORDER BY source",
+    )
     assert recon.rows() == [
         ("roster", roster.delivered, roster.loaded, roster.quarantined),
         ("sick_leave", spells.delivered, spells.loaded, spells.quarantined),
@@ -51,7 +62,9 @@ def test_quarantine_matches_injected_defects(con, example_plan, deliveries, trut
 
 def test_quarantined_rows_name_file_line_and_rule(con, example_plan, deliveries):
     _load(con, example_plan, deliveries)
-    q = warehouse.read_table(con, "SELECT * FROM quarantine.rows WHERE rule = 'unknown_extent'")
+    q = warehouse.read_table(
+        con, "SELECT * FROM work.quarantine_rows WHERE rule = 'unknown_extent'"
+    )
     assert q.height > 0
     row = q.row(0, named=True)
     assert row["file"] == "sick_leave.csv" and row["line"] >= 2
@@ -77,13 +90,18 @@ def test_no_clear_identity_number_in_warehouse(con, example_plan, deliveries):
         assert not any(n in text for n in sample), f"clear personnummer in {schema}.{table}"
 
 
-def test_reingest_is_idempotent(con, example_plan, deliveries):
+def test_reingest_gives_the_same_rows(con, example_plan, deliveries):
     _load(con, example_plan, deliveries)
-    first = warehouse.read_table(con, "SELECT * FROM staging.sick_leave ORDER BY _file, _line")
     _load(con, example_plan, deliveries)
-    again = warehouse.read_table(con, "SELECT * FROM staging.sick_leave ORDER BY _file, _line")
-    assert first.equals(again)
-    assert warehouse.scalar(con, "SELECT count(*) FROM raw.deliveries") == 2
+    sql = (
+        "SELECT * EXCLUDE (run_id) FROM work.staging_sick_leave_spells WHERE run_id = ("
+        "SELECT run_id FROM ledger.runs ORDER BY started_at {} LIMIT 1) ORDER BY _file, _line"
+    )
+    first = warehouse.read_table(con, sql.format("ASC"))
+    again = warehouse.read_table(con, sql.format("DESC"))
+    assert first.height > 0 and first.equals(again)
+    # The ledger keeps every receipt: two runs x two files.
+    assert warehouse.scalar(con, "SELECT count(*) FROM ledger.deliveries") == 4
 
 
 def _copy(deliveries: Path, tmp_path: Path) -> Path:
@@ -96,7 +114,7 @@ def test_missing_file(con, example_plan, deliveries, tmp_path):
     d = _copy(deliveries, tmp_path)
     (d / "sick_leave.csv").unlink()
     with pytest.raises(DeliveryError, match="no delivery file for source 'sick_leave'"):
-        ingest_source(con, example_plan, "sick_leave", d, KEY)
+        _ingest(con, example_plan, "sick_leave", d)
 
 
 def test_missing_column_names_file_and_columns(con, example_plan, deliveries, tmp_path):
@@ -104,9 +122,9 @@ def test_missing_column_names_file_and_columns(con, example_plan, deliveries, tm
     f = d / "sick_leave.csv"
     f.write_text(f.read_text().replace("extent", "omfattning", 1))
     with pytest.raises(DeliveryError) as err:
-        ingest_source(con, example_plan, "sick_leave", d, KEY)
+        _ingest(con, example_plan, "sick_leave", d)
     assert str(f) in str(err.value) and "missing column(s) extent" in str(err.value)
-    assert not warehouse.table_exists(con, "raw", "sick_leave")  # nothing half-written
+    assert warehouse.scalar(con, "SELECT count(*) FROM work.raw_sick_leave_spells") == 0
 
 
 def test_wrong_encoding_names_line(con, example_plan, deliveries, tmp_path):
@@ -116,7 +134,7 @@ def test_wrong_encoding_names_line(con, example_plan, deliveries, tmp_path):
     lines[3] = lines[3] + b"\xe5"  # a Latin-1 byte in a UTF-8 file
     f.write_bytes(b"\n".join(lines))
     with pytest.raises(DeliveryError, match=r"line 4: not valid utf-8"):
-        ingest_source(con, example_plan, "roster", d, KEY)
+        _ingest(con, example_plan, "roster", d)
 
 
 def test_header_only_file(con, example_plan, deliveries, tmp_path):
@@ -124,7 +142,7 @@ def test_header_only_file(con, example_plan, deliveries, tmp_path):
     f = d / "sick_leave.csv"
     f.write_text(f.read_text().splitlines()[0] + "\n")
     with pytest.raises(DeliveryError, match="no data rows"):
-        ingest_source(con, example_plan, "sick_leave", d, KEY)
+        _ingest(con, example_plan, "sick_leave", d)
 
 
 def test_several_files_match_a_glob(con, example_plan, deliveries, tmp_path):
@@ -132,7 +150,7 @@ def test_several_files_match_a_glob(con, example_plan, deliveries, tmp_path):
     text = (d / "sick_leave.csv").read_text().splitlines()
     (d / "sick_leave.csv").write_text("\n".join(text[:1000]) + "\n")
     (d / "sick_leave_2.csv").write_text("\n".join(text[:1] + text[1000:]) + "\n")
-    ledger = ingest_source(con, example_plan, "sick_leave", d, KEY)
+    ledger = _ingest(con, example_plan, "sick_leave", d)
     assert [x.file for x in ledger] == ["sick_leave.csv", "sick_leave_2.csv"]
     assert sum(x.rows for x in ledger) == len(text) - 1
 
@@ -147,10 +165,10 @@ def test_delivery_over_quarantine_limit_is_rejected(con, example_plan, deliverie
     f.write_text("\n".join(bad) + "\n")
     with pytest.raises(DeliveryRejected, match=r"above the plan's limit of 5.0%.*unknown_extent"):
         _load(con, example_plan, d)
-    # Quarantine is kept for inspection; staging is emptied so nothing stale flows on.
-    assert warehouse.scalar(con, "SELECT count(*) FROM staging.sick_leave") == 0
+    # Nothing is published; the run's quarantine is kept for inspection.
+    assert warehouse.scalar(con, "SELECT count(*) FROM staging.sick_leave_spells") == 0
     assert (
-        warehouse.scalar(con, "SELECT count(*) FROM quarantine.rows WHERE source = 'sick_leave'")
+        warehouse.scalar(con, "SELECT count(*) FROM quarantine.by_run WHERE source = 'sick_leave'")
         > 0
     )
 

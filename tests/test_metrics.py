@@ -9,6 +9,9 @@ import pytest
 
 from utfall import warehouse
 from utfall.metrics import outcome_panel, quarters
+from utfall.warehouse.runs import Run
+
+RUN = Run("r1", "demokommun-korttidssjuk-2025")
 
 D = dt.date
 
@@ -54,8 +57,19 @@ def con(tmp_path):
             "extent": [100, 50, 100, 100, 100, 100],
         }
     )
-    warehouse.replace_table(con, "staging.roster", roster)
-    warehouse.replace_table(con, "staging.sick_leave", spells)
+    run = RUN
+    for table, frame, source in (
+        ("work.staging_employee_roster", roster, "roster"),
+        ("work.staging_sick_leave_spells", spells, "sick_leave"),
+    ):
+        n = frame.height
+        frame = frame.with_columns(
+            _file=pl.lit("f.csv"), _line=pl.int_range(2, n + 2, dtype=pl.Int64)
+        )
+        if source == "roster":
+            frame = frame.with_columns(birth_year=pl.lit(1970), sex=pl.lit("K"))
+        with warehouse.transaction(con):
+            warehouse.insert_rows(con, table, frame, {**run.scope, "source": source})
     return con
 
 
@@ -76,7 +90,7 @@ def test_quarters_cover_plan(example_plan):
 
 
 def test_short_term_sick_days_by_hand(con, example_plan):
-    panel = outcome_panel(con, example_plan)
+    panel = outcome_panel(con, example_plan, RUN)
     # HEMTJ-01, Q1 2025 (90 days). Counted: A (100 %, all 90 days) and B (hired 15 Feb:
     # 45 days); E works 20 % < the plan's minimum 25 %, D's unit is not in the cohort.
     # headcount = (90 + 45) / 90 = 1.5.
@@ -100,7 +114,7 @@ def test_short_term_sick_days_by_hand(con, example_plan):
 
 
 def test_sick_leave_rate_by_hand(con, example_plan):
-    panel = outcome_panel(con, example_plan)
+    panel = outcome_panel(con, example_plan, RUN)
     # Scheduled: A 90 days x 100 % + B 45 days x 50 % = 112.5 day-equivalents.
     # Sick: A 1-20 Jan at 100 % = 20; A 1-3 Mar at 50 % = 1.5; B 15-20 Feb (all spell days,
     # not only 1-14) x 100 % spell x 50 % employment = 3.  Total 24.5.
@@ -110,6 +124,6 @@ def test_sick_leave_rate_by_hand(con, example_plan):
 
 
 def test_units_without_spells_have_zero_not_missing(con, example_plan):
-    panel = outcome_panel(con, example_plan)
+    panel = outcome_panel(con, example_plan, RUN)
     c = _cell(panel, "short_term_sick_days", "HEMTJ-01", D(2023, 4, 1))
     assert c["numerator"] == 0 and c["denominator"] == pytest.approx(1.0)

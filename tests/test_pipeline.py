@@ -14,13 +14,21 @@ from utfall.pipeline import run
 @pytest.fixture(scope="module")
 def runs(example_plan, deliveries, tmp_path_factory):
     """The example measured twice, into two fresh warehouses and report folders."""
+    from tests.conftest import TEST_KEY
+
     out = []
-    for i in range(2):
-        root = tmp_path_factory.mktemp(f"run{i}")
-        result = run(
-            example_plan, root / "w.duckdb", deliveries, root / "report", progress=lambda _msg: None
-        )
-        out.append((root, result))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
+        for i in range(2):
+            root = tmp_path_factory.mktemp(f"run{i}")
+            result = run(
+                example_plan,
+                root / "w.duckdb",
+                deliveries,
+                root / "report",
+                progress=lambda _msg: None,
+            )
+            out.append((root, result))
     return out
 
 

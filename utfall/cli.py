@@ -1,7 +1,7 @@
 """The `utfall` command: show a plan, simulate deliveries, run a measurement, run the demo.
 
-Errors in what the user gave (a plan, a delivery) print one clear message and exit 2;
-nothing is half-written.
+Errors in what the user gave (a plan, a delivery, a key, a warehouse file) print one clear
+message and exit 2 (`--debug` shows the traceback); a run that fails publishes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from utfall.plan import PlanError, load_plan
+from utfall.plan import load_plan
 from utfall.warehouse import REPO_ROOT, default_path
 
 EXAMPLE_PLAN = REPO_ROOT / "data" / "plans" / "botkyrka_sick_leave.yaml"
@@ -104,6 +104,8 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out or REPORTS_ROOT / plan.contract_id)
     warehouse = Path(args.warehouse or default_path())
     result = run(plan, warehouse, deliveries, out)
+    for note in result.notes:
+        print(f"note: {note}")
     for e in result.effects:
         print(
             f"{e.outcome}: {e.estimate:+.4f} ({e.confidence:.0%} CI {e.ci_low:+.4f} to "
@@ -111,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
             f"(CI {e.relative_ci_low:+.1%} to {e.relative_ci_high:+.1%})"
         )
     print(f"proposed payment: {result.payment['total']} {result.payment['currency']}")
-    print(f"warehouse: {warehouse}")
+    print(f"warehouse: {warehouse} (run {result.run_id}, published)")
     print(f"report: {result.report_paths['report.html']}")
     return 0
 
@@ -130,6 +132,9 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="utfall", description="Measure an outcome contract and write the validator report."
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error, not one line"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -172,20 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import duckdb
-
-    from utfall.ingest import DeliveryError
-    from utfall.validate import DeliveryRejected
+    from utfall.errors import UserError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (PlanError, DeliveryError, DeliveryRejected) as exc:
+    except UserError as exc:
+        if args.debug:
+            raise
         print(f"utfall: error: {exc}", file=sys.stderr)
         return 2
-    except duckdb.IOException as exc:  # most often: another process holds the write lock
-        print(f"utfall: error: cannot open the warehouse: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("utfall: interrupted; nothing of this run was published", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,32 +1,39 @@
-"""Read a source's delivery files into the raw layer, pseudonymised, with a ledger entry.
+"""Read a source's delivery files into the run's raw rows, pseudonymised, with a ledger entry.
 
 Each file is hashed (sha256) and read with every column as text, so a bad value becomes a
 quarantined row later rather than a crashed load. A file that cannot be used at all
-(missing, wrong encoding, missing columns, no rows) stops the run with an error naming
-the file and the problem, before anything is written. Identity numbers are checked and
-replaced by a keyed hash in memory; the clear number never reaches DuckDB.
+(missing, outside the deliveries folder, wrong encoding, ragged, missing or duplicate
+columns, no rows, identity numbers in a column that should not hold them) stops the run
+with an error naming the file, line and problem, before any row is written; the file is
+still entered in the delivery ledger as rejected. Identity numbers are checked and
+replaced by a keyed hash in memory; the clear number never reaches DuckDB, and no message
+echoes delivered values.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from utfall import personnummer, warehouse
+from utfall import personnummer
+from utfall.errors import UserError
 from utfall.plan import SOURCE_KINDS, Plan
+from utfall.warehouse import insert_rows, transaction
+from utfall.warehouse.deliveries import record_received
+from utfall.warehouse.layout import KIND_COLUMNS
+from utfall.warehouse.runs import Run
 
-#: Columns every raw table carries for lineage; the identity column becomes `person_id`.
+#: Columns every raw row carries for lineage; the identity column becomes `person_id`.
 LINEAGE = ("_file", "_line")
 
 
-class DeliveryError(ValueError):
+class DeliveryError(UserError):
     """A delivery file that cannot be loaded at all; names the file and the problem."""
 
     def __init__(self, file: Path | str, problem: str):
@@ -37,22 +44,41 @@ class DeliveryError(ValueError):
 
 @dataclass(frozen=True)
 class Delivery:
-    """One delivered file as recorded in the ledger (`raw.deliveries`)."""
+    """One delivered file as recorded in the ledger (`ledger.deliveries`)."""
 
     source: str
     file: str
     sha256: str
     bytes: int
-    rows: int
+    rows: int | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def delivery_files(source: dict[str, Any], deliveries_dir: Path) -> list[Path]:
-    """The files a source's path or glob matches, sorted by name; error when none."""
+    """The files a source's path or glob matches, sorted by name; error when none.
+
+    The pattern must be relative and stay inside the deliveries folder; a match that is a
+    symlink pointing outside it is refused, so a plan cannot read arbitrary files.
+    """
     pattern = source["path"]
+    pure = PurePosixPath(pattern)
+    if pure.is_absolute() or ".." in pure.parts or "\\" in pattern or pattern.startswith("~"):
+        raise DeliveryError(
+            pattern,
+            f"source {source['name']!r}: the path must be relative to the deliveries folder "
+            "and must not leave it",
+        )
+    root = deliveries_dir.resolve()
+    if not deliveries_dir.is_dir():
+        raise DeliveryError(deliveries_dir, "the deliveries folder does not exist")
     files = sorted(p for p in deliveries_dir.glob(pattern) if p.is_file())
+    for p in files:
+        if not p.resolve().is_relative_to(root):
+            raise DeliveryError(
+                p, "resolves (through a symlink) to a file outside the deliveries folder"
+            )
     if not files:
         raise DeliveryError(
             deliveries_dir / pattern, f"no delivery file for source {source['name']!r}"
@@ -60,60 +86,88 @@ def delivery_files(source: dict[str, Any], deliveries_dir: Path) -> list[Path]:
     return files
 
 
-def read_delivery(path: Path, source: dict[str, Any]) -> tuple[pl.DataFrame, str, int]:
+def _read_csv(path: Path, content: bytes, source: dict[str, Any]) -> pl.DataFrame:
+    from utfall.csvread import DeliveryFileError, read_csv_text
+
+    opts = source.get("csv", {})
+    try:
+        df, lines = read_csv_text(
+            path,
+            content,
+            delimiter=opts.get("delimiter", ","),
+            encoding=opts.get("encoding", "utf-8"),
+        )
+    except DeliveryFileError as exc:
+        raise DeliveryError(path, exc.problem) from None
+    return df.with_columns(lines.alias("_line"))
+
+
+def _read_parquet(path: Path, content: bytes) -> pl.DataFrame:
+    try:
+        df = pl.read_parquet(io.BytesIO(content))
+    except Exception:  # polars raises several kinds for a broken file; never echo content
+        raise DeliveryError(path, "not a readable Parquet file (damaged or truncated)") from None
+    if len(set(df.columns)) != len(df.columns):  # pragma: no cover - parquet forbids it
+        raise DeliveryError(path, "duplicate column names")
+    df = df.with_columns(pl.all().cast(pl.String))
+    return df.with_row_index("_line", offset=1).with_columns(pl.col("_line").cast(pl.Int64))
+
+
+def read_delivery(
+    path: Path, source: dict[str, Any], reference_year: int
+) -> tuple[pl.DataFrame, str, int]:
     """Read one file as text columns renamed to canonical names, with `_line` numbers.
 
-    Returns (frame, sha256, size in bytes). `_line` is the 1-based line in the file
-    (header = line 1) for CSV and the 1-based row for Parquet.
+    Returns (frame, sha256, size in bytes). `_line` is the physical 1-based line where the
+    record starts (header = line 1) for CSV and the 1-based row for Parquet. Columns other
+    than the identity column are scanned for identity numbers: any found block the file.
     """
     try:
         content = path.read_bytes()
     except OSError as exc:
         raise DeliveryError(path, f"cannot read file: {exc.strerror}") from None
     digest = hashlib.sha256(content).hexdigest()
-    fmt = source["format"]
-    if fmt == "csv":
-        opts = source.get("csv", {})
-        encoding = opts.get("encoding", "utf-8")
-        try:
-            text = content.decode(encoding)
-        except UnicodeDecodeError as exc:
-            line = content[: exc.start].count(b"\n") + 1
-            raise DeliveryError(
-                path,
-                f"line {line}: not valid {encoding} text (byte {exc.start}); "
-                "set sources[].csv.encoding in the plan",
-            ) from None
-        try:
-            df = pl.read_csv(
-                io.StringIO(text.lstrip("\ufeff")),
-                separator=opts.get("delimiter", ","),
-                infer_schema=False,
-            )
-        except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
-            raise DeliveryError(path, f"not a readable CSV file: {exc}") from None
-        line_offset = 2
+    if source["format"] == "csv":
+        df = _read_csv(path, content, source)
     else:
-        try:
-            df = pl.read_parquet(io.BytesIO(content))
-        except Exception as exc:  # polars raises several kinds for a broken file
-            raise DeliveryError(path, f"not a readable Parquet file: {exc}") from None
-        df = df.with_columns(pl.all().cast(pl.String))
-        line_offset = 1
+        df = _read_parquet(path, content)
     mapping: dict[str, str] = source["columns"]
-    missing = [delivered for delivered in mapping.values() if delivered not in df.columns]
+    delivered = [c for c in df.columns if c != "_line"]
+    missing = [d for d in mapping.values() if d not in delivered]
     if missing:
         raise DeliveryError(
-            path, f"missing column(s) {', '.join(missing)}; the file has: {', '.join(df.columns)}"
+            path, f"missing column(s) {', '.join(missing)}; the file has: {', '.join(delivered)}"
         )
     if df.height == 0:
         raise DeliveryError(path, "the file has a header but no data rows")
     canonical = [c for c in SOURCE_KINDS[source["kind"]] if c in mapping]
-    df = df.select([pl.col(mapping[c]).str.strip_chars().alias(c) for c in canonical]).with_columns(
-        pl.when(pl.all() == "").then(None).otherwise(pl.all()).name.keep()
+    stripped = [pl.col(mapping[c]).str.strip_chars() for c in canonical]
+    df = df.select(
+        "_line",
+        *[
+            pl.when(e == "").then(None).otherwise(e).alias(c)
+            for e, c in zip(stripped, canonical, strict=True)
+        ],
     )
-    df = df.with_row_index("_line", offset=line_offset).with_columns(pl.col("_line").cast(pl.Int64))
+    _refuse_identity_numbers(path, df, mapping, reference_year)
     return df, digest, len(content)
+
+
+def _refuse_identity_numbers(
+    path: Path, df: pl.DataFrame, mapping: dict[str, str], reference_year: int
+) -> None:
+    from utfall.identity import identity_like_columns
+
+    found = identity_like_columns(df.drop("_line"), reference_year, skip=("personnummer",))
+    if found:
+        cols = ", ".join(
+            f"{mapping.get(c, c)} ({n} value{'s' if n != 1 else ''})" for c, n in found.items()
+        )
+        raise DeliveryError(
+            path,
+            f"identity numbers found in column(s) that should not hold them: {cols}. "
+            "Check the header and the plan's column mapping; nothing was loaded",
+        )
 
 
 def pseudonymise_frame(df: pl.DataFrame, key: bytes, reference_year: int) -> pl.DataFrame:
@@ -130,36 +184,64 @@ def pseudonymise_frame(df: pl.DataFrame, key: bytes, reference_year: int) -> pl.
     ).drop("personnummer")
 
 
+def raw_frame(frames: list[pl.DataFrame], kind: str) -> pl.DataFrame:
+    """The raw rows in the work table's column order (absent optional columns as null)."""
+    raw = pl.concat(frames, how="vertical")
+    cols = [*LINEAGE, "person_id", "pnr_problem", *KIND_COLUMNS[kind]]
+    return raw.with_columns(
+        [pl.lit(None, dtype=pl.String).alias(c) for c in cols if c not in raw.columns]
+    ).select(cols)
+
+
 def ingest_source(
-    con: duckdb.DuckDBPyConnection, plan: Plan, source_name: str, deliveries_dir: Path, key: bytes
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    run: Run,
+    source_name: str,
+    deliveries_dir: Path,
+    key: bytes,
 ) -> list[Delivery]:
-    """Load all files of one source into `raw.<source>`, replacing what was there."""
+    """Load all files of one source as the run's raw rows; ledger them as received.
+
+    Every file is read and checked before anything is written; a file that cannot be used
+    is entered in the ledger as rejected and stops the run.
+    """
     source = plan.source(source_name)
     reference_year = plan.period("measurement")[1].year
     frames, ledger = [], []
     for path in delivery_files(source, deliveries_dir):
-        df, digest, size = read_delivery(path, source)
         rel = _relative(path, deliveries_dir)
+        try:
+            df, digest, size = read_delivery(path, source, reference_year)
+        except DeliveryError:
+            _ledger_rejected(con, run, source_name, rel, path)
+            raise
         frames.append(pseudonymise_frame(df, key, reference_year).with_columns(_file=pl.lit(rel)))
         ledger.append(Delivery(source_name, rel, digest, size, df.height))
-    raw = pl.concat(frames, how="vertical")
-    raw = raw.select(
-        *LINEAGE, "person_id", "pnr_problem", pl.exclude(*LINEAGE, "person_id", "pnr_problem")
-    )
-    ledger_df = pl.DataFrame(
-        [d.to_dict() for d in ledger],
-        schema={
-            "source": pl.String,
-            "file": pl.String,
-            "sha256": pl.String,
-            "bytes": pl.Int64,
-            "rows": pl.Int64,
-        },
-    ).with_columns(loaded_at=pl.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)))
-    with warehouse.transaction(con):
-        warehouse.replace_table(con, f"raw.{source_name}", raw)
-        warehouse.replace_where(con, "raw.deliveries", ledger_df, "source = ?", [source_name])
+    raw = raw_frame(frames, source["kind"])
+    with transaction(con):
+        insert_rows(con, f"work.raw_{source['kind']}", raw, {**run.scope, "source": source_name})
+        record_received(con, run, source_name, [d.to_dict() for d in ledger])
     return ledger
+
+
+def _ledger_rejected(
+    con: duckdb.DuckDBPyConnection, run: Run, source: str, rel: str, path: Path
+) -> None:
+    """Enter a file that could not be read in the ledger (rows unknown); marked rejected
+    when the run is marked failed."""
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return
+    entry = {
+        "file": rel,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "bytes": len(content),
+        "rows": None,
+    }
+    with transaction(con):
+        record_received(con, run, source, [entry])
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -25,6 +25,7 @@ import polars as pl
 
 from utfall import warehouse
 from utfall.plan import Plan
+from utfall.warehouse.runs import Run
 
 PANEL_SCHEMA = {
     "outcome": pl.String,
@@ -74,7 +75,8 @@ _PANEL_SQL = """
 WITH emp AS (
     SELECT r.person_id, r.unit_id, u."group", r.employment_extent AS emp_pct,
            r.employed_from, coalesce(r.employed_to, DATE '9999-12-31') AS employed_to
-    FROM staging.{roster} r JOIN _units u USING (unit_id)
+    FROM (SELECT * FROM work.staging_employee_roster WHERE contract_id = $contract_id
+          AND run_id = $run_id AND source = $roster) r JOIN _units u USING (unit_id)
     WHERE r.employment_extent >= $min_extent
 ),
 exposure AS (
@@ -100,7 +102,8 @@ spell_days AS (
                    greatest(s.spell_start, e.employed_from, p.period_start),
                    least(s.spell_end, e.employed_to, p.period_end)) + 1)
                * s.extent * e.emp_pct)::HUGEINT AS sick_day_pct2
-    FROM staging.{spells} s
+    FROM (SELECT * FROM work.staging_sick_leave_spells WHERE contract_id = $contract_id
+          AND run_id = $run_id AND source = $spells) s
     JOIN emp e USING (person_id)
     JOIN _periods p ON s.spell_start <= p.period_end AND s.spell_end >= p.period_start
     GROUP BY ALL
@@ -115,7 +118,7 @@ ORDER BY x.unit_id, x.period_start
 """
 
 
-def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan) -> pl.DataFrame:
+def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.DataFrame:
     """The unit x quarter panel for every outcome of the plan (see module docstring)."""
     roster = plan.data["cohort"]["roster_source"]
     frames = []
@@ -129,8 +132,14 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan) -> pl.DataFrame:
             if key not in bases:
                 bases[key] = warehouse.read_table(
                     con,
-                    _PANEL_SQL.format(roster=roster, spells=key[0]),
-                    {"min_extent": plan.min_employment_extent, "max_day": key[1]},
+                    _PANEL_SQL,
+                    {
+                        "min_extent": plan.min_employment_extent,
+                        "max_day": key[1],
+                        "roster": roster,
+                        "spells": key[0],
+                        **run.scope,
+                    },
                 )
             base = bases[key]
             if outcome["metric"] == "short_term_sick_days_per_employee":
@@ -157,10 +166,11 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame(schema=PANEL_SCHEMA)
 
 
-def build_outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan) -> pl.DataFrame:
-    """Compute the panel and store it as `marts.outcome_panel` (replaced whole)."""
-    panel = outcome_panel(con, plan)
-    warehouse.replace_table(con, "marts.outcome_panel", panel)  # one statement: atomic
+def build_outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.DataFrame:
+    """Compute the run's panel and store it (published as `marts.outcome_panel`)."""
+    panel = outcome_panel(con, plan, run)
+    with warehouse.transaction(con):
+        warehouse.insert_rows(con, "work.outcome_panel", panel, run.scope)
     return panel
 
 

@@ -1,13 +1,16 @@
-"""The stages of a measurement run, each reading and writing the warehouse.
+"""The stages of a measurement run, each reading and writing the run's rows.
 
-Dagster assets call these one by one; `utfall run` calls them in order in one process.
-Because each stage reads its inputs from the warehouse and replaces its own outputs, any
-stage can be re-run alone and gives the same result.
+A run is recorded in `ledger.runs` when it starts; every stage writes rows under the run's
+id, which readers do not see; the last stage publishes the run in one transaction. Dagster
+assets call the stages one by one (one Dagster run = one utfall run); `utfall run` calls
+them in order in one process. A stage that fails marks the run failed or rejected, and the
+previously published state stays as it was.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -19,14 +22,21 @@ import duckdb
 import polars as pl
 
 from utfall import metrics, payments, personnummer, report, warehouse
+from utfall.cohort import CohortCheck, CohortError, check_cohort
+from utfall.errors import MeasurementError, QualityBlocked, UserError, WarehouseError
 from utfall.estimators.did import did_2x2
 from utfall.estimators.result import EffectResult
 from utfall.ingest import Delivery, ingest_source
 from utfall.plan import Plan
-from utfall.validate import ValidationSummary, validate_source
+from utfall.validate import DeliveryRejected, ValidationSummary, validate_source
+from utfall.warehouse import runs
+from utfall.warehouse.deliveries import changes_since_published, describe_change
+from utfall.warehouse.runs import Run
 
 #: Plan weight names -> estimator weight argument.
 WEIGHTS = {"exposure": "denominator", "equal": None}
+#: Errors that mean the delivery was refused (the run is `rejected`, not `failed`).
+REJECTIONS = (DeliveryRejected, QualityBlocked, CohortError)
 
 
 def key_for(warehouse_path: Path) -> bytes:
@@ -40,19 +50,72 @@ def validation_order(plan: Plan) -> list[str]:
     return [roster] + [s["name"] for s in plan.sources if s["name"] != roster]
 
 
-def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[EffectResult]:
-    """Run the plan's counterfactual method for every outcome; store in `marts.effects`."""
-    panel = warehouse.read_table(
-        con, "SELECT * FROM marts.outcome_panel ORDER BY outcome, unit_id, period_start"
+def start_run(
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    key: bytes,
+    *,
+    origin: str = "cli",
+    run_id: str | None = None,
+) -> Run:
+    return runs.start(
+        con,
+        plan.contract_id,
+        plan.hash,
+        plan_file=plan.path.name,
+        key_fingerprint=personnummer.key_fingerprint(key),
+        origin=origin,
+        run_id=run_id,
     )
+
+
+def stage(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, name: str, fn: Callable[[], Any]):
+    """Run one stage of `run`: check the run may proceed, then call `fn`; on any error mark
+    the run rejected (a refused delivery) or failed, and re-raise."""
+    try:
+        runs.require_running(con, run, plan.hash)
+        runs.set_stage(con, run, name)
+        return fn()
+    except BaseException as exc:
+        status = "rejected" if isinstance(exc, REJECTIONS) else "failed"
+        text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        try:
+            runs.fail(con, run, status, f"{name}: {text}")
+        except duckdb.Error:  # pragma: no cover - the original error matters more
+            pass
+        raise
+
+
+def _scoped(con: duckdb.DuckDBPyConnection, table: str, run: Run, order: str) -> pl.DataFrame:
+    return warehouse.read_table(
+        con,
+        f"SELECT * EXCLUDE (contract_id, run_id) FROM {table} "
+        f"WHERE contract_id = $contract_id AND run_id = $run_id ORDER BY {order}",
+        run.scope,
+    )
+
+
+def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[EffectResult]:
+    """Run the plan's counterfactual method for every outcome of the run's panel."""
+    panel = _scoped(con, "work.outcome_panel", run, "outcome, unit_id, period_start")
     cf = plan.counterfactual
     weight = WEIGHTS[(cf.get("parameters") or {}).get("weight", "exposure")]
     results = []
     for outcome in plan.outcomes:
         sub = panel.filter(pl.col("outcome") == outcome["id"])
-        results.append(
-            did_2x2(sub, outcome=outcome["id"], confidence=float(cf["confidence"]), weight=weight)
-        )
+        if sub.height == 0:
+            raise MeasurementError(
+                f"outcome {outcome['id']!r}: no eligible employees in any cohort unit, so "
+                "there is nothing to measure"
+            )
+        r = did_2x2(sub, outcome=outcome["id"], confidence=float(cf["confidence"]), weight=weight)
+        if not all(map(_finite, (r.estimate, r.std_error, r.relative_estimate, r.relative_ci_low))):
+            raise MeasurementError(
+                f"outcome {outcome['id']!r}: the counterfactual level is "
+                f"{r.counterfactual:.6g} (zero or below, or undefined), so a relative effect "
+                "cannot be computed; check the deliveries for missing events"
+            )
+        results.append(r)
     rows = pl.DataFrame(
         [
             {
@@ -72,26 +135,37 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan) -> list[EffectR
             for r in results
         ]
     )
-    warehouse.replace_table(con, "marts.effects", rows)  # one statement: atomic
+    with warehouse.transaction(con):
+        warehouse.insert_rows(con, "work.effects", rows, run.scope)
     return results
 
 
-def load_effects(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    rows = warehouse.read_table(con, "SELECT result_json FROM marts.effects ORDER BY outcome")
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
+
+
+def load_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[dict[str, Any]]:
+    """The run's stored effects; refused when they were computed under another plan."""
+    rows = _scoped(con, "work.effects", run, "outcome")
+    stale = rows.filter(pl.col("plan_hash") != plan.hash)
+    if stale.height:
+        raise WarehouseError(
+            f"the stored effects of run {run.run_id} were computed under plan "
+            f"{stale['plan_hash'][0]}, not {plan.hash}; re-run the measurement"
+        )
     return [json.loads(t) for t in rows["result_json"]]
 
 
-def propose_payment(con: duckdb.DuckDBPyConnection, plan: Plan) -> dict[str, Any]:
-    """Payment under the plan's terms from the stored effect; `marts.payments_proposed`."""
-    effects = {e["outcome"]: e for e in load_effects(con)}
+def propose_payment(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
+    """Payment under the plan's terms from the run's stored effect."""
+    effects = {e["outcome"]: e for e in load_effects(con, plan, run)}
     outcome = plan.payment["outcome"]
     if outcome not in effects:
-        raise RuntimeError(f"no effect estimate for payment outcome {outcome!r}; run estimates")
+        raise WarehouseError(f"run {run.run_id} has no effect estimate for {outcome!r}")
     proposal = payments.propose(plan, effects[outcome])
     lines = pl.DataFrame(
         [
             {
-                "contract_id": plan.contract_id,
                 "plan_hash": plan.hash,
                 "rule": line["rule"],
                 "kind": line["kind"],
@@ -109,54 +183,115 @@ def propose_payment(con: duckdb.DuckDBPyConnection, plan: Plan) -> dict[str, Any
         pl.col("max_amount").cast(pl.Decimal(18, 2)),
         pl.col("amount").cast(pl.Decimal(18, 2)),
     )
+    summary = pl.DataFrame({"plan_hash": [plan.hash], "proposal_json": [report.dumps(proposal)]})
     with warehouse.transaction(con):
-        warehouse.replace_table(con, "marts.payments_proposed", lines)
-        warehouse.replace_table(
-            con,
-            "marts.payment_proposal",
-            pl.DataFrame(
-                {"contract_id": [plan.contract_id], "proposal_json": [report.dumps(proposal)]}
-            ),
-        )
+        warehouse.insert_rows(con, "work.payments_proposed", lines, run.scope)
+        warehouse.insert_rows(con, "work.payment_proposal", summary, run.scope)
     return proposal
 
 
-def assemble_report(con: duckdb.DuckDBPyConnection, plan: Plan) -> dict[str, Any]:
-    """Gather every stored result into the report document (no computation of its own)."""
+def assemble_report(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
+    """Gather the run's stored results into the report document (no computation)."""
+    info = runs.get(con, run.run_id) or {}
+    if info.get("plan_hash") != plan.hash:
+        raise WarehouseError(
+            f"run {run.run_id} was made with plan {info.get('plan_hash')}, not {plan.hash}"
+        )
     inputs = warehouse.read_table(
-        con, "SELECT source, file, sha256, bytes, rows FROM raw.deliveries ORDER BY source, file"
-    ).to_dicts()
-    recon = warehouse.read_table(
         con,
-        "SELECT source, delivered, loaded, quarantined FROM quarantine.reconciliation "
-        "ORDER BY source",
+        "SELECT source, file, sha256, bytes, rows FROM ledger.deliveries "
+        "WHERE run_id = $run_id ORDER BY source, file",
+        {"run_id": run.run_id},
     ).to_dicts()
+    recon = (
+        _scoped(con, "work.reconciliation", run, "source")
+        .select("source", "delivered", "loaded", "quarantined")
+        .to_dicts()
+    )
     by_rule = warehouse.read_table(
         con,
-        "SELECT source, rule, count(*) AS n FROM quarantine.rows GROUP BY ALL "
-        "ORDER BY source, rule",
+        "SELECT source, rule, count(*) AS n FROM work.quarantine_rows "
+        "WHERE contract_id = $contract_id AND run_id = $run_id GROUP BY ALL ORDER BY source, rule",
+        run.scope,
     )
     for r in recon:
         sub = by_rule.filter(pl.col("source") == r["source"])
         r["by_rule"] = dict(zip(sub["rule"], sub["n"], strict=True))
-    panel = warehouse.read_table(
-        con, "SELECT * FROM marts.outcome_panel ORDER BY outcome, unit_id, period_start"
+    panel = _scoped(con, "work.outcome_panel", run, "outcome, unit_id, period_start")
+    proposal_rows = _scoped(con, "work.payment_proposal", run, "plan_hash")
+    if proposal_rows.height != 1 or proposal_rows["plan_hash"][0] != plan.hash:
+        raise WarehouseError(f"run {run.run_id} has no payment proposal under plan {plan.hash}")
+    proposal = json.loads(proposal_rows["proposal_json"][0])
+    cohort = _scoped(con, "work.cohort_units", run, "status, unit_id")
+    quality = _scoped(con, "work.quality_results", run, "source, expectation")
+    return report.build_report(
+        plan,
+        inputs,
+        recon,
+        panel,
+        load_effects(con, plan, run),
+        proposal,
+        notes=run_notes(con, plan, run, info),
+        cohort=cohort.to_dicts(),
+        quality=quality.to_dicts(),
     )
-    proposal = json.loads(
-        warehouse.read_table(con, "SELECT proposal_json FROM marts.payment_proposal")[
-            "proposal_json"
-        ][0]
-    )
-    return report.build_report(plan, inputs, recon, panel, load_effects(con), proposal)
+
+
+def run_notes(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, info: dict[str, Any]
+) -> dict[str, Any]:
+    """What a validator must know about this run against the published one: changed
+    re-deliveries and a changed pseudonymisation key."""
+    changes = [describe_change(c) for c in changes_since_published(con, run)]
+    published = runs.published_run(con, plan.contract_id)
+    key_note = None
+    if published and published["run_id"] != run.run_id:
+        if published["key_fingerprint"] != info.get("key_fingerprint"):
+            key_note = (
+                f"the pseudonymisation key changed since run {published['run_id']} "
+                f"({published['key_fingerprint']} -> {info.get('key_fingerprint')}): "
+                "pseudonyms are not comparable with that run"
+            )
+    return {
+        "key_fingerprint": info.get("key_fingerprint"),
+        "delivery_changes": changes,
+        "key_change": key_note,
+    }
+
+
+def publish_report(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, out_dir: Path
+) -> dict[str, Path]:
+    """Write the report beside `out_dir`, publish the run, then move the report into place.
+
+    The warehouse commit comes first and the directory swap right after it, so a reader
+    never sees a report whose numbers the warehouse has not published.
+    """
+    doc = assemble_report(con, plan, run)
+    out_dir = Path(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.{run.run_id}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    report.write_report(doc, tmp, run_id=run.run_id)
+    runs.publish(con, run, plan.hash)
+    old = out_dir.parent / f".{out_dir.name}.{run.run_id}.old"
+    if out_dir.exists():
+        out_dir.replace(old)
+    tmp.replace(out_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    return {name: out_dir / name for name in ("report.json", "report.html", "manifest.json")}
 
 
 @dataclass(frozen=True)
 class RunResult:
+    run_id: str
     deliveries: list[Delivery]
     validations: list[ValidationSummary]
     effects: list[EffectResult]
     payment: dict[str, Any]
     report_paths: dict[str, Path]
+    notes: list[str]
 
 
 def run(
@@ -169,54 +304,179 @@ def run(
     """All stages in order, in this process; `progress` gets one line per finished step."""
     say = progress or (lambda msg: print(msg, file=sys.stderr))
     key = key_for(warehouse_path)
-    steps = 2 * len(plan.sources) + 4
+    steps = 2 * len(plan.sources) + 6
     n = 0
-
-    def step(label: str, fn: Callable[[], Any], describe: Callable[[Any], str]) -> Any:
-        nonlocal n
-        n += 1
-        t0 = time.perf_counter()
-        out = fn()
-        say(f"[{n}/{steps}] {label}: {describe(out)} ({time.perf_counter() - t0:.1f} s)")
-        return out
+    notes: list[str] = []
 
     con = warehouse.connect(warehouse_path)
     try:
+        current = start_run(con, plan, key)
+
+        def step(label: str, fn: Callable[[], Any], describe: Callable[[Any], str]) -> Any:
+            nonlocal n
+            n += 1
+            t0 = time.perf_counter()
+            out = stage(con, plan, current, label, fn)
+            say(f"[{n}/{steps}] {label}: {describe(out)} ({time.perf_counter() - t0:.1f} s)")
+            return out
+
+        say(f"run {current.run_id} of {plan.contract_id} (plan {plan.hash[:19]}...)")
         deliveries: list[Delivery] = []
         for s in plan.sources:
             deliveries += step(
                 f"ingest {s['name']}",
-                lambda s=s: ingest_source(con, plan, s["name"], deliveries_dir, key),
+                lambda s=s: ingest_source(con, plan, current, s["name"], deliveries_dir, key),
                 lambda d: ", ".join(f"{x.file} {x.rows} rows" for x in d),
             )
-        validations = [
-            step(
-                f"validate {name}",
-                lambda name=name: validate_source(con, plan, name),
-                lambda v: f"{v.loaded} loaded, {v.quarantined} quarantined",
+        for change in changes_since_published(con, current):
+            notes.append(describe_change(change))
+            say(f"  note: {notes[-1]}")
+        validations = []
+        for name in validation_order(plan):
+            validations.append(
+                step(
+                    f"validate {name}",
+                    lambda name=name: validate_source(con, plan, current, name),
+                    lambda v: f"{v.loaded} loaded, {v.quarantined} quarantined",
+                )
             )
-            for name in validation_order(plan)
-        ]
+            if name == plan.data["cohort"]["roster_source"]:
+                cohort: CohortCheck = step(
+                    "cohort units",
+                    lambda: check_cohort(con, plan, current),
+                    lambda c: (
+                        f"{len(c.missing)} plan unit(s) missing, "
+                        f"{len(c.not_in_plan)} roster unit(s) not in the plan"
+                    ),
+                )
+                for m in cohort.messages():
+                    notes.append(m)
+                    say(f"  warning: {m}")
+        quality = step(
+            "data quality",
+            lambda: check_quality(con, plan, current, deliveries_dir, deliveries),
+            lambda rs: f"{sum(r['success'] for r in rs)} of {len(rs)} expectations met",
+        )
+        for r in quality:
+            if not r["success"]:
+                notes.append(
+                    f"{r['source']}: {r['expectation']} ({r['severity']}): {r['observed']}"
+                )
+                say(f"  warning: {notes[-1]}")
         step(
             "outcome panel",
-            lambda: metrics.build_outcome_panel(con, plan),
+            lambda: metrics.build_outcome_panel(con, plan, current),
             lambda p: f"{p.height} unit-quarter rows",
         )
         effects = step(
             "effects",
-            lambda: estimate_effects(con, plan),
+            lambda: estimate_effects(con, plan, current),
             lambda rs: "; ".join(f"{r.outcome} {r.relative_estimate:+.1%}" for r in rs),
         )
         payment = step(
             "payment",
-            lambda: propose_payment(con, plan),
+            lambda: propose_payment(con, plan, current),
             lambda p: f"{p['total']} {p['currency']} proposed",
         )
         paths = step(
-            "report",
-            lambda: report.write_report(assemble_report(con, plan), out_dir),
+            "report and publish",
+            lambda: publish_report(con, plan, current, out_dir),
             lambda ps: str(ps["report.html"]),
         )
     finally:
         con.close()
-    return RunResult(deliveries, validations, effects, payment, paths)
+    return RunResult(current.run_id, deliveries, validations, effects, payment, paths, notes)
+
+
+def check_quality(
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    run: Run,
+    deliveries_dir: Path,
+    deliveries: list[Delivery],
+) -> list[dict[str, Any]]:
+    """Completeness and statistical expectations (Great Expectations) on every source's
+    valid rows, against the contract's published history; a control file when the plan
+    names one. Results are stored; failed blocking expectations stop the run."""
+    from utfall import quality
+
+    config = plan.quality
+    results: list[dict[str, Any]] = []
+    profiles = []
+    published = runs.published_run(con, plan.contract_id)
+    for s in plan.sources:
+        kind = s["kind"]
+        staged = warehouse.read_table(
+            con,
+            f"SELECT * EXCLUDE (contract_id, run_id, source, _file, _line) "
+            f"FROM work.staging_{kind} WHERE contract_id = $contract_id AND run_id = $run_id "
+            "AND source = $source",
+            {**run.scope, "source": s["name"]},
+        )
+        history = None
+        if published:
+            history = warehouse.read_table(
+                con,
+                "SELECT month, rows FROM work.quality_profiles WHERE contract_id = $contract_id "
+                "AND run_id = $run_id AND source = $source ORDER BY month",
+                {
+                    "contract_id": plan.contract_id,
+                    "run_id": published["run_id"],
+                    "source": s["name"],
+                },
+            )
+        profiles.append((s["name"], quality.monthly_profile(kind, staged, plan)))
+        results += [
+            r.to_dict()
+            for r in quality.check_source(kind, s["name"], staged, plan, config, history)
+        ]
+    control_problems: list[str] = []
+    if config.get("control_file"):
+        control = deliveries_dir / config["control_file"]
+        control_problems = quality.check_control_file(
+            control, [(d.file, d.rows, d.sha256) for d in deliveries]
+        )
+        results.append(
+            {
+                "source": "*",
+                "expectation": "control_file",
+                "severity": "block",
+                "success": not control_problems,
+                "observed": "; ".join(control_problems) or "every file matches the control file",
+                "details": {"control_file": config["control_file"]},
+            }
+        )
+    stored = pl.DataFrame(
+        [
+            {
+                "source": r["source"],
+                "expectation": r["expectation"],
+                "severity": r["severity"],
+                "success": bool(r["success"]),
+                "observed": r["observed"],
+                "details_json": json.dumps(r.get("details") or {}, sort_keys=True, default=str),
+            }
+            for r in results
+        ],
+        schema={
+            "source": pl.String,
+            "expectation": pl.String,
+            "severity": pl.String,
+            "success": pl.Boolean,
+            "observed": pl.String,
+            "details_json": pl.String,
+        },
+    )
+    with warehouse.transaction(con):
+        warehouse.insert_rows(con, "work.quality_results", stored, run.scope)
+        for name, profile in profiles:
+            warehouse.insert_rows(
+                con, "work.quality_profiles", profile, {**run.scope, "source": name}
+            )
+    blocking = [r for r in results if r["severity"] == "block" and not r["success"]]
+    if blocking:
+        raise QualityBlocked(
+            "blocking data-quality expectation(s) failed, nothing was published: "
+            + "; ".join(f"{r['source']}: {r['expectation']}: {r['observed']}" for r in blocking)
+        )
+    return results

@@ -92,8 +92,55 @@ def build_report(
     panel: pl.DataFrame,
     effects: list[dict[str, Any]],
     payment: dict[str, Any],
+    *,
+    notes: dict[str, Any] | None = None,
+    cohort: list[dict[str, Any]] | None = None,
+    quality: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The content of report.json: everything a validator needs to trace each number."""
+    """The content of report.json: everything a validator needs to trace each number.
+
+    `notes` holds what differs from the contract's published run (changed deliveries, a
+    changed key) and the key fingerprint; `cohort` the plan units against the roster;
+    `quality` the data-quality expectations. Nothing here may name the run itself, so a
+    re-run with the same inputs gives the same bytes (the run id is in the manifest).
+    """
+    notes = notes or {}
+    k_min = plan.min_cell_size
+    cohort_rows = [
+        {
+            "unit_id": c["unit_id"],
+            "group": c["group"],
+            "status": c["status"],
+            "employees": c["employees"] if c["employees"] >= k_min else None,
+            "note": c["note"],
+        }
+        for c in (cohort or [])
+        if c["status"] != "present"
+    ]
+    quality_rows = [
+        {k: q[k] for k in ("source", "expectation", "severity", "success", "observed")}
+        for q in (quality or [])
+    ]
+    warnings = list(notes.get("delivery_changes") or [])
+    if notes.get("key_change"):
+        warnings.append(notes["key_change"])
+    for c in cohort_rows:
+        if c["status"] == "missing":
+            warnings.append(
+                f"{c['group']} unit {c['unit_id']} does not occur in the roster"
+                + (f" ({c['note']})" if c["note"] else "")
+            )
+    unnamed = [c["unit_id"] for c in cohort_rows if c["status"] == "not_in_plan"]
+    if unnamed:
+        warnings.append(
+            "roster units the plan does not name (not in the cohort): " + ", ".join(unnamed)
+        )
+    for q in quality_rows:
+        if not q["success"]:
+            warnings.append(
+                f"data quality, {q['source']}: {q['expectation']} ({q['severity']}): "
+                f"{q['observed']}"
+            )
     outcomes = []
     for o in plan.outcomes:
         series = outcome_series(plan, panel, o["id"])
@@ -131,6 +178,10 @@ def build_report(
         },
         "counterfactual": plan.counterfactual,
         "inputs": inputs,
+        "key_fingerprint": notes.get("key_fingerprint"),
+        "warnings": warnings,
+        "cohort_units": cohort_rows,
+        "data_quality": quality_rows,
         "reconciliation": reconciliation,
         "outcomes": outcomes,
         "effects": [public_effect(e) for e in effects],
@@ -166,7 +217,9 @@ def git_commit() -> str | None:
         return None
 
 
-def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+def write_report(
+    report: dict[str, Any], out_dir: Path, run_id: str | None = None
+) -> dict[str, Path]:
     """Write report.json, report.html and manifest.json into `out_dir`; return their paths.
 
     Files are written to temporary names and renamed, so a crash never leaves a half
@@ -181,6 +234,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         tmp.replace(paths[name])
     manifest = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "run_id": run_id,
         "code_version": utfall.__version__,
         "git_commit": git_commit(),
         "plan_hash": report["plan"]["hash"],

@@ -1,14 +1,15 @@
 """Validate a source's raw rows with its Pandera models; quarantine the rows that fail.
 
-Every delivered row ends in exactly one place: `staging.<source>` (typed, valid) or
-`quarantine.rows` (with the rule it broke, the file and line, and the row as delivered,
+Every delivered row ends in exactly one place: the run's staging rows (typed, valid) or
+its quarantine rows (with the rule it broke, the file and line, and the row as delivered,
 pseudonymised). The counts are reconciled before anything is written, and a source whose
-quarantined share exceeds the plan's limit is rejected loudly (its quarantine is kept for
-inspection, its staging table emptied so nothing downstream uses stale rows).
+quarantined share exceeds the plan's limit is rejected loudly: the run is not published,
+and its quarantine stays inspectable in `quarantine.by_run`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,10 +17,11 @@ import duckdb
 import polars as pl
 
 from utfall import warehouse
+from utfall.errors import UserError
 from utfall.plan import Plan
+from utfall.warehouse.runs import Run
 
-QUARANTINE_SCHEMA = {
-    "source": pl.String,
+QUARANTINE_SCHEMA_NO_SOURCE = {
     "file": pl.String,
     "line": pl.Int64,
     "rule": pl.String,
@@ -30,9 +32,25 @@ QUARANTINE_SCHEMA = {
 DEFAULT_MAX_QUARANTINE_SHARE = 0.05
 #: Rule for a spell whose person is not among the roster's valid employees.
 UNKNOWN_PERSON = "unknown_person"
+#: Rule for a date before 1900 or more than a year after the plan's measurement end: such a
+#: value is a typo or a placeholder, and kept it would distort (or, through overlaps,
+#: quarantine) the person's real rows.
+DATE_OUT_OF_RANGE = "date_out_of_range"
+EARLIEST_DATE = dt.date(1900, 1, 1)
+#: Date columns checked against the range, per kind: (column, upper bound applies).
+RANGE_CHECKED = {
+    "employee_roster": (("employed_from", True), ("employed_to", False)),
+    "sick_leave_spells": (("spell_start", True), ("spell_end", True)),
+}
 
 
-class DeliveryRejected(ValueError):
+def latest_date(plan: Plan) -> dt.date:
+    """The latest plausible date in a delivery: one year after the measurement end."""
+    end = plan.period("measurement")[1]
+    return end.replace(year=end.year + 1) if not (end.month == 2 and end.day == 29) else end
+
+
+class DeliveryRejected(UserError):
     """A delivery whose quarantined share is above the plan's limit."""
 
 
@@ -95,13 +113,35 @@ def failures(schema: Any, frame: pl.DataFrame) -> pl.DataFrame:
     return fc.select(pl.col("index").cast(pl.Int64), rule.alias("rule"), detail.alias("detail"))
 
 
+def date_range_check(kind: str, latest: dt.date) -> Any:
+    """A Pandera check: the kind's date columns within EARLIEST_DATE .. `latest`."""
+    import pandera.polars as pa
+
+    def dates_within(d):  # pandera dispatches by name: avoid its built-ins (in_range)
+        ok = pl.lit(True)
+        for col, upper in RANGE_CHECKED.get(kind, ()):
+            c = pl.col(col)
+            inside = c >= pl.lit(EARLIEST_DATE)
+            if upper:
+                inside = inside & (c <= pl.lit(latest))
+            ok = ok & (c.is_null() | inside)
+        return d.lazyframe.select(ok)
+
+    return pa.DataFrameSchema(checks=[pa.Check(dates_within, name=DATE_OUT_OF_RANGE)])
+
+
 def validate_frame(
-    kind: str, raw: pl.DataFrame, known_persons: pl.Series | None = None
+    kind: str,
+    raw: pl.DataFrame,
+    known_persons: pl.Series | None = None,
+    latest: dt.date | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split raw rows into (valid typed rows, quarantined rows with rules); pure function.
 
     `raw` must be in delivery order (by file, then line). For spells, `known_persons`
-    are the valid roster's person ids; a spell of anyone else is quarantined.
+    are the valid roster's person ids; a spell of anyone else is quarantined. With
+    `latest`, dates outside 1900-01-01 .. `latest` are quarantined before the rules across
+    rows run, so a placeholder spell cannot make a person's real spells "overlapping".
     """
     import pandera.polars as pa
 
@@ -112,6 +152,15 @@ def validate_frame(
     failed = failures(row_model, raw).with_columns(pl.col("index").cast(pl.UInt32).alias("_pos"))
     survivors = raw.filter(~pl.col("_pos").is_in(failed["_pos"].implode()))
     typed_rows = typed(kind, survivors)
+    if latest is not None:
+        range_failed = failures(date_range_check(kind, latest), typed_rows).join(
+            typed_rows.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("index"), "_pos"),
+            on="index",
+        )
+        failed = pl.concat(
+            [failed.select("_pos", "rule", "detail"), range_failed.select("_pos", "rule", "detail")]
+        )
+        typed_rows = typed_rows.filter(~pl.col("_pos").is_in(range_failed["_pos"].implode()))
     set_failed = failures(set_model, typed_rows)
     if known_persons is not None:
         person_check = pa.DataFrameSchema(
@@ -137,7 +186,9 @@ def validate_frame(
         pl.col("rule").unique().sort().str.join(",").alias("rules"),
         pl.col("detail").drop_nulls().first(),
     )
-    record_cols = [c for c in raw.columns if c not in ("_pos", "_file", "_line")]
+    record_cols = [
+        c for c in raw.columns if c not in ("_pos", "_file", "_line", "contract_id", "run_id")
+    ]
     quarantined = (
         raw.join(bad, on="_pos")
         .sort("_pos")
@@ -155,22 +206,32 @@ def validate_frame(
 
 
 def validate_source(
-    con: duckdb.DuckDBPyConnection, plan: Plan, source_name: str
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, source_name: str
 ) -> ValidationSummary:
-    """Validate `raw.<source>` into `staging.<source>` and `quarantine.rows`, reconciled."""
+    """Validate the run's raw rows of a source into staging and quarantine, reconciled."""
     source = plan.source(source_name)
     kind = source["kind"]
-    raw = warehouse.read_table(con, f"SELECT * FROM raw.{source_name} ORDER BY _file, _line")
+    scope = {**run.scope, "source": source_name}
+    raw = warehouse.read_table(
+        con,
+        f"SELECT * EXCLUDE (contract_id, run_id, source) FROM work.raw_{kind} "
+        "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source "
+        "ORDER BY _file, _line",
+        scope,
+    )
     known = None
     if kind == "sick_leave_spells":
         roster = plan.data["cohort"]["roster_source"]
-        if not warehouse.table_exists(con, "staging", roster):
+        known = warehouse.read_table(
+            con,
+            "SELECT person_id FROM work.staging_employee_roster "
+            "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source",
+            {**run.scope, "source": roster},
+        )["person_id"]
+        if known.len() == 0:
             raise RuntimeError(f"validate source {roster!r} before {source_name!r}")
-        known = warehouse.read_table(con, f"SELECT person_id FROM staging.{roster}")["person_id"]
-    valid, quarantined = validate_frame(kind, raw, known)
-    quarantined = quarantined.select(pl.lit(source_name).alias("source"), pl.all()).cast(
-        QUARANTINE_SCHEMA  # type: ignore[arg-type]
-    )
+    valid, quarantined = validate_frame(kind, raw, known, latest_date(plan))
+    quarantined = quarantined.cast(QUARANTINE_SCHEMA_NO_SOURCE)  # type: ignore[arg-type]
     summary = ValidationSummary(
         source=source_name,
         delivered=raw.height,
@@ -180,24 +241,26 @@ def validate_source(
     )
     if summary.delivered != summary.loaded + summary.quarantined:  # pragma: no cover - guard
         raise RuntimeError(f"reconciliation failed for {source_name}: {summary}")
-    reconciliation = pl.DataFrame([{k: v for k, v in summary.to_dict().items() if k != "by_rule"}])
+    reconciliation = pl.DataFrame(
+        [{k: v for k, v in summary.to_dict().items() if k not in ("by_rule", "source")}]
+    )
     limit = float(source.get("max_quarantine_share", DEFAULT_MAX_QUARANTINE_SHARE))
     share = summary.quarantined / summary.delivered if summary.delivered else 0.0
-    rejected = share > limit
+    from utfall.warehouse.layout import KIND_COLUMNS
+
+    staged = valid.select("_file", "_line", "person_id", *KIND_COLUMNS[kind])
     with warehouse.transaction(con):
-        warehouse.replace_table(con, f"staging.{source_name}", valid.head(0) if rejected else valid)
-        warehouse.replace_where(con, "quarantine.rows", quarantined, "source = ?", [source_name])
-        warehouse.replace_where(
-            con, "quarantine.reconciliation", reconciliation, "source = ?", [source_name]
-        )
-    if rejected:
+        warehouse.insert_rows(con, f"work.staging_{kind}", staged, scope)
+        warehouse.insert_rows(con, "work.quarantine_rows", quarantined, scope)
+        warehouse.insert_rows(con, "work.reconciliation", reconciliation, scope)
+    if share > limit:
         top = ", ".join(
             f"{r}: {n}" for r, n in sorted(summary.by_rule.items(), key=lambda kv: -kv[1])[:5]
         )
         raise DeliveryRejected(
             f"source {source_name!r}: {summary.quarantined} of {summary.delivered} rows "
             f"({share:.1%}) broke a rule, above the plan's limit of {limit:.1%} "
-            f"(max_quarantine_share). Rules: {top}. See quarantine.rows."
+            f"(max_quarantine_share). Rules: {top}. Nothing was published; see "
+            f"quarantine.by_run WHERE run_id = '{run.run_id}'."
         )
     return summary
-

@@ -78,6 +78,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from utfall.errors import MeasurementError
 from utfall.estimators.result import EffectResult
 
 __all__ = ["did_2x2", "REQUIRED_COLUMNS"]
@@ -179,7 +180,7 @@ def _group_check(groups: np.ndarray) -> None:
     for g in _GROUPS:
         n = int(np.sum(groups == g))
         if n < 2:
-            raise ValueError(
+            raise MeasurementError(
                 f"group {g!r} has {n} unit(s) with both baseline and measurement rows; "
                 "at least 2 are needed for a unit-clustered standard error"
             )

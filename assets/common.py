@@ -1,0 +1,52 @@
+"""What every contract asset shares: its key under the contract's prefix, and opening the
+warehouse for the utfall run that belongs to the Dagster run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dagster import AssetKey
+
+from utfall import warehouse
+from utfall.errors import WarehouseError
+from utfall.pipeline import key_for, start_run
+from utfall.plan import Plan
+from utfall.warehouse import runs
+from utfall.warehouse.runs import Run
+
+#: Asset groups by stage (Dagster group names allow letters, digits and underscores).
+GROUPS = {s: s for s in ("ingest", "validate", "measure", "pay", "report")}
+
+
+def key(plan: Plan, *parts: str) -> AssetKey:
+    """Asset keys are prefixed by the contract: the contract is the namespace."""
+    return AssetKey([plan.contract_id, *parts])
+
+
+@contextmanager
+def open_run(context, resource: str, start: bool = False) -> Iterator[tuple]:
+    """(connection, plan, run, contract resource, key) for this Dagster run's utfall run.
+
+    The Dagster run id is the utfall run id, so all assets of one job run write one
+    utfall run, which the report asset publishes. An asset materialised on its own (not
+    in the contract's job) has no run to join and says so.
+    """
+    contract = getattr(context.resources, resource)
+    plan = contract.plan()
+    db = context.resources.duckdb
+    key_bytes = key_for(Path(db.database))
+    with db.get_connection() as con:
+        warehouse.prepare(con, db.database)
+        if start:
+            run = start_run(con, plan, key_bytes, origin="dagster", run_id=context.run.run_id)
+        else:
+            run = Run(context.run.run_id, plan.contract_id)
+            if runs.get(con, run.run_id) is None:
+                raise WarehouseError(
+                    f"Dagster run {context.run.run_id} has not ingested {plan.contract_id}'s "
+                    f"deliveries: materialise the whole measure job of the contract, whose "
+                    "stages publish together"
+                )
+        yield con, plan, run, contract, key_bytes

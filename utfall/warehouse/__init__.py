@@ -1,0 +1,191 @@
+"""The DuckDB warehouse: where it lives, connecting with clear errors, verified writes.
+
+Layers are schemas (see `layout`): `work` holds every run's rows tagged by contract and
+run; `raw`, `staging`, `quarantine` and `marts` are views of each contract's published
+run; `ledger` holds runs, publications and the delivery history. Every write is checked
+against the stored row count (a dependency's write is not trusted), and a run becomes
+visible only when it is published (see `runs`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from utfall.errors import WarehouseError
+from utfall.warehouse import layout
+
+WAREHOUSE_ENV = "UTFALL_WAREHOUSE"
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_WAREHOUSE = REPO_ROOT / "data" / "warehouse.duckdb"
+
+
+class WriteVerificationError(RuntimeError):
+    """The stored row count differs from what was written: a storage bug, never ignored."""
+
+
+def default_path() -> Path:
+    return Path(os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE)
+
+
+def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            raise WarehouseError(
+                f"{path}: the warehouse is open for writing in another process; close it "
+                f"(or wait for its run to finish) and try again"
+            ) from None
+        raise WarehouseError(f"{path}: cannot open the warehouse: {text.splitlines()[0]}") from None
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WarehouseError(
+            f"{path}: not a usable DuckDB warehouse file (damaged, truncated or another "
+            f"format): {first}. Move it aside; a new warehouse is created on the next run"
+        ) from None
+
+
+def _check_version(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+    """True when the layout exists at the current version; error for another layout."""
+    has_meta = scalar(
+        con,
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'ledger' AND table_name = 'meta'",
+    )
+    if has_meta:
+        rows = con.sql("SELECT value FROM ledger.meta WHERE key = 'schema_version'").fetchall()
+        version = rows[0][0] if rows else None
+        if version != layout.SCHEMA_VERSION:
+            raise WarehouseError(
+                f"{path}: warehouse layout version {version}, this utfall uses "
+                f"{layout.SCHEMA_VERSION}; move the file aside and re-run to rebuild it"
+            )
+        return True
+    others = scalar(
+        con,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN "
+        "('main', 'information_schema', 'pg_catalog')",
+    )
+    if others:
+        raise WarehouseError(
+            f"{path}: this warehouse was made by an earlier utfall layout (no ledger.meta); "
+            "move the file aside and re-run to rebuild it from the deliveries"
+        )
+    return False
+
+
+def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; a writer creates the layout when it is new."""
+    path = Path(path) if path else default_path()
+    if read_only and not path.exists():
+        raise WarehouseError(f"{path}: no warehouse here yet; run a measurement first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = _open(path, read_only)
+    try:
+        con.execute("SET python_enable_replacements=false")
+        current = _check_version(con, path)
+        if not read_only and not current:
+            prepare(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def prepare(
+    con: duckdb.DuckDBPyConnection, path: str | Path = "the warehouse"
+) -> duckdb.DuckDBPyConnection:
+    """Session settings and the layout (refusing another layout's file); safe to call on
+    every writing connection, e.g. one that Dagster's DuckDBResource opened."""
+    con.execute("SET python_enable_replacements=false")
+    if _check_version(con, Path(path)):
+        return con
+    with transaction(con):
+        layout.create(con)
+        con.execute("DELETE FROM ledger.meta WHERE key = 'schema_version'")
+        con.execute("INSERT INTO ledger.meta VALUES ('schema_version', ?)", [layout.SCHEMA_VERSION])
+    return con
+
+
+def insert_rows(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    df: pl.DataFrame,
+    scope: Mapping[str, Any],
+    *,
+    replace: bool = True,
+) -> int:
+    """Write `df` into `table` as the rows of `scope` (e.g. contract, run, source).
+
+    With `replace`, the scope's earlier rows are deleted first. The scope's columns are
+    added to `df`. Afterwards the rows stored under `scope` are counted: any difference
+    from what was written is a `WriteVerificationError`. Call inside a transaction.
+    """
+    frame = df.with_columns(
+        [
+            pl.lit(v, dtype=pl.String if isinstance(v, str) else None).alias(k)
+            for k, v in scope.items()
+        ]
+    )
+    where = " AND ".join(f'"{k}" = ?' for k in scope)
+    params = list(scope.values())
+    before = 0 if replace else scalar(con, f"SELECT count(*) FROM {table} WHERE {where}", params)
+    if replace:
+        con.execute(f"DELETE FROM {table} WHERE {where}", params)
+    con.register("_utfall_insert", frame.to_arrow())
+    try:
+        cols = ", ".join(f'"{c}"' for c in frame.columns)
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _utfall_insert")
+    finally:
+        con.unregister("_utfall_insert")
+    stored = scalar(con, f"SELECT count(*) FROM {table} WHERE {where}", params)
+    if stored != before + frame.height:
+        raise WriteVerificationError(
+            f"{table}: wrote {frame.height} rows for {dict(scope)}, but {stored - before} are "
+            "stored; nothing of this run is published"
+        )
+    return frame.height
+
+
+def read_table(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None
+) -> pl.DataFrame:
+    """Run a query and return a polars frame through Arrow."""
+    return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())  # type: ignore[return-value]
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None):
+    """The single value a query returns (fetching all, which DuckDB 2 requires)."""
+    return con.sql(sql, params=params or None).fetchall()[0][0]
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(
+        scalar(
+            con,
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        )
+    )
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All writes inside commit together or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")

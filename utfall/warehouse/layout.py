@@ -1,0 +1,153 @@
+"""The warehouse's tables and the views readers see.
+
+Every stage of a run writes rows tagged with `contract_id` and `run_id` into the tables of
+schema `work`. Nothing there is visible as "the" result: readers (analysts, Dagster, the
+report) read the views in `raw`, `staging`, `quarantine` and `marts`, which show only the
+rows of each contract's *published* run (`ledger.published`). A run becomes visible in one
+transaction when it has finished every stage, so a failed, rejected or killed run never
+mixes into what is published, and several contracts share one warehouse without touching
+each other's rows.
+
+Tables are created with explicit DDL (never `CREATE TABLE ... AS ... LIMIT 0`, which lost
+rows under DuckDB 2.0.0).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+#: Bumped whenever a table changes shape; a warehouse of another version is refused.
+SCHEMA_VERSION = "2"
+SCHEMAS = ("ledger", "work", "raw", "quarantine", "staging", "marts")
+
+#: Typed columns of each source kind after validation (raw keeps them all as text).
+KIND_COLUMNS: dict[str, dict[str, str]] = {
+    "employee_roster": {
+        "birth_year": "BIGINT",
+        "sex": "VARCHAR",
+        "unit_id": "VARCHAR",
+        "employment_extent": "BIGINT",
+        "employed_from": "DATE",
+        "employed_to": "DATE",
+    },
+    "sick_leave_spells": {
+        "spell_start": "DATE",
+        "spell_end": "DATE",
+        "extent": "BIGINT",
+    },
+}
+
+_SCOPE = "contract_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL"
+_SOURCE_ROW = _SCOPE + ", source VARCHAR NOT NULL, _file VARCHAR NOT NULL, _line BIGINT NOT NULL"
+
+LEDGER_TABLES = {
+    "ledger.meta": "key VARCHAR NOT NULL, value VARCHAR",
+    "ledger.runs": (
+        "run_id VARCHAR NOT NULL, contract_id VARCHAR NOT NULL, plan_hash VARCHAR NOT NULL, "
+        "plan_file VARCHAR, key_fingerprint VARCHAR, code_version VARCHAR, origin VARCHAR, "
+        "started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR NOT NULL, "
+        "stage VARCHAR, error VARCHAR"
+    ),
+    "ledger.published": (
+        "contract_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, plan_hash VARCHAR NOT NULL, "
+        "published_at TIMESTAMP"
+    ),
+    "ledger.deliveries": (
+        _SCOPE + ", source VARCHAR NOT NULL, file VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, "
+        "bytes BIGINT NOT NULL, rows BIGINT, received_at TIMESTAMP, "
+        "status VARCHAR NOT NULL"
+    ),
+}
+
+
+def _work_tables() -> dict[str, str]:
+    tables = {}
+    for kind, cols in KIND_COLUMNS.items():
+        text = ", ".join(f'"{c}" VARCHAR' for c in cols)
+        typed = ", ".join(f'"{c}" {t}' for c, t in cols.items())
+        tables[f"work.raw_{kind}"] = (
+            f"{_SOURCE_ROW}, person_id VARCHAR, pnr_problem VARCHAR, {text}"
+        )
+        tables[f"work.staging_{kind}"] = f"{_SOURCE_ROW}, person_id VARCHAR NOT NULL, {typed}"
+    tables.update(
+        {
+            "work.quarantine_rows": (
+                _SCOPE + ", source VARCHAR NOT NULL, file VARCHAR NOT NULL, line BIGINT NOT NULL, "
+                "rule VARCHAR NOT NULL, rules VARCHAR NOT NULL, detail VARCHAR, record VARCHAR"
+            ),
+            "work.reconciliation": (
+                _SCOPE + ", source VARCHAR NOT NULL, delivered BIGINT NOT NULL, "
+                "loaded BIGINT NOT NULL, quarantined BIGINT NOT NULL"
+            ),
+            "work.quality_results": (
+                _SCOPE + ", source VARCHAR NOT NULL, expectation VARCHAR NOT NULL, "
+                "severity VARCHAR NOT NULL, success BOOLEAN NOT NULL, observed VARCHAR, "
+                "details_json VARCHAR"
+            ),
+            "work.quality_profiles": (
+                _SCOPE + ", source VARCHAR NOT NULL, month DATE NOT NULL, rows BIGINT NOT NULL"
+            ),
+            "work.cohort_units": (
+                _SCOPE + ', unit_id VARCHAR NOT NULL, "group" VARCHAR, status VARCHAR NOT NULL, '
+                "employees BIGINT NOT NULL, note VARCHAR"
+            ),
+            "work.outcome_panel": (
+                _SCOPE + ', outcome VARCHAR NOT NULL, unit_id VARCHAR NOT NULL, "group" VARCHAR, '
+                "period_start DATE NOT NULL, period_end DATE NOT NULL, phase VARCHAR, "
+                "employees BIGINT, numerator DOUBLE, denominator DOUBLE, value DOUBLE"
+            ),
+            "work.effects": (
+                _SCOPE + ", outcome VARCHAR NOT NULL, method VARCHAR, estimate DOUBLE, "
+                "std_error DOUBLE, ci_low DOUBLE, ci_high DOUBLE, confidence DOUBLE, "
+                "relative_estimate DOUBLE, n_treated BIGINT, n_comparison BIGINT, "
+                "plan_hash VARCHAR NOT NULL, result_json VARCHAR"
+            ),
+            "work.payments_proposed": (
+                _SCOPE + ", plan_hash VARCHAR NOT NULL, rule BIGINT, kind VARCHAR, "
+                "description VARCHAR, achievement DECIMAL(10,6), max_amount DECIMAL(18,2), "
+                "amount DECIMAL(18,2), currency VARCHAR, status VARCHAR"
+            ),
+            "work.payment_proposal": (
+                _SCOPE + ", plan_hash VARCHAR NOT NULL, proposal_json VARCHAR NOT NULL"
+            ),
+        }
+    )
+    return tables
+
+
+WORK_TABLES = _work_tables()
+
+#: Published view -> the work table it shows.
+VIEWS: dict[str, str] = {
+    **{f"raw.{kind}": f"work.raw_{kind}" for kind in KIND_COLUMNS},
+    **{f"staging.{kind}": f"work.staging_{kind}" for kind in KIND_COLUMNS},
+    "raw.deliveries": "ledger.deliveries",
+    "quarantine.rows": "work.quarantine_rows",
+    "quarantine.reconciliation": "work.reconciliation",
+    "marts.data_quality": "work.quality_results",
+    "marts.cohort_units": "work.cohort_units",
+    "marts.outcome_panel": "work.outcome_panel",
+    "marts.effects": "work.effects",
+    "marts.payments_proposed": "work.payments_proposed",
+    "marts.payment_proposal": "work.payment_proposal",
+}
+
+_PUBLISHED_ONLY = (
+    "SELECT t.* FROM {table} t WHERE EXISTS (SELECT 1 FROM ledger.published p "
+    "WHERE p.contract_id = t.contract_id AND p.run_id = t.run_id)"
+)
+
+
+def create(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every schema, table and view that is missing (idempotent)."""
+    for schema in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for name, columns in {**LEDGER_TABLES, **WORK_TABLES}.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+    for view, table in VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS {_PUBLISHED_ONLY.format(table=table)}")
+    # Every run, whatever became of it, with its rows kept until the contract's next publish.
+    con.execute(
+        "CREATE OR REPLACE VIEW quarantine.by_run AS SELECT q.*, r.status AS run_status "
+        "FROM work.quarantine_rows q JOIN ledger.runs r USING (run_id, contract_id)"
+    )
