@@ -21,7 +21,7 @@ class WarehouseError(UserError):
     """The warehouse file cannot be used (damaged, locked, another layout, wrong run)."""
 
 
-class MeasurementError(UserError):
+class MeasurementError(UserError, ValueError):
     """The data cannot support the plan's measurement (too few units, a zero baseline)."""
 
 
