@@ -34,6 +34,10 @@ def default_path() -> Path:
     return Path(os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE)
 
 
+#: Words in DuckDB's errors for a file that is not (or no longer) a whole database.
+_DAMAGE_WORDS = ("read enough bytes", "not a valid duckdb", "corrupt", "checksum", "magic")
+
+
 def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path), read_only=read_only)
@@ -44,7 +48,15 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
                 f"{path}: the warehouse is open for writing in another process; close it "
                 f"(or wait for its run to finish) and try again"
             ) from None
-        raise WarehouseError(f"{path}: cannot open the warehouse: {text.splitlines()[0]}") from None
+        if not any(w in text.lower() for w in _DAMAGE_WORDS):
+            raise WarehouseError(
+                f"{path}: cannot open the warehouse: {text.splitlines()[0]}"
+            ) from None
+        first = text.splitlines()[0]
+        raise WarehouseError(
+            f"{path}: not a usable DuckDB warehouse file (damaged, truncated or another "
+            f"format): {first}. Move it aside; a new warehouse is created on the next run"
+        ) from None
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WarehouseError(
