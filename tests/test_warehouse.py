@@ -160,7 +160,8 @@ def test_rejected_delivery_after_a_good_run_leaves_the_published_state(
         assert (
             warehouse.scalar(
                 con,
-                "SELECT count(*) FROM quarantine.by_run WHERE run_id = ? AND rule = 'unknown_extent'",
+                "SELECT count(*) FROM quarantine.by_run "
+                "WHERE run_id = ? AND rule = 'unknown_extent'",
                 [after["runs"][1][0]],
             )
             > 0
