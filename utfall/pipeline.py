@@ -75,7 +75,13 @@ def stage(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, name: str, fn: C
     try:
         runs.require_running(con, run, plan.hash)
         runs.set_stage(con, run, name)
-        return fn()
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = fn()
+        if name != "report and publish":  # the run is no longer `running` once published
+            runs.record_timing(
+                con, run, name, time.perf_counter() - wall, time.process_time() - cpu
+            )
+        return out
     except BaseException as exc:
         status = "rejected" if isinstance(exc, REJECTIONS) else "failed"
         text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"

@@ -46,7 +46,7 @@ LEDGER_TABLES = {
         "run_id VARCHAR NOT NULL, contract_id VARCHAR NOT NULL, plan_hash VARCHAR NOT NULL, "
         "plan_file VARCHAR, key_fingerprint VARCHAR, code_version VARCHAR, origin VARCHAR, "
         "started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR NOT NULL, "
-        "stage VARCHAR, error VARCHAR"
+        "stage VARCHAR, error VARCHAR, timings_json VARCHAR"
     ),
     "ledger.published": (
         "contract_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, plan_hash VARCHAR NOT NULL, "

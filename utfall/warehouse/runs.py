@@ -11,6 +11,7 @@ state is the previous complete run, untouched.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -111,6 +112,19 @@ def require_running(con: duckdb.DuckDBPyConnection, run: Run, plan_hash: str) ->
 
 def set_stage(con: duckdb.DuckDBPyConnection, run: Run, stage: str) -> None:
     con.execute("UPDATE ledger.runs SET stage = ? WHERE run_id = ?", [stage, run.run_id])
+
+
+def record_timing(
+    con: duckdb.DuckDBPyConnection, run: Run, stage: str, wall: float, cpu: float
+) -> None:
+    """Add a finished stage's wall and CPU seconds to the run's `timings_json`."""
+    row = get(con, run.run_id) or {}
+    timings = json.loads(row.get("timings_json") or "{}")
+    timings[stage] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+    con.execute(
+        "UPDATE ledger.runs SET timings_json = ? WHERE run_id = ?",
+        [json.dumps(timings, sort_keys=True), run.run_id],
+    )
 
 
 def published_run(con: duckdb.DuckDBPyConnection, contract_id: str) -> dict | None:
