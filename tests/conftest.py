@@ -10,7 +10,7 @@ import pytest
 from utfall.cli import EXAMPLE_PLAN, simulate_deliveries
 from utfall.plan import load_plan
 
-TEST_KEY = "test-key-not-secret-0123456789"
+TEST_KEY = "test-key-not-secret-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,12 @@ from pathlib import Path
 
 import polars as pl
 
+from utfall.errors import KeyProblem
+
 KEY_ENV = "UTFALL_PSEUDONYM_KEY"
+#: The shortest key accepted, in bytes: an HMAC-SHA256 key should carry 256 bits.
+MIN_KEY_BYTES = 32
+_KEY_HINT = "python -c 'import secrets; print(secrets.token_hex(32))'"
 #: Problems a number can have, in the order they are checked.
 PROBLEMS = ("missing", "malformed", "invalid_date", "invalid_checksum")
 
@@ -93,22 +98,85 @@ def load_key(key_file: Path) -> bytes:
 
     A key file is created (random, mode 0600) beside the warehouse the first time, so a
     local warehouse keeps joining deliveries consistently; production sets the variable.
+    Either source must give at least MIN_KEY_BYTES bytes (a key file may end in one line
+    break, which is not part of the key). A variable that is set but empty is an error,
+    not a reason to fall back to the file: that would silently change every pseudonym.
+    Every problem is a `KeyProblem` whose message names the source, never the key.
     """
     env = os.environ.get(KEY_ENV)
-    if env:
-        if len(env) < 16:
-            raise ValueError(f"${KEY_ENV} is too short: use at least 16 characters")
-        return env.encode("utf-8")
+    if env is not None:
+        return _checked_key(env.encode("utf-8"), f"${KEY_ENV}")
     if not key_file.exists():
+        _create_key_file(key_file)
+    try:
+        raw = key_file.read_bytes()
+    except OSError as exc:
+        raise KeyProblem(
+            f"cannot read the pseudonymisation key file {key_file}: {exc.strerror}"
+        ) from None
+    key = raw.removesuffix(b"\n").removesuffix(b"\r") if raw.endswith(b"\n") else raw
+    checked = _checked_key(key, f"key file {key_file}")
+    if _is_text(key) and key != key.strip():
+        # Earlier versions stripped all outer whitespace; keeping it would silently give
+        # every person a new pseudonym, so make the owner decide.
+        raise KeyProblem(
+            f"key file {key_file} has whitespace before or after the key; remove it "
+            "(earlier versions of utfall ignored it, so existing pseudonyms were made "
+            "without it)"
+        )
+    return checked
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A stable, non-reversible label of a key, to record which key made a run's pseudonyms.
+
+    HMAC of a fixed message under the key: equal keys give equal fingerprints, and the
+    64 bits shown say nothing useful about the key itself.
+    """
+    digest = hmac.new(key, b"utfall key fingerprint v1", hashlib.sha256).hexdigest()
+    return "hmac-sha256:" + digest[:16]
+
+
+def _checked_key(key: bytes, source: str) -> bytes:
+    if not key.strip():
+        what = "empty" if not key else f"only whitespace ({len(key)} bytes)"
+        raise KeyProblem(
+            f"{source} is {what}; the pseudonymisation key needs at least {MIN_KEY_BYTES} "
+            f"bytes (e.g. {_KEY_HINT})"
+        )
+    if len(key) < MIN_KEY_BYTES:
+        raise KeyProblem(
+            f"{source} is {len(key)} bytes long; the pseudonymisation key needs at least "
+            f"{MIN_KEY_BYTES} bytes (e.g. {_KEY_HINT})"
+        )
+    return key
+
+
+def _create_key_file(key_file: Path) -> None:
+    try:
         key_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-        print(
-            f"utfall: ${KEY_ENV} is not set; created a local pseudonymisation key at {key_file}",
-            file=sys.stderr,
-        )
-    return key_file.read_text(encoding="utf-8").strip().encode("utf-8")
+    except FileExistsError:  # another process created it just now: use theirs
+        return
+    except OSError as exc:
+        raise KeyProblem(
+            f"${KEY_ENV} is not set and the local key file {key_file} cannot be created: "
+            f"{exc.strerror}"
+        ) from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    print(
+        f"utfall: ${KEY_ENV} is not set; created a local pseudonymisation key at {key_file}",
+        file=sys.stderr,
+    )
+
+
+def _is_text(key: bytes) -> bool:
+    try:
+        key.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def luhn_digit(nine_digits: str) -> int:
