@@ -96,6 +96,7 @@ def _read_csv(path: Path, content: bytes, source: dict[str, Any]) -> pl.DataFram
             content,
             delimiter=opts.get("delimiter", ","),
             encoding=opts.get("encoding", "utf-8"),
+            expected_columns=list(source["columns"].values()),
         )
     except DeliveryFileError as exc:
         raise DeliveryError(path, exc.problem) from None
