@@ -173,3 +173,111 @@ def test_plan_show_cli_bad_plan(tmp_path, data):
     assert out.returncode == 2
     assert f"{path}: counterfactual.method: unknown method 'magic'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --- YAML: nothing the reader does silently may change the plan's meaning --------------
+
+
+def _yaml_problems(tmp_path: Path, text: str) -> list[tuple[str, str]]:
+    path = tmp_path / "plan.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PlanError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value)
+    return err.value.problems
+
+
+def _example_text() -> str:
+    return EXAMPLE_PLAN.read_text(encoding="utf-8")
+
+
+def _line_of(text: str, needle: str, start: int = 0) -> int:
+    return text[: text.index(needle, start)].count("\n") + 1
+
+
+def test_duplicate_key_names_path_and_both_lines(tmp_path):
+    # The trap: the last key wins, so a plan *showing* 1 400 000 would pay 10 000 000.
+    text = _example_text().replace(
+        '      amount: "1400000.00"\n',
+        '      amount: "1400000.00"\n      amount: "10000000.00"\n',
+    )
+    first = _line_of(text, 'amount: "1400000.00"')
+    second = _line_of(text, 'amount: "10000000.00"')
+    assert _yaml_problems(tmp_path, text) == [
+        (
+            "payment.rules[1].amount",
+            f"duplicate key (lines {first} and {second}); YAML would silently keep only the last",
+        )
+    ]
+
+
+def test_duplicate_keys_everywhere_are_all_reported(tmp_path):
+    text = _example_text()
+    text = text.replace("plan_version: 1\n", "plan_version: 1\nplan_version: 1\n")
+    text = text.replace('{start: "2022-01-01",', '{start: "2022-01-01", start: "2021-01-01",')
+    text = text.replace("  min_cell_size: 5\n", "  min_cell_size: 5\n  min_cell_size: 3\n")
+    keys = [k for k, _ in _yaml_problems(tmp_path, text)]
+    assert keys == ["plan_version", "periods.baseline.start", "disclosure.min_cell_size"]
+
+
+def test_anchor_and_alias_are_refused(tmp_path):
+    text = (
+        _example_text()
+        .replace("  treated_units: [", "  treated_units: &units [")
+        .replace("  comparison_units: [SKOLA-01,", "  comparison_units: *units\n  x: [SKOLA-01,")
+    )
+    anchor = _line_of(text, "&units")
+    alias = _line_of(text, "*units")
+    assert _yaml_problems(tmp_path, text) == [
+        (
+            "cohort.treated_units",
+            f"anchor &units (line {anchor}) is not allowed; write each value out in full",
+        ),
+        (
+            "cohort.comparison_units",
+            f"alias *units (line {alias}) is not allowed; write the value out in full",
+        ),
+    ]
+
+
+def test_merge_key_is_refused(tmp_path):
+    text = _example_text().replace(
+        "    - kind: linear_to_target\n",
+        '    - kind: linear_to_target\n      <<: {amount: "1.00"}\n',
+    )
+    line = _line_of(text, "<<:")
+    assert _yaml_problems(tmp_path, text) == [
+        (
+            "payment.rules[1]",
+            f"merge key << (line {line}) is not allowed; write the keys out in full",
+        )
+    ]
+
+
+def test_explicit_tags_and_non_text_keys_are_refused(tmp_path):
+    text = _example_text().replace("  min_cell_size: 5", "  min_cell_size: !!int '014'\n  14: x")
+    line = _line_of(text, "!!int")
+    assert _yaml_problems(tmp_path, text) == [
+        ("disclosure.min_cell_size", f"explicit tag !!int (line {line}) is not allowed; remove it"),
+        ("disclosure", f"key 14 (line {line + 1}) is not text; put it in quotes"),
+    ]
+
+
+def test_yaml_1_1_number_and_boolean_readings_do_not_apply(tmp_path, data):
+    # YAML 1.1 reads 014 as octal 12, 1:30 as 90 and `off` as false; here they stay text,
+    # so the schema names them instead of a different number reaching the payment.
+    text = _example_text().replace("  min_cell_size: 5", "  min_cell_size: 014")
+    text = text.replace("  seed: 20250101", "  seed: 1:30")
+    text = text.replace("  investor: null", "  investor: off")
+    problems = _yaml_problems(tmp_path, text)
+    assert problems == [
+        ("counterfactual.seed", "expected integer, got str '1:30'"),
+        ("disclosure.min_cell_size", "expected integer, got str '014'"),
+    ]
+
+
+def test_an_integral_float_is_not_an_integer(tmp_path, data):
+    data["disclosure"]["min_cell_size"] = 5.0
+    assert _problems(tmp_path, data) == [
+        ("disclosure.min_cell_size", "expected integer, got float 5.0")
+    ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -61,14 +62,139 @@ class PlanError(ValueError):
         super().__init__("invalid measurement plan\n  " + "\n  ".join(lines))
 
 
-class _StringDateLoader(yaml.SafeLoader):
-    """SafeLoader that keeps dates as text, so a bad date is reported, not a YAML crash."""
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-_StringDateLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+class _PlanLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses every YAML construct able to change a plan's meaning unseen.
+
+    It collects problems (key path, message) instead of stopping at the first:
+
+    * a key given twice in one mapping (PyYAML keeps the last one silently);
+    * anchors `&a`, aliases `*a` and merge keys `<<` (one edit then changes several places);
+    * explicit tags such as `!!int` or `!!timestamp` (they bring back YAML 1.1 readings);
+    * keys that are not text (JSON, which the hash is taken over, has only text keys).
+
+    Plain scalars are read the YAML 1.2 (JSON-like) way: only `true`/`false` are booleans,
+    so `severity: off` stays the text "off"; only decimal integers without a leading zero
+    are integers, so `014` (octal 12 in YAML 1.1) and `1:30` (sexagesimal 90) stay text and
+    fail the schema instead of becoming other numbers; dates stay text, so a bad date is
+    reported, not a crash; `.inf` and `.nan` stay text.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._problems: list[tuple[int, str, str]] = []
+        self._path_stack: list[tuple[Any, ...]] = []
+        self._node_paths: dict[int, tuple[Any, ...]] = {}
+
+    def _problem(self, line: int, path: tuple[Any, ...], message: str) -> None:
+        self._problems.append((line, _key_path(path), message))
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """(key path, problem) in the order of the lines they are on."""
+        return [(key, message) for _, key, message in sorted(self._problems)]
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        parent_path = self._path_stack[-1] if self._path_stack else ()
+        if parent is None:
+            path: tuple[Any, ...] = ()
+        elif isinstance(index, yaml.ScalarNode):  # a mapping value, under its key
+            path = (*parent_path, index.value)
+        elif isinstance(index, int):  # a sequence item
+            path = (*parent_path, index)
+        else:  # a mapping key (or a value under a complex key): name the mapping
+            path = parent_path
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()
+            line = event.start_mark.line + 1
+            self._problem(
+                line,
+                path,
+                f"alias *{event.anchor} (line {line}) is not allowed; write the value out in full",
+            )
+            # A placeholder, never the anchored node: nothing is shared or expanded.
+            return yaml.ScalarNode("tag:yaml.org,2002:null", "", event.start_mark, event.end_mark)
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if event.anchor is not None:
+            self._problem(
+                line,
+                path,
+                f"anchor &{event.anchor} (line {line}) is not allowed; "
+                "write each value out in full",
+            )
+            event.anchor = None
+        if getattr(event, "tag", None) is not None:
+            tag = event.tag.replace("tag:yaml.org,2002:", "!!", 1)
+            self._problem(line, path, f"explicit tag {tag} (line {line}) is not allowed; remove it")
+            event.tag = None  # read it as if untagged, so the remaining checks still run
+        self._path_stack.append(path)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._path_stack.pop()
+        self._node_paths[id(node)] = path
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            path = self._node_paths.get(id(node), ())
+            first_line: dict[Any, int] = {}
+            kept = []
+            for key_node, value_node in node.value:
+                line = key_node.start_mark.line + 1
+                if key_node.tag == _MERGE_TAG:
+                    self._problem(
+                        line,
+                        path,
+                        f"merge key << (line {line}) is not allowed; write the keys out in full",
+                    )
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    self._problem(
+                        line, path, f"key {key!r} (line {line}) is not text; put it in quotes"
+                    )
+                    continue
+                if key in first_line:
+                    self._problem(
+                        line,
+                        (*path, key),
+                        f"duplicate key (lines {first_line[key]} and {line}); "
+                        "YAML would silently keep only the last",
+                    )
+                    continue
+                first_line[key] = line
+                kept.append((key_node, value_node))
+            node.value = kept
+        return super().construct_mapping(node, deep=deep)
+
+
+# Implicit typing of plain scalars: YAML 1.2's core schema, narrowed (see _PlanLoader).
+_PlanLoader.yaml_implicit_resolvers = {}
+for _tag, _regexp, _first in (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", list("-+0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"^[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$",
+        list("-+.0123456789"),
+    ),
+    (_MERGE_TAG, r"^(?:<<)$", ["<"]),
+):
+    _PlanLoader.add_implicit_resolver(_tag, re.compile(_regexp), _first)
+
+
+def _read_yaml(text: str) -> tuple[Any, list[tuple[str, str]]]:
+    """The document and the problems of its YAML form (raises yaml.YAMLError if not YAML)."""
+    loader = _PlanLoader(text)
+    try:
+        return loader.get_single_data(), loader.problems
+    finally:
+        loader.dispose()
 
 
 @cache
@@ -161,13 +287,15 @@ def load_plan(path: str | Path) -> Plan:
             path, [("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
         ) from None
     try:
-        data = yaml.load(text, Loader=_StringDateLoader)  # noqa: S506 - a SafeLoader subclass
+        data, yaml_problems = _read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise PlanError(
             path, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
         ) from None
+    if yaml_problems:
+        raise PlanError(path, yaml_problems)
     if not isinstance(data, dict):
         raise PlanError(path, [("", "the plan must be a YAML mapping")])
     problems = _schema_problems(data)
@@ -185,13 +313,22 @@ def _key_path(parts: Any) -> str:
     return out
 
 
-def _schema_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
-    from jsonschema import Draft202012Validator, FormatChecker
+@cache
+def _schema_validator() -> Any:
+    """The plan schema's validator, with `integer` meaning an int: not 5.0, not true."""
+    from jsonschema import Draft202012Validator, FormatChecker, validators
 
-    validator = Draft202012Validator(plan_schema(), format_checker=FormatChecker())
+    strict_integer = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, x: isinstance(x, int) and not isinstance(x, bool)
+    )
+    cls = validators.extend(Draft202012Validator, type_checker=strict_integer)
+    return cls(plan_schema(), format_checker=FormatChecker())
+
+
+def _schema_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
     for err in sorted(
-        validator.iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message)
+        _schema_validator().iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message)
     ):
         key = _key_path(err.absolute_path)
         if err.validator == "required":
