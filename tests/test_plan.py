@@ -7,12 +7,23 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import yaml
 
 from utfall.cli import EXAMPLE_PLAN
-from utfall.plan import METHODS, PlanError, load_plan, plan_schema
+from utfall.plan import (
+    METHOD_SPECS,
+    METHODS,
+    METRIC_SOURCE_KIND,
+    METRICS,
+    SOURCE_KINDS,
+    ParamSpec,
+    PlanError,
+    load_plan,
+    plan_schema,
+)
 
 
 def _write(tmp_path: Path, data: dict, name: str = "plan.yaml") -> Path:
@@ -281,3 +292,90 @@ def test_an_integral_float_is_not_an_integer(tmp_path, data):
     assert _problems(tmp_path, data) == [
         ("disclosure.min_cell_size", "expected integer, got float 5.0")
     ]
+
+
+# --- Metric and method registries: parameters are typed and bounded ------------------
+
+
+def test_registry_source_kinds_derive_from_metrics():
+    assert METRIC_SOURCE_KIND == {name: m.source_kind for name, m in METRICS.items()}
+    assert METRICS["short_term_sick_days_per_employee"].parameters["max_spell_day"] == (
+        ParamSpec("integer", default=14, minimum=1, maximum=365, description=ANY)
+    )
+    assert METRICS["sick_leave_rate"].parameters == {}
+    assert METHODS == {"did_2x2": ("weight",)}
+
+
+def test_schema_enums_equal_the_registries():
+    props = plan_schema()["properties"]
+    metric_enum = props["outcomes"]["items"]["properties"]["metric"]["enum"]
+    method_enum = props["counterfactual"]["properties"]["method"]["enum"]
+    kind_enum = props["sources"]["items"]["properties"]["kind"]["enum"]
+    assert sorted(metric_enum) == sorted(METRICS) and len(metric_enum) == len(METRICS)
+    assert sorted(method_enum) == sorted(METHOD_SPECS) and len(method_enum) == len(METHODS)
+    assert sorted(kind_enum) == sorted(SOURCE_KINDS)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (14.5, "expected integer, got float 14.5"),
+        (14.0, "expected integer, got float 14.0"),
+        ("14", "expected integer, got str '14'"),
+        (True, "expected integer, got bool True"),
+        (0, "must be between 1 and 365, got 0"),
+        (366, "must be between 1 and 365, got 366"),
+    ],
+)
+def test_metric_parameter_type_and_range(tmp_path, data, value, problem):
+    data["outcomes"][0]["parameters"]["max_spell_day"] = value
+    assert _problems(tmp_path, data) == [("outcomes[0].parameters.max_spell_day", problem)]
+
+
+def test_metric_parameter_bounds_are_allowed(tmp_path, data):
+    for value in (1, 365):
+        data["outcomes"][0]["parameters"]["max_spell_day"] = value
+        plan = load_plan(_write(tmp_path, data))
+        assert plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": value}
+
+
+def test_unknown_metric_parameter_suggests(tmp_path, data):
+    data["outcomes"][0]["parameters"] = {"max_spel_day": 7}
+    data["outcomes"][1]["parameters"] = {"max_spell_day": 7}
+    assert _problems(tmp_path, data) == [
+        (
+            "outcomes[0].parameters.max_spel_day",
+            "unknown parameter of metric short_term_sick_days_per_employee; "
+            "did you mean 'max_spell_day'? (expected: max_spell_day)",
+        ),
+        (
+            "outcomes[1].parameters.max_spell_day",
+            "unknown parameter: metric sick_leave_rate takes no parameters",
+        ),
+    ]
+
+
+def test_method_parameters_are_checked(tmp_path, data):
+    data["counterfactual"]["parameters"] = {"weight": "headcount", "wieght": "equal"}
+    assert _problems(tmp_path, data) == [
+        ("counterfactual.parameters.weight", "'headcount' is not one of: exposure, equal"),
+        (
+            "counterfactual.parameters.wieght",
+            "unknown parameter of method did_2x2; did you mean 'weight'? (expected: weight)",
+        ),
+    ]
+    data["counterfactual"]["parameters"] = {"weight": 1}
+    assert _problems(tmp_path, data) == [
+        ("counterfactual.parameters.weight", "expected string, got int 1")
+    ]
+
+
+def test_parameter_defaults(tmp_path, data, example_plan):
+    assert example_plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
+    assert example_plan.outcome_parameters("sick_leave_rate") == {}
+    assert example_plan.counterfactual_parameters == {"weight": "exposure"}
+    del data["outcomes"][0]["parameters"]
+    del data["counterfactual"]["parameters"]
+    plan = load_plan(_write(tmp_path, data))
+    assert plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
+    assert plan.counterfactual_parameters == {"weight": "exposure"}

@@ -10,10 +10,12 @@ meaning does.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,6 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
 
-#: Counterfactual methods the engine implements (the JSON Schema's enum must match), with
-#: each method's parameters and their allowed values.
-METHODS: dict[str, dict[str, tuple[str, ...]]] = {
-    "did_2x2": {"weight": ("exposure", "equal")},
-}
 #: Source kinds and the canonical columns each must map (optional ones may be absent).
 SOURCE_KINDS: dict[str, dict[str, bool]] = {
     "employee_roster": {
@@ -45,10 +42,82 @@ SOURCE_KINDS: dict[str, dict[str, bool]] = {
         "extent": True,
     },
 }
-#: Which source kind each metric reads its events from.
-METRIC_SOURCE_KIND = {
-    "short_term_sick_days_per_employee": "sick_leave_spells",
-    "sick_leave_rate": "sick_leave_spells",
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter of a metric or method: its type, allowed values and default.
+
+    `type` is "integer" (an int, never a bool or 14.0), "number" (int or float, not a
+    bool) or "string". `minimum`/`maximum` bound numbers (inclusive); `choices` lists the
+    allowed strings.
+    """
+
+    type: str
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """An outcome metric: the source kind its events come from and its parameters."""
+
+    source_kind: str
+    parameters: Mapping[str, ParamSpec] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A counterfactual method and its parameters."""
+
+    parameters: Mapping[str, ParamSpec] = field(default_factory=dict)
+    description: str = ""
+
+
+#: Outcome metrics the engine implements (the JSON Schema's enum must match).
+METRICS: dict[str, MetricSpec] = {
+    "short_term_sick_days_per_employee": MetricSpec(
+        source_kind="sick_leave_spells",
+        parameters={
+            "max_spell_day": ParamSpec(
+                "integer",
+                default=14,
+                minimum=1,
+                maximum=365,
+                description="days 1..max_spell_day of each spell count as short-term",
+            ),
+        },
+        description="sick-leave days in days 1..max_spell_day of a spell, per employee",
+    ),
+    "sick_leave_rate": MetricSpec(
+        source_kind="sick_leave_spells",
+        description="sick-leave share of scheduled hours",
+    ),
+}
+#: Which source kind each metric reads its events from (derived from METRICS).
+METRIC_SOURCE_KIND: dict[str, str] = {name: m.source_kind for name, m in METRICS.items()}
+
+#: Counterfactual methods the engine implements (the JSON Schema's enum must match).
+METHOD_SPECS: dict[str, MethodSpec] = {
+    "did_2x2": MethodSpec(
+        parameters={
+            "weight": ParamSpec(
+                "string",
+                default="exposure",
+                choices=("exposure", "equal"),
+                description="units weighted by exposure (the rate's denominator) or equally",
+            ),
+        },
+        description="difference in differences, two periods, two groups",
+    ),
+}
+#: Each method's parameter names (derived from METHOD_SPECS).
+METHODS: dict[str, tuple[str, ...]] = {
+    name: tuple(m.parameters) for name, m in METHOD_SPECS.items()
 }
 
 
@@ -253,9 +322,21 @@ class Plan:
                 return o
         raise KeyError(outcome_id)
 
+    def outcome_parameters(self, outcome_id: str) -> dict[str, Any]:
+        """The outcome's metric parameters, defaults filled in for those not given."""
+        outcome = self.outcome(outcome_id)
+        spec = METRICS[outcome["metric"]]
+        return _with_defaults(spec.parameters, outcome.get("parameters") or {})
+
     @property
     def counterfactual(self) -> dict[str, Any]:
         return self.data["counterfactual"]
+
+    @property
+    def counterfactual_parameters(self) -> dict[str, Any]:
+        """The method's parameters, defaults filled in for those not given."""
+        spec = METHOD_SPECS[self.counterfactual["method"]]
+        return _with_defaults(spec.parameters, self.counterfactual.get("parameters") or {})
 
     @property
     def payment(self) -> dict[str, Any]:
@@ -264,6 +345,65 @@ class Plan:
     @property
     def min_cell_size(self) -> int:
         return int(self.data["disclosure"]["min_cell_size"])
+
+
+def _with_defaults(specs: Mapping[str, ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: given.get(name, spec.default) for name, spec in specs.items()}
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """'; did you mean 'x'?' for the closest of `choices`, or '' if none is close."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _range_text(spec: ParamSpec) -> str:
+    if spec.minimum is not None and spec.maximum is not None:
+        return f"between {spec.minimum} and {spec.maximum}"
+    if spec.minimum is not None:
+        return f"at least {spec.minimum}"
+    return f"at most {spec.maximum}"
+
+
+def parameter_problems(
+    key: str, owner: str, specs: Mapping[str, ParamSpec], given: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """Problems of `given` parameters against their specs; `owner` names whose they are."""
+    problems: list[tuple[str, str]] = []
+    for name, value in given.items():
+        at = f"{key}.{name}"
+        spec = specs.get(name)
+        if spec is None:
+            if not specs:
+                problems.append((at, f"unknown parameter: {owner} takes no parameters"))
+            else:
+                problems.append(
+                    (
+                        at,
+                        f"unknown parameter of {owner}{did_you_mean(name, specs)} "
+                        f"(expected: {', '.join(specs)})",
+                    )
+                )
+            continue
+        if spec.type == "integer":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif spec.type == "number":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            problems.append((at, f"expected {spec.type}, got {_type_name(value)}"))
+        elif spec.choices is not None and value not in spec.choices:
+            problems.append((at, f"{value!r} is not one of: {', '.join(spec.choices)}"))
+        elif (spec.minimum is not None and value < spec.minimum) or (
+            spec.maximum is not None and value > spec.maximum
+        ):
+            problems.append((at, f"must be {_range_text(spec)}, got {value!r}"))
+    return problems
 
 
 def canonical_json(data: Any) -> str:
@@ -409,27 +549,24 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
     outcome_ids = [o["id"] for o in data["outcomes"]]
     for i, o in enumerate(data["outcomes"]):
-        check_source(f"outcomes[{i}].source", o["source"], METRIC_SOURCE_KIND[o["metric"]])
+        metric = METRICS[o["metric"]]
+        check_source(f"outcomes[{i}].source", o["source"], metric.source_kind)
         if outcome_ids.count(o["id"]) > 1:
             problems.append((f"outcomes[{i}].id", f"duplicate outcome id {o['id']!r}"))
+        problems += parameter_problems(
+            f"outcomes[{i}].parameters",
+            f"metric {o['metric']}",
+            metric.parameters,
+            o.get("parameters") or {},
+        )
 
     cf = data["counterfactual"]
-    allowed = METHODS[cf["method"]]
-    for name, value in (cf.get("parameters") or {}).items():
-        if name not in allowed:
-            problems.append(
-                (
-                    f"counterfactual.parameters.{name}",
-                    f"unknown parameter for {cf['method']}; expected: {', '.join(allowed)}",
-                )
-            )
-        elif value not in allowed[name]:
-            problems.append(
-                (
-                    f"counterfactual.parameters.{name}",
-                    f"{value!r} is not one of: {', '.join(allowed[name])}",
-                )
-            )
+    problems += parameter_problems(
+        "counterfactual.parameters",
+        f"method {cf['method']}",
+        METHOD_SPECS[cf["method"]].parameters,
+        cf.get("parameters") or {},
+    )
 
     payment = data["payment"]
     if payment["outcome"] not in outcome_ids:
