@@ -18,6 +18,7 @@ from utfall.plan import (
     METHODS,
     METRIC_SOURCE_KIND,
     METRICS,
+    RESERVED_SOURCE_NAMES,
     SOURCE_KINDS,
     ParamSpec,
     PlanError,
@@ -48,6 +49,13 @@ def _problems(tmp_path: Path, data: dict) -> list[tuple[str, str]]:
 def test_example_plan_loads(example_plan):
     assert example_plan.contract_id == "demokommun-korttidssjuk-2025"
     assert example_plan.hash.startswith("sha256:") and len(example_plan.hash) == 71
+
+
+def test_example_plan_hash_is_pinned(example_plan):
+    # The loader's reading of the example must not drift: its hash is in signed reports.
+    assert example_plan.hash == (
+        "sha256:f453d344a2db49618d219c2d009a7fe8ab1f7864e39aea407598204e78dd9e63"
+    )
 
 
 def test_missing_key(tmp_path, data):
@@ -280,8 +288,10 @@ def test_yaml_1_1_number_and_boolean_readings_do_not_apply(tmp_path, data):
     text = _example_text().replace("  min_cell_size: 5", "  min_cell_size: 014")
     text = text.replace("  seed: 20250101", "  seed: 1:30")
     text = text.replace("  investor: null", "  investor: off")
+    text = text.replace("  confidence: 0.95", "  confidence: 95e-2")
     problems = _yaml_problems(tmp_path, text)
     assert problems == [
+        ("counterfactual.confidence", "expected number, got str '95e-2'"),
         ("counterfactual.seed", "expected integer, got str '1:30'"),
         ("disclosure.min_cell_size", "expected integer, got str '014'"),
     ]
@@ -379,3 +389,255 @@ def test_parameter_defaults(tmp_path, data, example_plan):
     plan = load_plan(_write(tmp_path, data))
     assert plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
     assert plan.counterfactual_parameters == {"weight": "exposure"}
+
+
+# --- Money: exact, positive, and within what the warehouse stores --------------------
+
+AMOUNT_FORM = (
+    'is not an amount: a decimal string such as "1400000.00", with at most 16 digits '
+    "before the point, no leading zero, and at most 2 decimals"
+)
+
+
+@pytest.mark.parametrize(
+    "amount", ["1400000.001", "1e6", "-5.00", "12345678901234567", "01400000", "1,400,000", " 5"]
+)
+def test_amount_form(tmp_path, data, amount):
+    data["payment"]["rules"][1]["amount"] = amount
+    assert _problems(tmp_path, data) == [("payment.rules[1].amount", f"{amount!r} {AMOUNT_FORM}")]
+
+
+def test_amount_with_a_trailing_newline_is_refused(tmp_path, data):
+    data["payment"]["rules"][1]["amount"] = "1400000.00\n"  # what `amount: |` gives
+    assert _problems(tmp_path, data) == [
+        ("payment.rules[1].amount", f"'1400000.00\\n' {AMOUNT_FORM}")
+    ]
+
+
+def test_amount_as_a_yaml_number_is_refused(tmp_path, data):
+    data["payment"]["rules"][1]["amount"] = 1400000.0
+    assert _problems(tmp_path, data) == [
+        ("payment.rules[1].amount", "expected string, got float 1400000.0")
+    ]
+
+
+def test_largest_amounts_load(tmp_path, data):
+    data["payment"]["rules"][0]["amount"] = "0.01"
+    data["payment"]["rules"][1]["amount"] = "9999999999999999.98"
+    assert load_plan(_write(tmp_path, data)).payment["rules"][1]["amount"] == (
+        "9999999999999999.98"
+    )
+
+
+def test_amount_must_be_positive(tmp_path, data):
+    data["payment"]["rules"][0]["amount"] = "0.00"
+    assert _problems(tmp_path, data) == [("payment.rules[0].amount", "must be greater than 0")]
+
+
+def test_sum_of_amounts_must_fit_decimal_18_2(tmp_path, data):
+    data["payment"]["rules"][0]["amount"] = "0.02"
+    data["payment"]["rules"][1]["amount"] = "9999999999999999.98"
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.rules",
+            "the amounts sum to 10000000000000000.00, too large for DECIMAL(18,2) "
+            "(must be below 10^16)",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (0, "must be greater than 0, got 0"),
+        (-0.1, "must be greater than 0, got -0.1"),
+        (1.2, "must be at most 1, got 1.2"),
+        ("0.12", "expected number, got str '0.12'"),
+        (True, "expected number, got bool True"),
+    ],
+)
+def test_target_relative_reduction_range(tmp_path, data, value, problem):
+    data["payment"]["rules"][1]["target_relative_reduction"] = value
+    assert _problems(tmp_path, data) == [("payment.rules[1].target_relative_reduction", problem)]
+
+
+def test_target_of_one_is_allowed(tmp_path, data):
+    data["payment"]["rules"][1]["target_relative_reduction"] = 1
+    assert load_plan(_write(tmp_path, data)).payment["rules"][1]["target_relative_reduction"] == 1
+
+
+def test_a_fixed_rule_takes_no_target(tmp_path, data):
+    # A linear rule mistyped as `fixed` would pay in full whatever the outcome.
+    data["payment"]["rules"][1]["kind"] = "fixed"
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.rules[1].target_relative_reduction",
+            "a fixed rule has no target; only linear_to_target takes one",
+        )
+    ]
+
+
+@pytest.mark.parametrize("currency", ["sek", "SEKR", "SE", "kr"])
+def test_currency_code(tmp_path, data, currency):
+    data["payment"]["currency"] = currency
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.currency",
+            f"{currency!r} is not a currency code: three upper-case letters, such as SEK",
+        )
+    ]
+
+
+# --- Names: ids become namespaces, folders, table names, asset keys ------------------
+
+CONTRACT_ID_FORM = (
+    "is not a valid contract id: 1 to 63 characters, lower-case letters a-z, digits, "
+    "'_' or '-', starting with a letter or digit"
+)
+NAME_FORM = (
+    "is not a valid name: 1 to 63 characters, lower-case letters a-z, digits or '_', "
+    "starting with a letter"
+)
+
+
+@pytest.mark.parametrize(
+    "contract_id", ["Demo", "-demo", "demo/x", "../x", "demo x", "a" * 64, "", "demo\n", "dëmo"]
+)
+def test_contract_id_form(tmp_path, data, contract_id):
+    data["contract"]["id"] = contract_id
+    assert _problems(tmp_path, data) == [("contract.id", f"{contract_id!r} {CONTRACT_ID_FORM}")]
+
+
+@pytest.mark.parametrize("contract_id", ["a", "9", "a" * 63, "x_y-z"])
+def test_contract_id_edges_allowed(tmp_path, data, contract_id):
+    data["contract"]["id"] = contract_id
+    assert load_plan(_write(tmp_path, data)).contract_id == contract_id
+
+
+@pytest.mark.parametrize("name", ["Roster", "1roster", "roster-x", "a" * 64, "roster\n"])
+def test_source_name_form(tmp_path, data, name):
+    data["sources"][0]["name"] = name
+    data["cohort"]["roster_source"] = name
+    assert _problems(tmp_path, data) == [("sources[0].name", f"{name!r} {NAME_FORM}")]
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_SOURCE_NAMES))
+def test_reserved_source_names(tmp_path, data, name):
+    data["sources"][1]["name"] = name
+    for o in data["outcomes"]:
+        o["source"] = name
+    assert _problems(tmp_path, data) == [
+        ("sources[1].name", f"{name!r} is reserved for an internal table; choose another name")
+    ]
+
+
+def test_reserved_source_names_cover_the_internal_tables():
+    assert {
+        "deliveries",
+        "rows",
+        "reconciliation",
+        "runs",
+        "published",
+        "meta",
+        "quality",
+        "effects",
+        "outcome_panel",
+        "payments_proposed",
+        "payment_proposal",
+        "employee_roster",
+        "sick_leave_spells",
+    } | set(SOURCE_KINDS) <= RESERVED_SOURCE_NAMES
+
+
+@pytest.mark.parametrize("outcome_id", ["Short", "9days", "short-term", "", "x\n"])
+def test_outcome_id_form(tmp_path, data, outcome_id):
+    data["outcomes"][1]["id"] = outcome_id
+    assert _problems(tmp_path, data) == [("outcomes[1].id", f"{outcome_id!r} {NAME_FORM}")]
+
+
+def test_unit_ids_without_surrounding_whitespace(tmp_path, data):
+    data["cohort"]["treated_units"][2] = "HEMTJ-03 "
+    data["cohort"]["comparison_units"][0] = "\tSKOLA-01"
+    assert _problems(tmp_path, data) == [
+        ("cohort.treated_units[2]", "'HEMTJ-03 ' has leading or trailing whitespace"),
+        ("cohort.comparison_units[0]", "'\\tSKOLA-01' has leading or trailing whitespace"),
+    ]
+
+
+def test_unit_ids_non_empty_text(tmp_path, data):
+    data["cohort"]["treated_units"][0] = ""
+    data["cohort"]["comparison_units"][0] = 7
+    assert _problems(tmp_path, data) == [
+        ("cohort.comparison_units[0]", "expected string, got int 7"),
+        ("cohort.treated_units[0]", "must not be empty"),
+    ]
+
+
+def test_unit_listed_twice_is_named(tmp_path, data):
+    data["cohort"]["treated_units"] += ["FSK-02", "HEMTJ-01"]
+    data["cohort"]["comparison_units"].append("ADM-04")
+    assert _problems(tmp_path, data) == [
+        ("cohort.comparison_units", "listed more than once: ADM-04"),
+        ("cohort.treated_units", "listed more than once: FSK-02, HEMTJ-01"),
+    ]
+
+
+# --- Source paths stay inside the deliveries directory -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/data/roster.csv", "is absolute; give a path relative to the deliveries directory"),
+        (
+            "~/roster.csv",
+            "is a home-directory path; give a path relative to the deliveries directory",
+        ),
+        ("C:roster.csv", "starts with a drive; give a path relative to the deliveries directory"),
+        (
+            "c:/x/roster.csv",
+            "starts with a drive; give a path relative to the deliveries directory",
+        ),
+        ("hr\\roster.csv", "contains a backslash; separate folders with /"),
+        ("../roster.csv", "has a '..' component; it must stay inside the deliveries directory"),
+        ("a/../../b.csv", "has a '..' component; it must stay inside the deliveries directory"),
+        ("a/..", "has a '..' component; it must stay inside the deliveries directory"),
+        ("roster\x00.csv", "contains a control character"),
+    ],
+)
+def test_source_path_must_stay_inside_deliveries(tmp_path, data, path, problem):
+    data["sources"][0]["path"] = path
+    assert _problems(tmp_path, data) == [("sources[0].path", f"{path!r} {problem}")]
+
+
+@pytest.mark.parametrize("path", ["hr/2025/roster_*.csv", "r[0-9]?.csv", "..roster.csv", "./a.csv"])
+def test_relative_and_glob_paths_allowed(tmp_path, data, path):
+    data["sources"][0]["path"] = path
+    assert load_plan(_write(tmp_path, data)).source("roster")["path"] == path
+
+
+# --- Messages name the fix ------------------------------------------------------------
+
+
+def test_unknown_key_suggests(tmp_path, data):
+    data["payment"]["rules"][1]["target_relative_reductoin"] = 0.1
+    del data["payment"]["rules"][1]["target_relative_reduction"]
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.rules[1]",
+            "unknown key 'target_relative_reductoin'; did you mean 'target_relative_reduction'?",
+        )
+    ]
+
+
+def test_unknown_column_suggests(tmp_path, data):
+    data["sources"][0]["columns"]["personummer"] = data["sources"][0]["columns"].pop("personnummer")
+    problems = _problems(tmp_path, data)
+    assert problems[0] == (
+        "sources[0].columns.personummer",
+        "not a column of kind employee_roster; did you mean 'personnummer'? (expected: "
+        "personnummer, birth_year, sex, unit_id, employment_extent, employed_from, employed_to)",
+    )
+    assert problems[1:] == [
+        ("sources[0].columns.personnummer", "required column mapping is missing")
+    ]

@@ -16,11 +16,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from utfall.errors import UserError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
 
@@ -121,7 +124,47 @@ METHODS: dict[str, tuple[str, ...]] = {
 }
 
 
-class PlanError(ValueError):
+#: Names of internal tables and schemas a source must not take (its name becomes a table).
+RESERVED_SOURCE_NAMES: frozenset[str] = frozenset(
+    {
+        "deliveries",
+        "rows",
+        "reconciliation",
+        "runs",
+        "published",
+        "meta",
+        "quality",
+        "effects",
+        "outcome_panel",
+        "payments_proposed",
+        "payment_proposal",
+        "employee_roster",
+        "sick_leave_spells",
+    }
+) | frozenset(SOURCE_KINDS)
+
+#: Money: DECIMAL(18,2) holds amounts below 10^16 in absolute value, sums included.
+MAX_AMOUNT_EXCLUSIVE = Decimal(10) ** 16
+
+#: What each pattern of the plan schema means, for messages a plan author can act on.
+_PATTERN_MEANINGS = {
+    "^[a-z0-9][a-z0-9_-]{0,62}$": (
+        "is not a valid contract id: 1 to 63 characters, lower-case letters a-z, digits, "
+        "'_' or '-', starting with a letter or digit"
+    ),
+    "^[a-z][a-z0-9_]{0,62}$": (
+        "is not a valid name: 1 to 63 characters, lower-case letters a-z, digits or '_', "
+        "starting with a letter"
+    ),
+    "^(0|[1-9][0-9]{0,15})(\\.[0-9]{1,2})?$": (
+        'is not an amount: a decimal string such as "1400000.00", with at most 16 '
+        "digits before the point, no leading zero, and at most 2 decimals"
+    ),
+    "^[A-Z]{3}$": "is not a currency code: three upper-case letters, such as SEK",
+}
+
+
+class PlanError(UserError, ValueError):
     """A plan that cannot be used; lists every problem as `file: key.path: problem`."""
 
     def __init__(self, path: Path | str, problems: list[tuple[str, str]]):
@@ -144,11 +187,12 @@ class _PlanLoader(yaml.SafeLoader):
     * explicit tags such as `!!int` or `!!timestamp` (they bring back YAML 1.1 readings);
     * keys that are not text (JSON, which the hash is taken over, has only text keys).
 
-    Plain scalars are read the YAML 1.2 (JSON-like) way: only `true`/`false` are booleans,
-    so `severity: off` stays the text "off"; only decimal integers without a leading zero
-    are integers, so `014` (octal 12 in YAML 1.1) and `1:30` (sexagesimal 90) stay text and
-    fail the schema instead of becoming other numbers; dates stay text, so a bad date is
-    reported, not a crash; `.inf` and `.nan` stay text.
+    Plain scalars are typed narrowly, the YAML 1.2 (JSON-like) way: only `true`/`false`
+    are booleans, so `severity: off` stays the text "off"; only decimal integers without a
+    leading zero are integers, so `014` (octal 12 in YAML 1.1) and `1:30` (sexagesimal 90)
+    stay text and fail the schema instead of becoming other numbers; floats need a point,
+    as in YAML 1.1 (so what PyYAML writes reads back the same); dates stay text, so a bad
+    date is reported, not a crash; `.inf`, `.nan` and `1_000` stay text.
     """
 
     def __init__(self, stream: str) -> None:
@@ -249,7 +293,7 @@ for _tag, _regexp, _first in (
     ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", list("-+0123456789")),
     (
         "tag:yaml.org,2002:float",
-        r"^[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$",
+        r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$",  # a point, as YAML 1.1
         list("-+.0123456789"),
     ),
     (_MERGE_TAG, r"^(?:<<)$", ["<"]),
@@ -453,6 +497,22 @@ def _key_path(parts: Any) -> str:
     return out
 
 
+def _pattern_keyword(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """JSON Schema `pattern`, except that `$` means the very end of the text.
+
+    (Python's `$` also matches before a final newline, so `id: |` with "abc\\n" would pass.)
+    """
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "string"):
+        return
+    anchored = (
+        pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    )
+    if not re.search(anchored, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @cache
 def _schema_validator() -> Any:
     """The plan schema's validator, with `integer` meaning an int: not 5.0, not true."""
@@ -461,7 +521,11 @@ def _schema_validator() -> Any:
     strict_integer = Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _checker, x: isinstance(x, int) and not isinstance(x, bool)
     )
-    cls = validators.extend(Draft202012Validator, type_checker=strict_integer)
+    cls = validators.extend(
+        Draft202012Validator,
+        validators={"pattern": _pattern_keyword},
+        type_checker=strict_integer,
+    )
     return cls(plan_schema(), format_checker=FormatChecker())
 
 
@@ -471,29 +535,72 @@ def _schema_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         _schema_validator().iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message)
     ):
         key = _key_path(err.absolute_path)
+        value, inst = err.validator_value, err.instance
         if err.validator == "required":
             missing = err.message.split("'")[1] if "'" in err.message else err.message
             key = f"{key}.{missing}" if key else missing
             problems.append((key, "required key is missing"))
         elif err.validator == "additionalProperties":
-            problems.append((key, f"unknown key: {err.message.split('(')[-1].rstrip(')')}"))
+            known = list(err.schema.get("properties", {}))
+            for extra in sorted(k for k in inst if k not in known):
+                hint = did_you_mean(extra, known) or f"; expected one of: {', '.join(known)}"
+                problems.append((key, f"unknown key {extra!r}{hint}"))
         elif err.validator == "enum":
-            allowed = ", ".join(map(str, err.validator_value))
+            allowed = ", ".join(map(str, value))
             what = "method" if key.endswith("method") else "value"
-            problems.append((key, f"unknown {what} {err.instance!r}; expected one of: {allowed}"))
-        elif err.validator == "format" and err.validator_value == "date":
-            problems.append((key, f"{err.instance!r} is not a valid date (YYYY-MM-DD)"))
-        elif err.validator == "type":
             problems.append(
                 (
                     key,
-                    f"expected {err.validator_value}, got {type(err.instance).__name__} "
-                    f"{err.instance!r}",
+                    f"unknown {what} {inst!r}{did_you_mean(inst, value)} "
+                    f"(expected one of: {allowed})",
                 )
             )
+        elif err.validator == "format" and value == "date":
+            problems.append((key, f"{inst!r} is not a valid date (YYYY-MM-DD)"))
+        elif err.validator == "type":
+            expected = " or ".join(value) if isinstance(value, list) else value
+            problems.append((key, f"expected {expected}, got {_type_name(inst)}"))
+        elif err.validator == "pattern" and value in _PATTERN_MEANINGS:
+            problems.append((key, f"{inst!r} {_PATTERN_MEANINGS[value]}"))
+        elif err.validator in _BOUND_WORDS:
+            problems.append((key, f"must be {_BOUND_WORDS[err.validator]} {value}, got {inst!r}"))
+        elif err.validator == "uniqueItems":
+            twice = sorted({str(x) for x in inst if inst.count(x) > 1})
+            problems.append((key, f"listed more than once: {', '.join(twice)}"))
+        elif err.validator == "minLength" and value == 1:
+            problems.append((key, "must not be empty"))
+        elif err.validator == "minItems" and value == 1:
+            problems.append((key, "must list at least one item"))
         else:
             problems.append((key, err.message))
     return problems
+
+
+_BOUND_WORDS = {
+    "minimum": "at least",
+    "exclusiveMinimum": "greater than",
+    "maximum": "at most",
+    "exclusiveMaximum": "less than",
+}
+
+
+def delivery_path_problem(value: str) -> str | None:
+    """Why `value` cannot be a path below the deliveries directory, or None if it can.
+
+    Glob characters are allowed; symbolic links are resolved (and refused) at ingest.
+    """
+    if value.startswith(("/", "~")):
+        what = "absolute" if value.startswith("/") else "a home-directory path"
+        return f"{value!r} is {what}; give a path relative to the deliveries directory"
+    if re.match(r"[A-Za-z]:", value):
+        return f"{value!r} starts with a drive; give a path relative to the deliveries directory"
+    if "\\" in value:
+        return f"{value!r} contains a backslash; separate folders with /"
+    if ".." in value.split("/"):
+        return f"{value!r} has a '..' component; it must stay inside the deliveries directory"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return f"{value!r} contains a control character"
+    return None
 
 
 def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -518,13 +625,24 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     for i, s in enumerate(data["sources"]):
         if names.count(s["name"]) > 1:
             problems.append((f"sources[{i}].name", f"duplicate source name {s['name']!r}"))
+        if s["name"] in RESERVED_SOURCE_NAMES:
+            problems.append(
+                (
+                    f"sources[{i}].name",
+                    f"{s['name']!r} is reserved for an internal table; choose another name",
+                )
+            )
+        path_problem = delivery_path_problem(s["path"])
+        if path_problem:
+            problems.append((f"sources[{i}].path", path_problem))
         spec = SOURCE_KINDS[s["kind"]]
         for col in s["columns"]:
             if col not in spec:
                 problems.append(
                     (
                         f"sources[{i}].columns.{col}",
-                        f"not a column of kind {s['kind']}; expected: {', '.join(spec)}",
+                        f"not a column of kind {s['kind']}{did_you_mean(col, spec)} "
+                        f"(expected: {', '.join(spec)})",
                     )
                 )
         for col, required in spec.items():
@@ -541,6 +659,12 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
     cohort = data["cohort"]
     check_source("cohort.roster_source", cohort["roster_source"], "employee_roster")
+    for group in ("treated_units", "comparison_units"):
+        for j, unit in enumerate(cohort[group]):
+            if unit != unit.strip():
+                problems.append(
+                    (f"cohort.{group}[{j}]", f"{unit!r} has leading or trailing whitespace")
+                )
     both = set(cohort["treated_units"]) & set(cohort["comparison_units"])
     if both:
         problems.append(
@@ -576,9 +700,28 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                 f"unknown outcome {payment['outcome']!r}; plan outcomes: {', '.join(outcome_ids)}",
             )
         )
+    total = Decimal(0)
     for i, rule in enumerate(payment["rules"]):
+        amount = Decimal(rule["amount"])  # the schema's pattern makes this exact
+        total += amount
+        if amount <= 0:
+            problems.append((f"payment.rules[{i}].amount", "must be greater than 0"))
         if rule["kind"] == "linear_to_target" and "target_relative_reduction" not in rule:
             problems.append(
                 (f"payment.rules[{i}].target_relative_reduction", "required key is missing")
             )
+        if rule["kind"] != "linear_to_target" and "target_relative_reduction" in rule:
+            problems.append(
+                (
+                    f"payment.rules[{i}].target_relative_reduction",
+                    f"a {rule['kind']} rule has no target; only linear_to_target takes one",
+                )
+            )
+    if total >= MAX_AMOUNT_EXCLUSIVE:
+        problems.append(
+            (
+                "payment.rules",
+                f"the amounts sum to {total}, too large for DECIMAL(18,2) (must be below 10^16)",
+            )
+        )
     return problems
