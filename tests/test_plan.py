@@ -18,6 +18,7 @@ from utfall.plan import (
     METHODS,
     METRIC_SOURCE_KIND,
     METRICS,
+    QUALITY_DEFAULTS,
     RESERVED_SOURCE_NAMES,
     SOURCE_KINDS,
     ParamSpec,
@@ -641,3 +642,191 @@ def test_unknown_column_suggests(tmp_path, data):
     assert problems[1:] == [
         ("sources[0].columns.personnummer", "required column mapping is missing")
     ]
+
+
+# --- cohort.unit_check -----------------------------------------------------------------
+
+
+def test_unit_check_defaults_to_error(example_plan):
+    assert "unit_check" not in example_plan.data["cohort"]
+    assert example_plan.unit_check == "error"
+
+
+@pytest.mark.parametrize("value", ["error", "warn"])
+def test_unit_check_values(tmp_path, data, value, example_plan):
+    data["cohort"]["unit_check"] = value
+    plan = load_plan(_write(tmp_path, data))
+    assert plan.unit_check == value
+    assert plan.hash != example_plan.hash  # a stated choice is part of the frozen plan
+
+
+def test_unit_check_unknown_value(tmp_path, data):
+    data["cohort"]["unit_check"] = "warning"
+    assert _problems(tmp_path, data) == [
+        (
+            "cohort.unit_check",
+            "unknown value 'warning'; did you mean 'warn'? (expected one of: error, warn)",
+        )
+    ]
+
+
+# --- quality ---------------------------------------------------------------------------
+
+
+def test_quality_defaults(example_plan):
+    assert "quality" not in example_plan.data
+    assert example_plan.quality == QUALITY_DEFAULTS
+    assert QUALITY_DEFAULTS == {
+        "control_file": None,
+        "expectations": {
+            "volume_vs_history": {"severity": "warn", "max_relative_change": 0.15},
+            "volume_vs_baseline": {"severity": "warn", "max_relative_change": 0.30},
+            "periods_present": {"severity": "block"},
+            "units_present": {"severity": "block"},
+            "null_share": {"severity": "warn", "max_share": 0.02},
+            "value_ranges": {"severity": "block"},
+        },
+    }
+    example_plan.quality["expectations"]["null_share"]["severity"] = "off"
+    assert QUALITY_DEFAULTS["expectations"]["null_share"]["severity"] == "warn"  # a copy
+
+
+def test_quality_partial_config_is_completed(tmp_path, data):
+    data["quality"] = {
+        "control_file": "control.csv",
+        "expectations": {"null_share": {"max_share": 1}, "units_present": {"severity": "warn"}},
+    }
+    quality = load_plan(_write(tmp_path, data)).quality
+    assert quality["control_file"] == "control.csv"
+    assert quality["expectations"]["null_share"] == {"severity": "warn", "max_share": 1.0}
+    assert quality["expectations"]["units_present"] == {"severity": "warn"}
+    assert quality["expectations"]["value_ranges"] == {"severity": "block"}
+    assert list(quality["expectations"]) == list(QUALITY_DEFAULTS["expectations"])
+    load_plan(_write(tmp_path, data | {"quality": {}}))  # an empty section is allowed
+
+
+def test_severity_off_unquoted_is_the_word_off(tmp_path):
+    text = _example_text() + "\nquality:\n  expectations:\n    null_share: {severity: off}\n"
+    path = tmp_path / "plan.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_plan(path).quality["expectations"]["null_share"]["severity"] == "off"
+
+
+def test_unknown_expectation_suggests(tmp_path, data):
+    data["quality"] = {"expectations": {"volume_vs_histroy": {"severity": "warn"}}}
+    assert _problems(tmp_path, data) == [
+        (
+            "quality.expectations",
+            "unknown key 'volume_vs_histroy'; did you mean 'volume_vs_history'?",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expectation", "setting", "problem"),
+    [
+        (
+            "periods_present",
+            {"severity": "stop"},
+            (
+                "quality.expectations.periods_present.severity",
+                "unknown value 'stop' (expected one of: block, warn, off)",
+            ),
+        ),
+        (
+            "value_ranges",
+            {"severity": False},
+            (
+                "quality.expectations.value_ranges.severity",
+                "unknown value False (expected one of: block, warn, off)",
+            ),
+        ),
+        (
+            "volume_vs_history",
+            {"max_relative_change": 0},
+            (
+                "quality.expectations.volume_vs_history.max_relative_change",
+                "must be greater than 0, got 0",
+            ),
+        ),
+        (
+            "volume_vs_baseline",
+            {"max_relative_change": 1.5},
+            (
+                "quality.expectations.volume_vs_baseline.max_relative_change",
+                "must be at most 1, got 1.5",
+            ),
+        ),
+        (
+            "null_share",
+            {"max_share": "2%"},
+            ("quality.expectations.null_share.max_share", "expected number, got str '2%'"),
+        ),
+        (
+            "units_present",
+            {"max_share": 0.1},
+            (
+                "quality.expectations.units_present",
+                "unknown key 'max_share'; expected one of: severity",
+            ),
+        ),
+        (
+            "null_share",
+            {"max_relative_change": 0.1},
+            (
+                "quality.expectations.null_share",
+                "unknown key 'max_relative_change'; expected one of: severity, max_share",
+            ),
+        ),
+        (
+            "null_share",
+            None,
+            ("quality.expectations.null_share", "expected object, got NoneType None"),
+        ),
+    ],
+)
+def test_expectation_settings(tmp_path, data, expectation, setting, problem):
+    data["quality"] = {"expectations": {expectation: setting}}
+    assert _problems(tmp_path, data) == [problem]
+
+
+def test_unknown_quality_key(tmp_path, data):
+    data["quality"] = {"control": "control.csv"}
+    assert _problems(tmp_path, data) == [
+        ("quality", "unknown key 'control'; did you mean 'control_file'?")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/srv/control.csv", "is absolute; give a path relative to the deliveries directory"),
+        ("../control.csv", "has a '..' component; it must stay inside the deliveries directory"),
+        ("hr\\control.csv", "contains a backslash; separate folders with /"),
+    ],
+)
+def test_control_file_path_rules(tmp_path, data, path, problem):
+    data["quality"] = {"control_file": path}
+    assert _problems(tmp_path, data) == [("quality.control_file", f"{path!r} {problem}")]
+
+
+def test_control_file_must_not_be_a_delivery(tmp_path, data):
+    data["quality"] = {"control_file": "sick_leave_control.csv"}
+    assert _problems(tmp_path, data) == [
+        (
+            "quality.control_file",
+            "'sick_leave_control.csv' matches the path 'sick_leave*.csv' of source "
+            "'sick_leave', so it would be read as a delivery",
+        )
+    ]
+
+
+def test_schema_expectations_equal_the_defaults():
+    schema = plan_schema()
+    names = schema["properties"]["quality"]["properties"]["expectations"]["properties"]
+    assert list(names) == list(QUALITY_DEFAULTS["expectations"])
+    for name, ref in names.items():
+        definition = schema["$defs"][ref["$ref"].rsplit("/", 1)[1]]
+        assert list(definition["properties"]) == list(QUALITY_DEFAULTS["expectations"][name])
+    quality_keys = schema["properties"]["quality"]["properties"]
+    assert sorted(quality_keys) == sorted(QUALITY_DEFAULTS)

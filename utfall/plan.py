@@ -5,12 +5,21 @@ with every problem named by file, key path and cause, because a validator must b
 tell a plan author exactly what to fix. The canonical hash is taken over a normalised
 JSON form, so re-formatting or re-ordering keys never changes it, while any change of
 meaning does.
+
+Loading is strict because money follows the plan: no typo or YAML trick may change its
+meaning unseen. Duplicate keys, anchors, aliases, merge keys and explicit tags are
+refused; metric and method parameters are typed and bounded by the METRICS and
+METHOD_SPECS registries; amounts are exact decimals that fit the warehouse; names that
+become namespaces, folders and tables, and paths that are read from disk, are checked.
+Accessors fill in defaults (parameters, `unit_check`, `quality`) without changing the
+document, so the hash stays the hash of what was written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
+import fnmatch
 import hashlib
 import json
 import re
@@ -142,6 +151,21 @@ RESERVED_SOURCE_NAMES: frozenset[str] = frozenset(
         "sick_leave_spells",
     }
 ) | frozenset(SOURCE_KINDS)
+
+#: Data-quality defaults: what `Plan.quality` returns for keys a plan leaves out. Severity
+#: `block` stops the run, `warn` lists the failure in the report, `off` skips the check;
+#: the other values are shares in (0, 1]. Read it, do not change it.
+QUALITY_DEFAULTS: dict[str, Any] = {
+    "control_file": None,
+    "expectations": {
+        "volume_vs_history": {"severity": "warn", "max_relative_change": 0.15},
+        "volume_vs_baseline": {"severity": "warn", "max_relative_change": 0.30},
+        "periods_present": {"severity": "block"},
+        "units_present": {"severity": "block"},
+        "null_share": {"severity": "warn", "max_share": 0.02},
+        "value_ranges": {"severity": "block"},
+    },
+}
 
 #: Money: DECIMAL(18,2) holds amounts below 10^16 in absolute value, sums included.
 MAX_AMOUNT_EXCLUSIVE = Decimal(10) ** 16
@@ -353,6 +377,12 @@ class Plan:
         return list(self.data["cohort"]["comparison_units"])
 
     @property
+    def unit_check(self) -> str:
+        """'error' (default): a cohort unit missing from the roster stops the run;
+        'warn': it is listed in the report instead."""
+        return self.data["cohort"].get("unit_check", "error")
+
+    @property
     def min_employment_extent(self) -> int:
         return int(self.data["cohort"].get("eligibility", {}).get("min_employment_extent", 0))
 
@@ -385,6 +415,18 @@ class Plan:
     @property
     def payment(self) -> dict[str, Any]:
         return self.data["payment"]
+
+    @property
+    def quality(self) -> dict[str, Any]:
+        """The data-quality config with every default filled in (a fresh copy):
+        {"control_file": str | None, "expectations": {name: {"severity": ..., params}}}."""
+        given = self.data.get("quality", {})
+        given_expectations = given.get("expectations", {})
+        expectations = {}
+        for name, defaults in QUALITY_DEFAULTS["expectations"].items():
+            merged = {**defaults, **given_expectations.get(name, {})}
+            expectations[name] = {k: v if k == "severity" else float(v) for k, v in merged.items()}
+        return {"control_file": given.get("control_file"), "expectations": expectations}
 
     @property
     def min_cell_size(self) -> int:
@@ -691,6 +733,21 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         METHOD_SPECS[cf["method"]].parameters,
         cf.get("parameters") or {},
     )
+
+    control_file = data.get("quality", {}).get("control_file")
+    if control_file is not None:
+        path_problem = delivery_path_problem(control_file)
+        if path_problem:
+            problems.append(("quality.control_file", path_problem))
+        for s in data["sources"]:
+            if fnmatch.fnmatchcase(control_file.lower(), s["path"].lower()):
+                problems.append(
+                    (
+                        "quality.control_file",
+                        f"{control_file!r} matches the path {s['path']!r} of source "
+                        f"{s['name']!r}, so it would be read as a delivery",
+                    )
+                )
 
     payment = data["payment"]
     if payment["outcome"] not in outcome_ids:
