@@ -781,7 +781,7 @@ def test_unknown_expectation_suggests(tmp_path, data):
         (
             "null_share",
             None,
-            ("quality.expectations.null_share", "expected object, got NoneType None"),
+            ("quality.expectations.null_share", "expected object, got null (an empty value)"),
         ),
     ],
 )

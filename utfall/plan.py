@@ -444,6 +444,8 @@ def did_you_mean(word: str, choices: Any) -> str:
 
 
 def _type_name(value: Any) -> str:
+    if value is None:
+        return "null (an empty value)"
     return f"{type(value).__name__} {value!r}"
 
 
