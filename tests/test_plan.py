@@ -7,12 +7,25 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import yaml
 
 from utfall.cli import EXAMPLE_PLAN
-from utfall.plan import METHODS, PlanError, load_plan, plan_schema
+from utfall.plan import (
+    METHOD_SPECS,
+    METHODS,
+    METRIC_SOURCE_KIND,
+    METRICS,
+    QUALITY_DEFAULTS,
+    RESERVED_SOURCE_NAMES,
+    SOURCE_KINDS,
+    ParamSpec,
+    PlanError,
+    load_plan,
+    plan_schema,
+)
 
 
 def _write(tmp_path: Path, data: dict, name: str = "plan.yaml") -> Path:
@@ -37,6 +50,13 @@ def _problems(tmp_path: Path, data: dict) -> list[tuple[str, str]]:
 def test_example_plan_loads(example_plan):
     assert example_plan.contract_id == "demokommun-korttidssjuk-2025"
     assert example_plan.hash.startswith("sha256:") and len(example_plan.hash) == 71
+
+
+def test_example_plan_hash_is_pinned(example_plan):
+    # The loader's reading of the example must not drift: its hash is in signed reports.
+    assert example_plan.hash == (
+        "sha256:f453d344a2db49618d219c2d009a7fe8ab1f7864e39aea407598204e78dd9e63"
+    )
 
 
 def test_missing_key(tmp_path, data):
@@ -173,3 +193,640 @@ def test_plan_show_cli_bad_plan(tmp_path, data):
     assert out.returncode == 2
     assert f"{path}: counterfactual.method: unknown method 'magic'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --- YAML: nothing the reader does silently may change the plan's meaning --------------
+
+
+def _yaml_problems(tmp_path: Path, text: str) -> list[tuple[str, str]]:
+    path = tmp_path / "plan.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PlanError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value)
+    return err.value.problems
+
+
+def _example_text() -> str:
+    return EXAMPLE_PLAN.read_text(encoding="utf-8")
+
+
+def _line_of(text: str, needle: str, start: int = 0) -> int:
+    return text[: text.index(needle, start)].count("\n") + 1
+
+
+def test_duplicate_key_names_path_and_both_lines(tmp_path):
+    # The trap: the last key wins, so a plan *showing* 1 400 000 would pay 10 000 000.
+    text = _example_text().replace(
+        '      amount: "1400000.00"\n',
+        '      amount: "1400000.00"\n      amount: "10000000.00"\n',
+    )
+    first = _line_of(text, 'amount: "1400000.00"')
+    second = _line_of(text, 'amount: "10000000.00"')
+    assert _yaml_problems(tmp_path, text) == [
+        (
+            "payment.rules[1].amount",
+            f"duplicate key (lines {first} and {second}); YAML would silently keep only the last",
+        )
+    ]
+
+
+def test_duplicate_keys_everywhere_are_all_reported(tmp_path):
+    text = _example_text()
+    text = text.replace("plan_version: 1\n", "plan_version: 1\nplan_version: 1\n")
+    text = text.replace('{start: "2022-01-01",', '{start: "2022-01-01", start: "2021-01-01",')
+    text = text.replace("  min_cell_size: 5\n", "  min_cell_size: 5\n  min_cell_size: 3\n")
+    keys = [k for k, _ in _yaml_problems(tmp_path, text)]
+    assert keys == ["plan_version", "periods.baseline.start", "disclosure.min_cell_size"]
+
+
+def test_anchor_and_alias_are_refused(tmp_path):
+    text = (
+        _example_text()
+        .replace("  treated_units: [", "  treated_units: &units [")
+        .replace("  comparison_units: [SKOLA-01,", "  comparison_units: *units\n  x: [SKOLA-01,")
+    )
+    anchor = _line_of(text, "&units")
+    alias = _line_of(text, "*units")
+    assert _yaml_problems(tmp_path, text) == [
+        (
+            "cohort.treated_units",
+            f"anchor &units (line {anchor}) is not allowed; write each value out in full",
+        ),
+        (
+            "cohort.comparison_units",
+            f"alias *units (line {alias}) is not allowed; write the value out in full",
+        ),
+    ]
+
+
+def test_merge_key_is_refused(tmp_path):
+    text = _example_text().replace(
+        "    - kind: linear_to_target\n",
+        '    - kind: linear_to_target\n      <<: {amount: "1.00"}\n',
+    )
+    line = _line_of(text, "<<:")
+    assert _yaml_problems(tmp_path, text) == [
+        (
+            "payment.rules[1]",
+            f"merge key << (line {line}) is not allowed; write the keys out in full",
+        )
+    ]
+
+
+def test_explicit_tags_and_non_text_keys_are_refused(tmp_path):
+    text = _example_text().replace("  min_cell_size: 5", "  min_cell_size: !!int '014'\n  14: x")
+    line = _line_of(text, "!!int")
+    assert _yaml_problems(tmp_path, text) == [
+        ("disclosure.min_cell_size", f"explicit tag !!int (line {line}) is not allowed; remove it"),
+        ("disclosure", f"key 14 (line {line + 1}) is not text; put it in quotes"),
+    ]
+
+
+def test_yaml_1_1_number_and_boolean_readings_do_not_apply(tmp_path, data):
+    # YAML 1.1 reads 014 as octal 12, 1:30 as 90 and `off` as false; here they stay text,
+    # so the schema names them instead of a different number reaching the payment.
+    text = _example_text().replace("  min_cell_size: 5", "  min_cell_size: 014")
+    text = text.replace("  seed: 20250101", "  seed: 1:30")
+    text = text.replace("  investor: null", "  investor: off")
+    text = text.replace("  confidence: 0.95", "  confidence: 95e-2")
+    problems = _yaml_problems(tmp_path, text)
+    assert problems == [
+        ("counterfactual.confidence", "expected number, got str '95e-2'"),
+        ("counterfactual.seed", "expected integer, got str '1:30'"),
+        ("disclosure.min_cell_size", "expected integer, got str '014'"),
+    ]
+
+
+def test_an_integral_float_is_not_an_integer(tmp_path, data):
+    data["disclosure"]["min_cell_size"] = 5.0
+    assert _problems(tmp_path, data) == [
+        ("disclosure.min_cell_size", "expected integer, got float 5.0")
+    ]
+
+
+# --- Metric and method registries: parameters are typed and bounded ------------------
+
+
+def test_registry_source_kinds_derive_from_metrics():
+    assert METRIC_SOURCE_KIND == {name: m.source_kind for name, m in METRICS.items()}
+    assert METRICS["short_term_sick_days_per_employee"].parameters["max_spell_day"] == (
+        ParamSpec("integer", default=14, minimum=1, maximum=365, description=ANY)
+    )
+    assert METRICS["sick_leave_rate"].parameters == {}
+    assert METHODS == {"did_2x2": ("weight",)}
+
+
+def test_schema_enums_equal_the_registries():
+    props = plan_schema()["properties"]
+    metric_enum = props["outcomes"]["items"]["properties"]["metric"]["enum"]
+    method_enum = props["counterfactual"]["properties"]["method"]["enum"]
+    kind_enum = props["sources"]["items"]["properties"]["kind"]["enum"]
+    assert sorted(metric_enum) == sorted(METRICS) and len(metric_enum) == len(METRICS)
+    assert sorted(method_enum) == sorted(METHOD_SPECS) and len(method_enum) == len(METHODS)
+    assert sorted(kind_enum) == sorted(SOURCE_KINDS)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (14.5, "expected integer, got float 14.5"),
+        (14.0, "expected integer, got float 14.0"),
+        ("14", "expected integer, got str '14'"),
+        (True, "expected integer, got bool True"),
+        (0, "must be between 1 and 365, got 0"),
+        (366, "must be between 1 and 365, got 366"),
+    ],
+)
+def test_metric_parameter_type_and_range(tmp_path, data, value, problem):
+    data["outcomes"][0]["parameters"]["max_spell_day"] = value
+    assert _problems(tmp_path, data) == [("outcomes[0].parameters.max_spell_day", problem)]
+
+
+def test_metric_parameter_bounds_are_allowed(tmp_path, data):
+    for value in (1, 365):
+        data["outcomes"][0]["parameters"]["max_spell_day"] = value
+        plan = load_plan(_write(tmp_path, data))
+        assert plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": value}
+
+
+def test_unknown_metric_parameter_suggests(tmp_path, data):
+    data["outcomes"][0]["parameters"] = {"max_spel_day": 7}
+    data["outcomes"][1]["parameters"] = {"max_spell_day": 7}
+    assert _problems(tmp_path, data) == [
+        (
+            "outcomes[0].parameters.max_spel_day",
+            "unknown parameter of metric short_term_sick_days_per_employee; "
+            "did you mean 'max_spell_day'? (expected: max_spell_day)",
+        ),
+        (
+            "outcomes[1].parameters.max_spell_day",
+            "unknown parameter: metric sick_leave_rate takes no parameters",
+        ),
+    ]
+
+
+def test_method_parameters_are_checked(tmp_path, data):
+    data["counterfactual"]["parameters"] = {"weight": "headcount", "wieght": "equal"}
+    assert _problems(tmp_path, data) == [
+        ("counterfactual.parameters.weight", "'headcount' is not one of: exposure, equal"),
+        (
+            "counterfactual.parameters.wieght",
+            "unknown parameter of method did_2x2; did you mean 'weight'? (expected: weight)",
+        ),
+    ]
+    data["counterfactual"]["parameters"] = {"weight": 1}
+    assert _problems(tmp_path, data) == [
+        ("counterfactual.parameters.weight", "expected string, got int 1")
+    ]
+
+
+def test_parameter_defaults(tmp_path, data, example_plan):
+    assert example_plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
+    assert example_plan.outcome_parameters("sick_leave_rate") == {}
+    assert example_plan.counterfactual_parameters == {"weight": "exposure"}
+    del data["outcomes"][0]["parameters"]
+    del data["counterfactual"]["parameters"]
+    plan = load_plan(_write(tmp_path, data))
+    assert plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
+    assert plan.counterfactual_parameters == {"weight": "exposure"}
+
+
+# --- Money: exact, positive, and within what the warehouse stores --------------------
+
+AMOUNT_FORM = (
+    'is not an amount: a decimal string such as "1400000.00", with at most 16 digits '
+    "before the point, no leading zero, and at most 2 decimals"
+)
+
+
+@pytest.mark.parametrize(
+    "amount", ["1400000.001", "1e6", "-5.00", "12345678901234567", "01400000", "1,400,000", " 5"]
+)
+def test_amount_form(tmp_path, data, amount):
+    data["payment"]["rules"][1]["amount"] = amount
+    assert _problems(tmp_path, data) == [("payment.rules[1].amount", f"{amount!r} {AMOUNT_FORM}")]
+
+
+def test_amount_with_a_trailing_newline_is_refused(tmp_path, data):
+    data["payment"]["rules"][1]["amount"] = "1400000.00\n"  # what `amount: |` gives
+    assert _problems(tmp_path, data) == [
+        ("payment.rules[1].amount", f"'1400000.00\\n' {AMOUNT_FORM}")
+    ]
+
+
+def test_amount_as_a_yaml_number_is_refused(tmp_path, data):
+    data["payment"]["rules"][1]["amount"] = 1400000.0
+    assert _problems(tmp_path, data) == [
+        ("payment.rules[1].amount", "expected string, got float 1400000.0")
+    ]
+
+
+def test_largest_amounts_load(tmp_path, data):
+    data["payment"]["rules"][0]["amount"] = "0.01"
+    data["payment"]["rules"][1]["amount"] = "9999999999999999.98"
+    assert load_plan(_write(tmp_path, data)).payment["rules"][1]["amount"] == (
+        "9999999999999999.98"
+    )
+
+
+def test_amount_must_be_positive(tmp_path, data):
+    data["payment"]["rules"][0]["amount"] = "0.00"
+    assert _problems(tmp_path, data) == [("payment.rules[0].amount", "must be greater than 0")]
+
+
+def test_sum_of_amounts_must_fit_decimal_18_2(tmp_path, data):
+    data["payment"]["rules"][0]["amount"] = "0.02"
+    data["payment"]["rules"][1]["amount"] = "9999999999999999.98"
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.rules",
+            "the amounts sum to 10000000000000000.00, too large for DECIMAL(18,2) "
+            "(must be below 10^16)",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (0, "must be greater than 0, got 0"),
+        (-0.1, "must be greater than 0, got -0.1"),
+        (1.2, "must be at most 1, got 1.2"),
+        ("0.12", "expected number, got str '0.12'"),
+        (True, "expected number, got bool True"),
+    ],
+)
+def test_target_relative_reduction_range(tmp_path, data, value, problem):
+    data["payment"]["rules"][1]["target_relative_reduction"] = value
+    assert _problems(tmp_path, data) == [("payment.rules[1].target_relative_reduction", problem)]
+
+
+def test_target_of_one_is_allowed(tmp_path, data):
+    data["payment"]["rules"][1]["target_relative_reduction"] = 1
+    assert load_plan(_write(tmp_path, data)).payment["rules"][1]["target_relative_reduction"] == 1
+
+
+def test_a_fixed_rule_takes_no_target(tmp_path, data):
+    # A linear rule mistyped as `fixed` would pay in full whatever the outcome.
+    data["payment"]["rules"][1]["kind"] = "fixed"
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.rules[1].target_relative_reduction",
+            "a fixed rule has no target; only linear_to_target takes one",
+        )
+    ]
+
+
+@pytest.mark.parametrize("currency", ["sek", "SEKR", "SE", "kr"])
+def test_currency_code(tmp_path, data, currency):
+    data["payment"]["currency"] = currency
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.currency",
+            f"{currency!r} is not a currency code: three upper-case letters, such as SEK",
+        )
+    ]
+
+
+# --- Names: ids become namespaces, folders, table names, asset keys ------------------
+
+CONTRACT_ID_FORM = (
+    "is not a valid contract id: 1 to 63 characters, lower-case letters a-z, digits, "
+    "'_' or '-', starting with a letter or digit"
+)
+NAME_FORM = (
+    "is not a valid name: 1 to 63 characters, lower-case letters a-z, digits or '_', "
+    "starting with a letter"
+)
+
+
+@pytest.mark.parametrize(
+    "contract_id", ["Demo", "-demo", "demo/x", "../x", "demo x", "a" * 64, "", "demo\n", "dëmo"]
+)
+def test_contract_id_form(tmp_path, data, contract_id):
+    data["contract"]["id"] = contract_id
+    assert _problems(tmp_path, data) == [("contract.id", f"{contract_id!r} {CONTRACT_ID_FORM}")]
+
+
+@pytest.mark.parametrize("contract_id", ["a", "9", "a" * 63, "x_y-z"])
+def test_contract_id_edges_allowed(tmp_path, data, contract_id):
+    data["contract"]["id"] = contract_id
+    assert load_plan(_write(tmp_path, data)).contract_id == contract_id
+
+
+@pytest.mark.parametrize("name", ["Roster", "1roster", "roster-x", "a" * 64, "roster\n"])
+def test_source_name_form(tmp_path, data, name):
+    data["sources"][0]["name"] = name
+    data["cohort"]["roster_source"] = name
+    assert _problems(tmp_path, data) == [("sources[0].name", f"{name!r} {NAME_FORM}")]
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_SOURCE_NAMES))
+def test_reserved_source_names(tmp_path, data, name):
+    data["sources"][1]["name"] = name
+    for o in data["outcomes"]:
+        o["source"] = name
+    assert _problems(tmp_path, data) == [
+        ("sources[1].name", f"{name!r} is reserved for an internal table; choose another name")
+    ]
+
+
+def test_reserved_source_names_cover_the_internal_tables():
+    assert {
+        "deliveries",
+        "rows",
+        "reconciliation",
+        "runs",
+        "published",
+        "meta",
+        "quality",
+        "effects",
+        "outcome_panel",
+        "payments_proposed",
+        "payment_proposal",
+        "employee_roster",
+        "sick_leave_spells",
+    } | set(SOURCE_KINDS) <= RESERVED_SOURCE_NAMES
+
+
+@pytest.mark.parametrize("outcome_id", ["Short", "9days", "short-term", "", "x\n"])
+def test_outcome_id_form(tmp_path, data, outcome_id):
+    data["outcomes"][1]["id"] = outcome_id
+    assert _problems(tmp_path, data) == [("outcomes[1].id", f"{outcome_id!r} {NAME_FORM}")]
+
+
+def test_unit_ids_without_surrounding_whitespace(tmp_path, data):
+    data["cohort"]["treated_units"][2] = "HEMTJ-03 "
+    data["cohort"]["comparison_units"][0] = "\tSKOLA-01"
+    assert _problems(tmp_path, data) == [
+        ("cohort.treated_units[2]", "'HEMTJ-03 ' has leading or trailing whitespace"),
+        ("cohort.comparison_units[0]", "'\\tSKOLA-01' has leading or trailing whitespace"),
+    ]
+
+
+def test_unit_ids_non_empty_text(tmp_path, data):
+    data["cohort"]["treated_units"][0] = ""
+    data["cohort"]["comparison_units"][0] = 7
+    assert _problems(tmp_path, data) == [
+        ("cohort.comparison_units[0]", "expected string, got int 7"),
+        ("cohort.treated_units[0]", "must not be empty"),
+    ]
+
+
+def test_unit_listed_twice_is_named(tmp_path, data):
+    data["cohort"]["treated_units"] += ["FSK-02", "HEMTJ-01"]
+    data["cohort"]["comparison_units"].append("ADM-04")
+    assert _problems(tmp_path, data) == [
+        ("cohort.comparison_units", "listed more than once: ADM-04"),
+        ("cohort.treated_units", "listed more than once: FSK-02, HEMTJ-01"),
+    ]
+
+
+# --- Source paths stay inside the deliveries directory -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/data/roster.csv", "is absolute; give a path relative to the deliveries directory"),
+        (
+            "~/roster.csv",
+            "is a home-directory path; give a path relative to the deliveries directory",
+        ),
+        ("C:roster.csv", "starts with a drive; give a path relative to the deliveries directory"),
+        (
+            "c:/x/roster.csv",
+            "starts with a drive; give a path relative to the deliveries directory",
+        ),
+        ("hr\\roster.csv", "contains a backslash; separate folders with /"),
+        ("../roster.csv", "has a '..' component; it must stay inside the deliveries directory"),
+        ("a/../../b.csv", "has a '..' component; it must stay inside the deliveries directory"),
+        ("a/..", "has a '..' component; it must stay inside the deliveries directory"),
+        ("roster\x00.csv", "contains a control character"),
+    ],
+)
+def test_source_path_must_stay_inside_deliveries(tmp_path, data, path, problem):
+    data["sources"][0]["path"] = path
+    assert _problems(tmp_path, data) == [("sources[0].path", f"{path!r} {problem}")]
+
+
+@pytest.mark.parametrize("path", ["hr/2025/roster_*.csv", "r[0-9]?.csv", "..roster.csv", "./a.csv"])
+def test_relative_and_glob_paths_allowed(tmp_path, data, path):
+    data["sources"][0]["path"] = path
+    assert load_plan(_write(tmp_path, data)).source("roster")["path"] == path
+
+
+# --- Messages name the fix ------------------------------------------------------------
+
+
+def test_unknown_key_suggests(tmp_path, data):
+    data["payment"]["rules"][1]["target_relative_reductoin"] = 0.1
+    del data["payment"]["rules"][1]["target_relative_reduction"]
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.rules[1]",
+            "unknown key 'target_relative_reductoin'; did you mean 'target_relative_reduction'?",
+        )
+    ]
+
+
+def test_unknown_column_suggests(tmp_path, data):
+    data["sources"][0]["columns"]["personummer"] = data["sources"][0]["columns"].pop("personnummer")
+    problems = _problems(tmp_path, data)
+    assert problems[0] == (
+        "sources[0].columns.personummer",
+        "not a column of kind employee_roster; did you mean 'personnummer'? (expected: "
+        "personnummer, birth_year, sex, unit_id, employment_extent, employed_from, employed_to)",
+    )
+    assert problems[1:] == [
+        ("sources[0].columns.personnummer", "required column mapping is missing")
+    ]
+
+
+# --- cohort.unit_check -----------------------------------------------------------------
+
+
+def test_unit_check_defaults_to_error(example_plan):
+    assert "unit_check" not in example_plan.data["cohort"]
+    assert example_plan.unit_check == "error"
+
+
+@pytest.mark.parametrize("value", ["error", "warn"])
+def test_unit_check_values(tmp_path, data, value, example_plan):
+    data["cohort"]["unit_check"] = value
+    plan = load_plan(_write(tmp_path, data))
+    assert plan.unit_check == value
+    assert plan.hash != example_plan.hash  # a stated choice is part of the frozen plan
+
+
+def test_unit_check_unknown_value(tmp_path, data):
+    data["cohort"]["unit_check"] = "warning"
+    assert _problems(tmp_path, data) == [
+        (
+            "cohort.unit_check",
+            "unknown value 'warning'; did you mean 'warn'? (expected one of: error, warn)",
+        )
+    ]
+
+
+# --- quality ---------------------------------------------------------------------------
+
+
+def test_quality_defaults(example_plan):
+    assert "quality" not in example_plan.data
+    assert example_plan.quality == QUALITY_DEFAULTS
+    assert QUALITY_DEFAULTS == {
+        "control_file": None,
+        "expectations": {
+            "volume_vs_history": {"severity": "warn", "max_relative_change": 0.15},
+            "volume_vs_baseline": {"severity": "warn", "max_relative_change": 0.30},
+            "periods_present": {"severity": "block"},
+            "units_present": {"severity": "block"},
+            "null_share": {"severity": "warn", "max_share": 0.02},
+            "value_ranges": {"severity": "block"},
+        },
+    }
+    example_plan.quality["expectations"]["null_share"]["severity"] = "off"
+    assert QUALITY_DEFAULTS["expectations"]["null_share"]["severity"] == "warn"  # a copy
+
+
+def test_quality_partial_config_is_completed(tmp_path, data):
+    data["quality"] = {
+        "control_file": "control.csv",
+        "expectations": {"null_share": {"max_share": 1}, "units_present": {"severity": "warn"}},
+    }
+    quality = load_plan(_write(tmp_path, data)).quality
+    assert quality["control_file"] == "control.csv"
+    assert quality["expectations"]["null_share"] == {"severity": "warn", "max_share": 1.0}
+    assert quality["expectations"]["units_present"] == {"severity": "warn"}
+    assert quality["expectations"]["value_ranges"] == {"severity": "block"}
+    assert list(quality["expectations"]) == list(QUALITY_DEFAULTS["expectations"])
+    load_plan(_write(tmp_path, data | {"quality": {}}))  # an empty section is allowed
+
+
+def test_severity_off_unquoted_is_the_word_off(tmp_path):
+    text = _example_text() + "\nquality:\n  expectations:\n    null_share: {severity: off}\n"
+    path = tmp_path / "plan.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_plan(path).quality["expectations"]["null_share"]["severity"] == "off"
+
+
+def test_unknown_expectation_suggests(tmp_path, data):
+    data["quality"] = {"expectations": {"volume_vs_histroy": {"severity": "warn"}}}
+    assert _problems(tmp_path, data) == [
+        (
+            "quality.expectations",
+            "unknown key 'volume_vs_histroy'; did you mean 'volume_vs_history'?",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expectation", "setting", "problem"),
+    [
+        (
+            "periods_present",
+            {"severity": "stop"},
+            (
+                "quality.expectations.periods_present.severity",
+                "unknown value 'stop' (expected one of: block, warn, off)",
+            ),
+        ),
+        (
+            "value_ranges",
+            {"severity": False},
+            (
+                "quality.expectations.value_ranges.severity",
+                "unknown value False (expected one of: block, warn, off)",
+            ),
+        ),
+        (
+            "volume_vs_history",
+            {"max_relative_change": 0},
+            (
+                "quality.expectations.volume_vs_history.max_relative_change",
+                "must be greater than 0, got 0",
+            ),
+        ),
+        (
+            "volume_vs_baseline",
+            {"max_relative_change": 1.5},
+            (
+                "quality.expectations.volume_vs_baseline.max_relative_change",
+                "must be at most 1, got 1.5",
+            ),
+        ),
+        (
+            "null_share",
+            {"max_share": "2%"},
+            ("quality.expectations.null_share.max_share", "expected number, got str '2%'"),
+        ),
+        (
+            "units_present",
+            {"max_share": 0.1},
+            (
+                "quality.expectations.units_present",
+                "unknown key 'max_share'; expected one of: severity",
+            ),
+        ),
+        (
+            "null_share",
+            {"max_relative_change": 0.1},
+            (
+                "quality.expectations.null_share",
+                "unknown key 'max_relative_change'; expected one of: severity, max_share",
+            ),
+        ),
+        (
+            "null_share",
+            None,
+            ("quality.expectations.null_share", "expected object, got null (an empty value)"),
+        ),
+    ],
+)
+def test_expectation_settings(tmp_path, data, expectation, setting, problem):
+    data["quality"] = {"expectations": {expectation: setting}}
+    assert _problems(tmp_path, data) == [problem]
+
+
+def test_unknown_quality_key(tmp_path, data):
+    data["quality"] = {"control": "control.csv"}
+    assert _problems(tmp_path, data) == [
+        ("quality", "unknown key 'control'; did you mean 'control_file'?")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("/srv/control.csv", "is absolute; give a path relative to the deliveries directory"),
+        ("../control.csv", "has a '..' component; it must stay inside the deliveries directory"),
+        ("hr\\control.csv", "contains a backslash; separate folders with /"),
+    ],
+)
+def test_control_file_path_rules(tmp_path, data, path, problem):
+    data["quality"] = {"control_file": path}
+    assert _problems(tmp_path, data) == [("quality.control_file", f"{path!r} {problem}")]
+
+
+def test_control_file_must_not_be_a_delivery(tmp_path, data):
+    data["quality"] = {"control_file": "sick_leave_control.csv"}
+    assert _problems(tmp_path, data) == [
+        (
+            "quality.control_file",
+            "'sick_leave_control.csv' matches the path 'sick_leave*.csv' of source "
+            "'sick_leave', so it would be read as a delivery",
+        )
+    ]
+
+
+def test_schema_expectations_equal_the_defaults():
+    schema = plan_schema()
+    names = schema["properties"]["quality"]["properties"]["expectations"]["properties"]
+    assert list(names) == list(QUALITY_DEFAULTS["expectations"])
+    for name, ref in names.items():
+        definition = schema["$defs"][ref["$ref"].rsplit("/", 1)[1]]
+        assert list(definition["properties"]) == list(QUALITY_DEFAULTS["expectations"][name])
+    quality_keys = schema["properties"]["quality"]["properties"]
+    assert sorted(quality_keys) == sorted(QUALITY_DEFAULTS)

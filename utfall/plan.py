@@ -5,27 +5,37 @@ with every problem named by file, key path and cause, because a validator must b
 tell a plan author exactly what to fix. The canonical hash is taken over a normalised
 JSON form, so re-formatting or re-ordering keys never changes it, while any change of
 meaning does.
+
+Loading is strict because money follows the plan: no typo or YAML trick may change its
+meaning unseen. Duplicate keys, anchors, aliases, merge keys and explicit tags are
+refused; metric and method parameters are typed and bounded by the METRICS and
+METHOD_SPECS registries; amounts are exact decimals that fit the warehouse; names that
+become namespaces, folders and tables, and paths that are read from disk, are checked.
+Accessors fill in defaults (parameters, `unit_check`, `quality`) without changing the
+document, so the hash stays the hash of what was written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import fnmatch
 import hashlib
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from utfall.errors import UserError
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
 
-#: Counterfactual methods the engine implements (the JSON Schema's enum must match), with
-#: each method's parameters and their allowed values.
-METHODS: dict[str, dict[str, tuple[str, ...]]] = {
-    "did_2x2": {"weight": ("exposure", "equal")},
-}
 #: Source kinds and the canonical columns each must map (optional ones may be absent).
 SOURCE_KINDS: dict[str, dict[str, bool]] = {
     "employee_roster": {
@@ -44,14 +54,141 @@ SOURCE_KINDS: dict[str, dict[str, bool]] = {
         "extent": True,
     },
 }
-#: Which source kind each metric reads its events from.
-METRIC_SOURCE_KIND = {
-    "short_term_sick_days_per_employee": "sick_leave_spells",
-    "sick_leave_rate": "sick_leave_spells",
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter of a metric or method: its type, allowed values and default.
+
+    `type` is "integer" (an int, never a bool or 14.0), "number" (int or float, not a
+    bool) or "string". `minimum`/`maximum` bound numbers (inclusive); `choices` lists the
+    allowed strings.
+    """
+
+    type: str
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """An outcome metric: the source kind its events come from and its parameters."""
+
+    source_kind: str
+    parameters: Mapping[str, ParamSpec] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A counterfactual method and its parameters."""
+
+    parameters: Mapping[str, ParamSpec] = field(default_factory=dict)
+    description: str = ""
+
+
+#: Outcome metrics the engine implements (the JSON Schema's enum must match).
+METRICS: dict[str, MetricSpec] = {
+    "short_term_sick_days_per_employee": MetricSpec(
+        source_kind="sick_leave_spells",
+        parameters={
+            "max_spell_day": ParamSpec(
+                "integer",
+                default=14,
+                minimum=1,
+                maximum=365,
+                description="days 1..max_spell_day of each spell count as short-term",
+            ),
+        },
+        description="sick-leave days in days 1..max_spell_day of a spell, per employee",
+    ),
+    "sick_leave_rate": MetricSpec(
+        source_kind="sick_leave_spells",
+        description="sick-leave share of scheduled hours",
+    ),
+}
+#: Which source kind each metric reads its events from (derived from METRICS).
+METRIC_SOURCE_KIND: dict[str, str] = {name: m.source_kind for name, m in METRICS.items()}
+
+#: Counterfactual methods the engine implements (the JSON Schema's enum must match).
+METHOD_SPECS: dict[str, MethodSpec] = {
+    "did_2x2": MethodSpec(
+        parameters={
+            "weight": ParamSpec(
+                "string",
+                default="exposure",
+                choices=("exposure", "equal"),
+                description="units weighted by exposure (the rate's denominator) or equally",
+            ),
+        },
+        description="difference in differences, two periods, two groups",
+    ),
+}
+#: Each method's parameter names (derived from METHOD_SPECS).
+METHODS: dict[str, tuple[str, ...]] = {
+    name: tuple(m.parameters) for name, m in METHOD_SPECS.items()
 }
 
 
-class PlanError(ValueError):
+#: Names of internal tables and schemas a source must not take (its name becomes a table).
+RESERVED_SOURCE_NAMES: frozenset[str] = frozenset(
+    {
+        "deliveries",
+        "rows",
+        "reconciliation",
+        "runs",
+        "published",
+        "meta",
+        "quality",
+        "effects",
+        "outcome_panel",
+        "payments_proposed",
+        "payment_proposal",
+        "employee_roster",
+        "sick_leave_spells",
+    }
+) | frozenset(SOURCE_KINDS)
+
+#: Data-quality defaults: what `Plan.quality` returns for keys a plan leaves out. Severity
+#: `block` stops the run, `warn` lists the failure in the report, `off` skips the check;
+#: the other values are shares in (0, 1]. Read it, do not change it.
+QUALITY_DEFAULTS: dict[str, Any] = {
+    "control_file": None,
+    "expectations": {
+        "volume_vs_history": {"severity": "warn", "max_relative_change": 0.15},
+        "volume_vs_baseline": {"severity": "warn", "max_relative_change": 0.30},
+        "periods_present": {"severity": "block"},
+        "units_present": {"severity": "block"},
+        "null_share": {"severity": "warn", "max_share": 0.02},
+        "value_ranges": {"severity": "block"},
+    },
+}
+
+#: Money: DECIMAL(18,2) holds amounts below 10^16 in absolute value, sums included.
+MAX_AMOUNT_EXCLUSIVE = Decimal(10) ** 16
+
+#: What each pattern of the plan schema means, for messages a plan author can act on.
+_PATTERN_MEANINGS = {
+    "^[a-z0-9][a-z0-9_-]{0,62}$": (
+        "is not a valid contract id: 1 to 63 characters, lower-case letters a-z, digits, "
+        "'_' or '-', starting with a letter or digit"
+    ),
+    "^[a-z][a-z0-9_]{0,62}$": (
+        "is not a valid name: 1 to 63 characters, lower-case letters a-z, digits or '_', "
+        "starting with a letter"
+    ),
+    "^(0|[1-9][0-9]{0,15})(\\.[0-9]{1,2})?$": (
+        'is not an amount: a decimal string such as "1400000.00", with at most 16 '
+        "digits before the point, no leading zero, and at most 2 decimals"
+    ),
+    "^[A-Z]{3}$": "is not a currency code: three upper-case letters, such as SEK",
+}
+
+
+class PlanError(UserError, ValueError):
     """A plan that cannot be used; lists every problem as `file: key.path: problem`."""
 
     def __init__(self, path: Path | str, problems: list[tuple[str, str]]):
@@ -61,14 +198,140 @@ class PlanError(ValueError):
         super().__init__("invalid measurement plan\n  " + "\n  ".join(lines))
 
 
-class _StringDateLoader(yaml.SafeLoader):
-    """SafeLoader that keeps dates as text, so a bad date is reported, not a YAML crash."""
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-_StringDateLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+class _PlanLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses every YAML construct able to change a plan's meaning unseen.
+
+    It collects problems (key path, message) instead of stopping at the first:
+
+    * a key given twice in one mapping (PyYAML keeps the last one silently);
+    * anchors `&a`, aliases `*a` and merge keys `<<` (one edit then changes several places);
+    * explicit tags such as `!!int` or `!!timestamp` (they bring back YAML 1.1 readings);
+    * keys that are not text (JSON, which the hash is taken over, has only text keys).
+
+    Plain scalars are typed narrowly, the YAML 1.2 (JSON-like) way: only `true`/`false`
+    are booleans, so `severity: off` stays the text "off"; only decimal integers without a
+    leading zero are integers, so `014` (octal 12 in YAML 1.1) and `1:30` (sexagesimal 90)
+    stay text and fail the schema instead of becoming other numbers; floats need a point,
+    as in YAML 1.1 (so what PyYAML writes reads back the same); dates stay text, so a bad
+    date is reported, not a crash; `.inf`, `.nan` and `1_000` stay text.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._problems: list[tuple[int, str, str]] = []
+        self._path_stack: list[tuple[Any, ...]] = []
+        self._node_paths: dict[int, tuple[Any, ...]] = {}
+
+    def _problem(self, line: int, path: tuple[Any, ...], message: str) -> None:
+        self._problems.append((line, _key_path(path), message))
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """(key path, problem) in the order of the lines they are on."""
+        return [(key, message) for _, key, message in sorted(self._problems)]
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        parent_path = self._path_stack[-1] if self._path_stack else ()
+        if parent is None:
+            path: tuple[Any, ...] = ()
+        elif isinstance(index, yaml.ScalarNode):  # a mapping value, under its key
+            path = (*parent_path, index.value)
+        elif isinstance(index, int):  # a sequence item
+            path = (*parent_path, index)
+        else:  # a mapping key (or a value under a complex key): name the mapping
+            path = parent_path
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()
+            line = event.start_mark.line + 1
+            self._problem(
+                line,
+                path,
+                f"alias *{event.anchor} (line {line}) is not allowed; write the value out in full",
+            )
+            # A placeholder, never the anchored node: nothing is shared or expanded.
+            return yaml.ScalarNode("tag:yaml.org,2002:null", "", event.start_mark, event.end_mark)
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if event.anchor is not None:
+            self._problem(
+                line,
+                path,
+                f"anchor &{event.anchor} (line {line}) is not allowed; "
+                "write each value out in full",
+            )
+            event.anchor = None
+        if getattr(event, "tag", None) is not None:
+            tag = event.tag.replace("tag:yaml.org,2002:", "!!", 1)
+            self._problem(line, path, f"explicit tag {tag} (line {line}) is not allowed; remove it")
+            event.tag = None  # read it as if untagged, so the remaining checks still run
+        self._path_stack.append(path)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._path_stack.pop()
+        self._node_paths[id(node)] = path
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            path = self._node_paths.get(id(node), ())
+            first_line: dict[Any, int] = {}
+            kept = []
+            for key_node, value_node in node.value:
+                line = key_node.start_mark.line + 1
+                if key_node.tag == _MERGE_TAG:
+                    self._problem(
+                        line,
+                        path,
+                        f"merge key << (line {line}) is not allowed; write the keys out in full",
+                    )
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    self._problem(
+                        line, path, f"key {key!r} (line {line}) is not text; put it in quotes"
+                    )
+                    continue
+                if key in first_line:
+                    self._problem(
+                        line,
+                        (*path, key),
+                        f"duplicate key (lines {first_line[key]} and {line}); "
+                        "YAML would silently keep only the last",
+                    )
+                    continue
+                first_line[key] = line
+                kept.append((key_node, value_node))
+            node.value = kept
+        return super().construct_mapping(node, deep=deep)
+
+
+# Implicit typing of plain scalars: YAML 1.2's core schema, narrowed (see _PlanLoader).
+_PlanLoader.yaml_implicit_resolvers = {}
+for _tag, _regexp, _first in (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", list("-+0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$",  # a point, as YAML 1.1
+        list("-+.0123456789"),
+    ),
+    (_MERGE_TAG, r"^(?:<<)$", ["<"]),
+):
+    _PlanLoader.add_implicit_resolver(_tag, re.compile(_regexp), _first)
+
+
+def _read_yaml(text: str) -> tuple[Any, list[tuple[str, str]]]:
+    """The document and the problems of its YAML form (raises yaml.YAMLError if not YAML)."""
+    loader = _PlanLoader(text)
+    try:
+        return loader.get_single_data(), loader.problems
+    finally:
+        loader.dispose()
 
 
 @cache
@@ -114,6 +377,12 @@ class Plan:
         return list(self.data["cohort"]["comparison_units"])
 
     @property
+    def unit_check(self) -> str:
+        """'error' (default): a cohort unit missing from the roster stops the run;
+        'warn': it is listed in the report instead."""
+        return self.data["cohort"].get("unit_check", "error")
+
+    @property
     def min_employment_extent(self) -> int:
         return int(self.data["cohort"].get("eligibility", {}).get("min_employment_extent", 0))
 
@@ -127,17 +396,102 @@ class Plan:
                 return o
         raise KeyError(outcome_id)
 
+    def outcome_parameters(self, outcome_id: str) -> dict[str, Any]:
+        """The outcome's metric parameters, defaults filled in for those not given."""
+        outcome = self.outcome(outcome_id)
+        spec = METRICS[outcome["metric"]]
+        return _with_defaults(spec.parameters, outcome.get("parameters") or {})
+
     @property
     def counterfactual(self) -> dict[str, Any]:
         return self.data["counterfactual"]
+
+    @property
+    def counterfactual_parameters(self) -> dict[str, Any]:
+        """The method's parameters, defaults filled in for those not given."""
+        spec = METHOD_SPECS[self.counterfactual["method"]]
+        return _with_defaults(spec.parameters, self.counterfactual.get("parameters") or {})
 
     @property
     def payment(self) -> dict[str, Any]:
         return self.data["payment"]
 
     @property
+    def quality(self) -> dict[str, Any]:
+        """The data-quality config with every default filled in (a fresh copy):
+        {"control_file": str | None, "expectations": {name: {"severity": ..., params}}}."""
+        given = self.data.get("quality", {})
+        given_expectations = given.get("expectations", {})
+        expectations = {}
+        for name, defaults in QUALITY_DEFAULTS["expectations"].items():
+            merged = {**defaults, **given_expectations.get(name, {})}
+            expectations[name] = {k: v if k == "severity" else float(v) for k, v in merged.items()}
+        return {"control_file": given.get("control_file"), "expectations": expectations}
+
+    @property
     def min_cell_size(self) -> int:
         return int(self.data["disclosure"]["min_cell_size"])
+
+
+def _with_defaults(specs: Mapping[str, ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: given.get(name, spec.default) for name, spec in specs.items()}
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """'; did you mean 'x'?' for the closest of `choices`, or '' if none is close."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null (an empty value)"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _range_text(spec: ParamSpec) -> str:
+    if spec.minimum is not None and spec.maximum is not None:
+        return f"between {spec.minimum} and {spec.maximum}"
+    if spec.minimum is not None:
+        return f"at least {spec.minimum}"
+    return f"at most {spec.maximum}"
+
+
+def parameter_problems(
+    key: str, owner: str, specs: Mapping[str, ParamSpec], given: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """Problems of `given` parameters against their specs; `owner` names whose they are."""
+    problems: list[tuple[str, str]] = []
+    for name, value in given.items():
+        at = f"{key}.{name}"
+        spec = specs.get(name)
+        if spec is None:
+            if not specs:
+                problems.append((at, f"unknown parameter: {owner} takes no parameters"))
+            else:
+                problems.append(
+                    (
+                        at,
+                        f"unknown parameter of {owner}{did_you_mean(name, specs)} "
+                        f"(expected: {', '.join(specs)})",
+                    )
+                )
+            continue
+        if spec.type == "integer":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif spec.type == "number":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            problems.append((at, f"expected {spec.type}, got {_type_name(value)}"))
+        elif spec.choices is not None and value not in spec.choices:
+            problems.append((at, f"{value!r} is not one of: {', '.join(spec.choices)}"))
+        elif (spec.minimum is not None and value < spec.minimum) or (
+            spec.maximum is not None and value > spec.maximum
+        ):
+            problems.append((at, f"must be {_range_text(spec)}, got {value!r}"))
+    return problems
 
 
 def canonical_json(data: Any) -> str:
@@ -161,13 +515,15 @@ def load_plan(path: str | Path) -> Plan:
             path, [("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
         ) from None
     try:
-        data = yaml.load(text, Loader=_StringDateLoader)  # noqa: S506 - a SafeLoader subclass
+        data, yaml_problems = _read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise PlanError(
             path, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
         ) from None
+    if yaml_problems:
+        raise PlanError(path, yaml_problems)
     if not isinstance(data, dict):
         raise PlanError(path, [("", "the plan must be a YAML mapping")])
     problems = _schema_problems(data)
@@ -185,38 +541,110 @@ def _key_path(parts: Any) -> str:
     return out
 
 
-def _schema_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
-    from jsonschema import Draft202012Validator, FormatChecker
+def _pattern_keyword(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """JSON Schema `pattern`, except that `$` means the very end of the text.
 
-    validator = Draft202012Validator(plan_schema(), format_checker=FormatChecker())
+    (Python's `$` also matches before a final newline, so `id: |` with "abc\\n" would pass.)
+    """
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "string"):
+        return
+    anchored = (
+        pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    )
+    if not re.search(anchored, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def _schema_validator() -> Any:
+    """The plan schema's validator, with `integer` meaning an int: not 5.0, not true."""
+    from jsonschema import Draft202012Validator, FormatChecker, validators
+
+    strict_integer = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, x: isinstance(x, int) and not isinstance(x, bool)
+    )
+    cls = validators.extend(
+        Draft202012Validator,
+        validators={"pattern": _pattern_keyword},
+        type_checker=strict_integer,
+    )
+    return cls(plan_schema(), format_checker=FormatChecker())
+
+
+def _schema_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     problems = []
     for err in sorted(
-        validator.iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message)
+        _schema_validator().iter_errors(data), key=lambda e: (list(map(str, e.path)), e.message)
     ):
         key = _key_path(err.absolute_path)
+        value, inst = err.validator_value, err.instance
         if err.validator == "required":
             missing = err.message.split("'")[1] if "'" in err.message else err.message
             key = f"{key}.{missing}" if key else missing
             problems.append((key, "required key is missing"))
         elif err.validator == "additionalProperties":
-            problems.append((key, f"unknown key: {err.message.split('(')[-1].rstrip(')')}"))
+            known = list(err.schema.get("properties", {}))
+            for extra in sorted(k for k in inst if k not in known):
+                hint = did_you_mean(extra, known) or f"; expected one of: {', '.join(known)}"
+                problems.append((key, f"unknown key {extra!r}{hint}"))
         elif err.validator == "enum":
-            allowed = ", ".join(map(str, err.validator_value))
+            allowed = ", ".join(map(str, value))
             what = "method" if key.endswith("method") else "value"
-            problems.append((key, f"unknown {what} {err.instance!r}; expected one of: {allowed}"))
-        elif err.validator == "format" and err.validator_value == "date":
-            problems.append((key, f"{err.instance!r} is not a valid date (YYYY-MM-DD)"))
-        elif err.validator == "type":
             problems.append(
                 (
                     key,
-                    f"expected {err.validator_value}, got {type(err.instance).__name__} "
-                    f"{err.instance!r}",
+                    f"unknown {what} {inst!r}{did_you_mean(inst, value)} "
+                    f"(expected one of: {allowed})",
                 )
             )
+        elif err.validator == "format" and value == "date":
+            problems.append((key, f"{inst!r} is not a valid date (YYYY-MM-DD)"))
+        elif err.validator == "type":
+            expected = " or ".join(value) if isinstance(value, list) else value
+            problems.append((key, f"expected {expected}, got {_type_name(inst)}"))
+        elif err.validator == "pattern" and value in _PATTERN_MEANINGS:
+            problems.append((key, f"{inst!r} {_PATTERN_MEANINGS[value]}"))
+        elif err.validator in _BOUND_WORDS:
+            problems.append((key, f"must be {_BOUND_WORDS[err.validator]} {value}, got {inst!r}"))
+        elif err.validator == "uniqueItems":
+            twice = sorted({str(x) for x in inst if inst.count(x) > 1})
+            problems.append((key, f"listed more than once: {', '.join(twice)}"))
+        elif err.validator == "minLength" and value == 1:
+            problems.append((key, "must not be empty"))
+        elif err.validator == "minItems" and value == 1:
+            problems.append((key, "must list at least one item"))
         else:
             problems.append((key, err.message))
     return problems
+
+
+_BOUND_WORDS = {
+    "minimum": "at least",
+    "exclusiveMinimum": "greater than",
+    "maximum": "at most",
+    "exclusiveMaximum": "less than",
+}
+
+
+def delivery_path_problem(value: str) -> str | None:
+    """Why `value` cannot be a path below the deliveries directory, or None if it can.
+
+    Glob characters are allowed; symbolic links are resolved (and refused) at ingest.
+    """
+    if value.startswith(("/", "~")):
+        what = "absolute" if value.startswith("/") else "a home-directory path"
+        return f"{value!r} is {what}; give a path relative to the deliveries directory"
+    if re.match(r"[A-Za-z]:", value):
+        return f"{value!r} starts with a drive; give a path relative to the deliveries directory"
+    if "\\" in value:
+        return f"{value!r} contains a backslash; separate folders with /"
+    if ".." in value.split("/"):
+        return f"{value!r} has a '..' component; it must stay inside the deliveries directory"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return f"{value!r} contains a control character"
+    return None
 
 
 def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -241,13 +669,24 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     for i, s in enumerate(data["sources"]):
         if names.count(s["name"]) > 1:
             problems.append((f"sources[{i}].name", f"duplicate source name {s['name']!r}"))
+        if s["name"] in RESERVED_SOURCE_NAMES:
+            problems.append(
+                (
+                    f"sources[{i}].name",
+                    f"{s['name']!r} is reserved for an internal table; choose another name",
+                )
+            )
+        path_problem = delivery_path_problem(s["path"])
+        if path_problem:
+            problems.append((f"sources[{i}].path", path_problem))
         spec = SOURCE_KINDS[s["kind"]]
         for col in s["columns"]:
             if col not in spec:
                 problems.append(
                     (
                         f"sources[{i}].columns.{col}",
-                        f"not a column of kind {s['kind']}; expected: {', '.join(spec)}",
+                        f"not a column of kind {s['kind']}{did_you_mean(col, spec)} "
+                        f"(expected: {', '.join(spec)})",
                     )
                 )
         for col, required in spec.items():
@@ -264,6 +703,12 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
     cohort = data["cohort"]
     check_source("cohort.roster_source", cohort["roster_source"], "employee_roster")
+    for group in ("treated_units", "comparison_units"):
+        for j, unit in enumerate(cohort[group]):
+            if unit != unit.strip():
+                problems.append(
+                    (f"cohort.{group}[{j}]", f"{unit!r} has leading or trailing whitespace")
+                )
     both = set(cohort["treated_units"]) & set(cohort["comparison_units"])
     if both:
         problems.append(
@@ -272,27 +717,39 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
     outcome_ids = [o["id"] for o in data["outcomes"]]
     for i, o in enumerate(data["outcomes"]):
-        check_source(f"outcomes[{i}].source", o["source"], METRIC_SOURCE_KIND[o["metric"]])
+        metric = METRICS[o["metric"]]
+        check_source(f"outcomes[{i}].source", o["source"], metric.source_kind)
         if outcome_ids.count(o["id"]) > 1:
             problems.append((f"outcomes[{i}].id", f"duplicate outcome id {o['id']!r}"))
+        problems += parameter_problems(
+            f"outcomes[{i}].parameters",
+            f"metric {o['metric']}",
+            metric.parameters,
+            o.get("parameters") or {},
+        )
 
     cf = data["counterfactual"]
-    allowed = METHODS[cf["method"]]
-    for name, value in (cf.get("parameters") or {}).items():
-        if name not in allowed:
-            problems.append(
-                (
-                    f"counterfactual.parameters.{name}",
-                    f"unknown parameter for {cf['method']}; expected: {', '.join(allowed)}",
+    problems += parameter_problems(
+        "counterfactual.parameters",
+        f"method {cf['method']}",
+        METHOD_SPECS[cf["method"]].parameters,
+        cf.get("parameters") or {},
+    )
+
+    control_file = data.get("quality", {}).get("control_file")
+    if control_file is not None:
+        path_problem = delivery_path_problem(control_file)
+        if path_problem:
+            problems.append(("quality.control_file", path_problem))
+        for s in data["sources"]:
+            if fnmatch.fnmatchcase(control_file.lower(), s["path"].lower()):
+                problems.append(
+                    (
+                        "quality.control_file",
+                        f"{control_file!r} matches the path {s['path']!r} of source "
+                        f"{s['name']!r}, so it would be read as a delivery",
+                    )
                 )
-            )
-        elif value not in allowed[name]:
-            problems.append(
-                (
-                    f"counterfactual.parameters.{name}",
-                    f"{value!r} is not one of: {', '.join(allowed[name])}",
-                )
-            )
 
     payment = data["payment"]
     if payment["outcome"] not in outcome_ids:
@@ -302,9 +759,28 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                 f"unknown outcome {payment['outcome']!r}; plan outcomes: {', '.join(outcome_ids)}",
             )
         )
+    total = Decimal(0)
     for i, rule in enumerate(payment["rules"]):
+        amount = Decimal(rule["amount"])  # the schema's pattern makes this exact
+        total += amount
+        if amount <= 0:
+            problems.append((f"payment.rules[{i}].amount", "must be greater than 0"))
         if rule["kind"] == "linear_to_target" and "target_relative_reduction" not in rule:
             problems.append(
                 (f"payment.rules[{i}].target_relative_reduction", "required key is missing")
             )
+        if rule["kind"] != "linear_to_target" and "target_relative_reduction" in rule:
+            problems.append(
+                (
+                    f"payment.rules[{i}].target_relative_reduction",
+                    f"a {rule['kind']} rule has no target; only linear_to_target takes one",
+                )
+            )
+    if total >= MAX_AMOUNT_EXCLUSIVE:
+        problems.append(
+            (
+                "payment.rules",
+                f"the amounts sum to {total}, too large for DECIMAL(18,2) (must be below 10^16)",
+            )
+        )
     return problems
