@@ -830,3 +830,12 @@ def test_schema_expectations_equal_the_defaults():
         assert list(definition["properties"]) == list(QUALITY_DEFAULTS["expectations"][name])
     quality_keys = schema["properties"]["quality"]["properties"]
     assert sorted(quality_keys) == sorted(QUALITY_DEFAULTS)
+
+
+def test_one_delivered_column_mapped_twice(tmp_path, data):
+    data["sources"][0]["columns"]["sex"] = "personnummer"
+    assert (
+        "sources[0].columns.sex",
+        "delivered column 'personnummer' is already mapped to 'personnummer'; "
+        "each delivered column may be mapped once",
+    ) in _problems(tmp_path, data)

@@ -100,10 +100,6 @@ def check_units(plan: Plan, roster: pl.DataFrame) -> CohortCheck:
     return CohortCheck(pl.DataFrame(rows, schema=schema))
 
 
-def unit_check_mode(plan: Plan) -> str:
-    return plan.data["cohort"].get("unit_check", "error")
-
-
 def check_cohort(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> CohortCheck:
     """Check the run's valid roster against the plan; store the result; raise when a plan
     unit is missing and the plan's `cohort.unit_check` is `error` (the default)."""
@@ -116,7 +112,7 @@ def check_cohort(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> Cohort
     result = check_units(plan, roster)
     with warehouse.transaction(con):
         warehouse.insert_rows(con, "work.cohort_units", result.units, run.scope)
-    if result.missing and unit_check_mode(plan) == "error":
+    if result.missing and plan.unit_check == "error":
         raise CohortError(
             "plan units missing from the roster: "
             + "; ".join(m for m in result.messages() if "does not occur" in m)

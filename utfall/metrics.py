@@ -127,8 +127,12 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
     try:
         bases: dict[tuple[str, int], pl.DataFrame] = {}  # outcomes sharing a source share a scan
         for outcome in plan.outcomes:
-            params = outcome.get("parameters") or {}
-            key = (outcome["source"], int(params.get("max_spell_day", 14)))
+            params = plan.outcome_parameters(outcome["id"])
+            # An outcome without a spell-day cut (the rate) shares the source's scan.
+            day = params.get("max_spell_day")
+            if day is None:
+                day = next((k[1] for k in bases if k[0] == outcome["source"]), 14)
+            key = (outcome["source"], int(day))
             if key not in bases:
                 bases[key] = warehouse.read_table(
                     con,

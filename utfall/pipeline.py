@@ -105,7 +105,7 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
     """Run the plan's counterfactual method for every outcome of the run's panel."""
     panel = _scoped(con, "work.outcome_panel", run, "outcome, unit_id, period_start")
     cf = plan.counterfactual
-    weight = WEIGHTS[(cf.get("parameters") or {}).get("weight", "exposure")]
+    weight = WEIGHTS[plan.counterfactual_parameters["weight"]]
     results = []
     for outcome in plan.outcomes:
         sub = panel.filter(pl.col("outcome") == outcome["id"])

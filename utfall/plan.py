@@ -694,6 +694,20 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                 problems.append(
                     (f"sources[{i}].columns.{col}", "required column mapping is missing")
                 )
+        delivered: dict[str, str] = {}
+        for col, name in s["columns"].items():
+            if name in delivered:
+                # One delivered column read as two: e.g. the personnummer column mapped to
+                # `sex` as well would carry identity numbers into a plain column.
+                problems.append(
+                    (
+                        f"sources[{i}].columns.{col}",
+                        f"delivered column {name!r} is already mapped to {delivered[name]!r}; "
+                        "each delivered column may be mapped once",
+                    )
+                )
+            else:
+                delivered[name] = col
 
     def check_source(key: str, name: str, kind: str) -> None:
         if name not in names:
