@@ -26,13 +26,17 @@ from utfall.quality.results import (
     blocking_failures,
     raise_if_blocked,
 )
+from utfall.quality.suites import KINDS, check_source, monthly_profile
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "KINDS",
     "ExpectationResult",
     "blocked_message",
     "blocking_failures",
+    "check_source",
     "config_problems",
+    "monthly_profile",
     "raise_if_blocked",
     "resolve_config",
 ]
