@@ -10,9 +10,11 @@ a result would show up as an identity number.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -22,8 +24,10 @@ from utfall.quality import (
     DEFAULT_CONFIG,
     ExpectationResult,
     blocking_failures,
+    check_control_file,
     check_source,
     config_problems,
+    control_file_result,
     monthly_profile,
     raise_if_blocked,
     resolve_config,
@@ -592,3 +596,140 @@ def test_dates_reach_gx_as_nanosecond_datetimes():
 
     frame = pl.DataFrame({"day": [dt.date(2022, 1, 1), None], "n": [1, 2]})
     assert str(gx_run.to_pandas(frame)["day"].dtype) == "datetime64[ns]"
+
+
+# --- control file --------------------------------------------------------------------------
+
+
+def _deliver(folder: Path, files: dict[str, str]) -> list[tuple[str, int, str]]:
+    delivered = []
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        rows = len(text.strip().splitlines()) - 1
+        delivered.append((name, rows, hashlib.sha256(path.read_bytes()).hexdigest()))
+    return delivered
+
+
+@pytest.fixture
+def delivered(tmp_path) -> list[tuple[str, int, str]]:
+    return _deliver(
+        tmp_path,
+        {
+            "roster.csv": "a,b\n1,2\n3,4\n",
+            "sick_leave_1.csv": "a\n1\n2\n3\n",
+            "sick_leave_2.csv": "a\n9\n",
+        },
+    )
+
+
+def _control(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "control.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _lines(delivered) -> list[str]:
+    return ["file,rows,sha256"] + [f"{f},{r},{s}" for f, r, s in delivered]
+
+
+def test_a_matching_control_file_has_no_problems(tmp_path, delivered):
+    path = _control(tmp_path, _lines(delivered) + [""])
+    assert check_control_file(path, delivered) == []
+    result = control_file_result(path, delivered)
+    assert (result.success, result.severity, result.observed) == (
+        True,
+        "block",
+        "all 3 delivered files match control.csv",
+    )
+
+
+def test_control_file_mismatches_name_the_file_and_both_values(tmp_path, delivered):
+    (r_name, r_rows, r_sha), (s1_name, _, s1_sha), (s2_name, s2_rows, s2_sha) = delivered
+    wrong_sha = "0" * 64
+    path = _control(
+        tmp_path,
+        [
+            "file,rows,sha256",
+            f"{r_name},{r_rows + 1},{r_sha}",  # row count differs
+            f"./{s1_name},3,{wrong_sha}",  # sha differs (./ prefix is fine)
+            f"extra.csv,5,{s2_sha}",  # listed, not delivered
+        ],
+    )
+    # sick_leave_2.csv is delivered but not listed
+    assert check_control_file(path, delivered) == [
+        f"roster.csv: {r_rows} data rows delivered, control.csv says {r_rows + 1}",
+        f"sick_leave_1.csv: sha256 delivered {s1_sha}, control.csv says {wrong_sha}",
+        "sick_leave_2.csv: delivered but not listed in control.csv",
+        "extra.csv: listed in control.csv (line 4) but not delivered",
+    ]
+    result = control_file_result(path, delivered)
+    assert not result.success and result.observed.startswith("4 problems: roster.csv: ")
+    with pytest.raises(QualityBlocked, match="deliveries: control_file: 4 problems"):
+        raise_if_blocked([result])
+
+
+def test_a_cut_file_is_caught_by_its_control_file(tmp_path, delivered):
+    path = _control(tmp_path, _lines(delivered))
+    cut = _deliver(tmp_path, {"sick_leave_1.csv": "a\n1\n2\n"})  # the provider's file, cut
+    now = [cut[0] if f == "sick_leave_1.csv" else (f, r, s) for f, r, s in delivered]
+    problems = check_control_file(path, now)
+    assert problems == [
+        "sick_leave_1.csv: 2 data rows delivered, control.csv says 3",
+        f"sick_leave_1.csv: sha256 delivered {cut[0][2]}, control.csv says {delivered[1][2]}",
+    ]
+
+
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        (
+            ["file;rows;sha256", "x"],
+            ["control.csv: line 1: expected the header file,rows,sha256 (1 field(s) found)"],
+        ),
+        ([], ["control.csv: the control file is empty; expected the header file,rows,sha256"]),
+        (
+            ["file,rows,sha256", "roster.csv,2", "roster.csv,two,{roster_sha}"],
+            [
+                "control.csv: line 2: expected 3 fields (file,rows,sha256), found 2",
+                "control.csv: line 3: rows of roster.csv is not a whole number",
+            ],
+        ),
+        (
+            ["file,rows,sha256", "roster.csv,2,abc", ",1,{roster_sha}"],
+            [
+                "control.csv: line 2: sha256 of roster.csv is not 64 hexadecimal digits",
+                "control.csv: line 3: the file name is empty",
+            ],
+        ),
+        (
+            ["file,rows,sha256", "roster.csv,2,{roster_sha}", "roster.csv,2,{roster_sha}"],
+            ["control.csv: line 3: roster.csv is listed again (first on line 2)"],
+        ),
+    ],
+)
+def test_a_malformed_control_file_names_the_line(tmp_path, delivered, lines, expected):
+    roster_sha = delivered[0][2]
+    path = _control(tmp_path, [line.format(roster_sha=roster_sha) for line in lines])
+    if not lines:
+        path.write_text("", encoding="utf-8")
+    only_roster = delivered[:1]
+    assert check_control_file(path, only_roster) == expected
+
+
+def test_a_missing_or_binary_control_file_is_a_problem(tmp_path, delivered):
+    assert check_control_file(tmp_path / "control.csv", delivered) == [
+        "control.csv: control file not found in the deliveries folder"
+    ]
+    path = tmp_path / "control.csv"
+    path.write_bytes(b"file,rows,sha256\nr\xe9.csv,1,x\n")
+    assert check_control_file(path, delivered) == ["control.csv: line 2: not UTF-8 text (byte 18)"]
+
+
+def test_control_file_problems_never_echo_line_content(tmp_path, delivered):
+    # A roster given as control file by mistake: its identity numbers must not be echoed.
+    path = _control(tmp_path, ["file,rows,sha256", "19550222-2994,K,ADM-01,100"])
+    problems = check_control_file(path, delivered)
+    assert problems[0] == "control.csv: line 2: expected 3 fields (file,rows,sha256), found 4"
+    assert not [p for p in problems if "19550222" in p]

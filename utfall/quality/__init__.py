@@ -20,6 +20,7 @@ Use::
 """
 
 from utfall.quality.config import DEFAULT_CONFIG, config_problems, resolve_config
+from utfall.quality.control_file import check_control_file, control_file_result
 from utfall.quality.results import (
     ExpectationResult,
     blocked_message,
@@ -34,8 +35,10 @@ __all__ = [
     "ExpectationResult",
     "blocked_message",
     "blocking_failures",
+    "check_control_file",
     "check_source",
     "config_problems",
+    "control_file_result",
     "monthly_profile",
     "raise_if_blocked",
     "resolve_config",
