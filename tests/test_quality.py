@@ -31,6 +31,7 @@ from utfall.quality import (
     monthly_profile,
     raise_if_blocked,
     resolve_config,
+    write_data_docs,
 )
 from utfall.simulate import SimulationSpec, simulate
 
@@ -596,6 +597,29 @@ def test_dates_reach_gx_as_nanosecond_datetimes():
 
     frame = pl.DataFrame({"day": [dt.date(2022, 1, 1), None], "n": [1, 2]})
     assert str(gx_run.to_pandas(frame)["day"].dtype) == "datetime64[ns]"
+
+
+def test_data_docs_render_the_gx_results(cut_results, clean, staged, example_plan, tmp_path):
+    index = write_data_docs(
+        {"roster": clean[ROSTER], "sick_leave": cut_results},
+        tmp_path,
+        run_time=dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC),
+    )
+    assert index == tmp_path / "data_docs" / "index.html" and index.is_file()
+    pages = sorted(
+        p.relative_to(index.parent).as_posix() for p in index.parent.glob("validations/**/*.html")
+    )
+    assert len(pages) == 10  # one page per GX-judged result (5 per source)
+    page = next(index.parent.glob("validations/sick_leave/periods_present/**/*.html")).read_text()
+    assert "Failed" in page and "2025-12" in page
+    html = "".join(p.read_text() for p in index.parent.glob("**/*.html"))
+    assert not [p for p in staged[ROSTER]["person_id"].head(200).to_list() if p in html]
+    # Building the docs made another GX context current; checking still works.
+    again = check_source(SPELLS, "sick_leave", staged[SPELLS].head(500), example_plan)
+    assert by_name(again)["value_ranges"].success
+    # Re-writing replaces the site.
+    assert write_data_docs({"sick_leave": cut_results}, tmp_path) == index
+    assert not list(index.parent.glob("validations/roster/**/*.html"))
 
 
 # --- control file --------------------------------------------------------------------------

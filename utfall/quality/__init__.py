@@ -21,6 +21,7 @@ Use::
 
 from utfall.quality.config import DEFAULT_CONFIG, config_problems, resolve_config
 from utfall.quality.control_file import check_control_file, control_file_result
+from utfall.quality.data_docs import write_data_docs
 from utfall.quality.results import (
     ExpectationResult,
     blocked_message,
@@ -42,4 +43,5 @@ __all__ = [
     "monthly_profile",
     "raise_if_blocked",
     "resolve_config",
+    "write_data_docs",
 ]
