@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import duckdb
+
     from utfall.errors import UserError
 
     args = build_parser().parse_args(argv)
@@ -186,6 +188,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"utfall: error: {exc}", file=sys.stderr)
+        return 2
+    except (duckdb.IOException, duckdb.SerializationException) as exc:
+        # A warehouse file that opened but cannot be read further (truncated, damaged).
+        if args.debug:
+            raise
+        where = getattr(args, "warehouse", None) or default_path()
+        first = str(exc).splitlines()[0]
+        print(
+            f"utfall: error: {where}: the warehouse file cannot be read ({first}); it is "
+            "probably damaged or truncated: move it aside and re-run to rebuild it; nothing "
+            "of this run was published",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("utfall: interrupted; nothing of this run was published", file=sys.stderr)

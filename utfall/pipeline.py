@@ -249,20 +249,28 @@ def run_notes(
     """What a validator must know about this run against the published one: changed
     re-deliveries and a changed pseudonymisation key."""
     changes = [describe_change(c) for c in changes_since_published(con, run)]
-    published = runs.published_run(con, plan.contract_id)
-    key_note = None
-    if published and published["run_id"] != run.run_id:
-        if published["key_fingerprint"] != info.get("key_fingerprint"):
-            key_note = (
-                f"the pseudonymisation key changed since run {published['run_id']} "
-                f"({published['key_fingerprint']} -> {info.get('key_fingerprint')}): "
-                "pseudonyms are not comparable with that run"
-            )
+    key_note = key_change(con, plan, run, info.get("key_fingerprint"))
     return {
         "key_fingerprint": info.get("key_fingerprint"),
         "delivery_changes": changes,
         "key_change": key_note,
     }
+
+
+def key_change(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, fingerprint: str | None
+) -> str | None:
+    """A note when the key differs from the published run's: pseudonyms do not join."""
+    published = runs.published_run(con, plan.contract_id)
+    if not published or published["run_id"] == run.run_id:
+        return None
+    if published["key_fingerprint"] == fingerprint:
+        return None
+    return (
+        f"the pseudonymisation key changed since run {published['run_id']} "
+        f"({published['key_fingerprint']} -> {fingerprint}): pseudonyms are not comparable "
+        "with that run"
+    )
 
 
 def publish_report(
@@ -279,6 +287,7 @@ def publish_report(
     if tmp.exists():
         shutil.rmtree(tmp)
     report.write_report(doc, tmp, run_id=run.run_id)
+    write_data_docs(con, plan, run, tmp)
     runs.publish(con, run, plan.hash)
     old = out_dir.parent / f".{out_dir.name}.{run.run_id}.old"
     if out_dir.exists():
@@ -327,6 +336,10 @@ def run(
             return out
 
         say(f"run {current.run_id} of {plan.contract_id} (plan {plan.hash[:19]}...)")
+        changed_key = key_change(con, plan, current, personnummer.key_fingerprint(key))
+        if changed_key:
+            notes.append(changed_key)
+            say(f"  warning: {changed_key}")
         deliveries: list[Delivery] = []
         for s in plan.sources:
             deliveries += step(
@@ -402,14 +415,35 @@ def check_quality(
     deliveries: list[Delivery],
 ) -> list[dict[str, Any]]:
     """Completeness and statistical expectations (Great Expectations) on every source's
-    valid rows, against the contract's published history; a control file when the plan
-    names one. Results are stored; failed blocking expectations stop the run."""
+    valid rows, against the contract's published (accepted) history, and the sender's
+    control file when the plan names one. Results and the monthly profiles are stored
+    with the run (a profile becomes history only if the run is published); failed
+    blocking expectations then stop the run before measurement."""
     from utfall import quality
 
     config = plan.quality
-    results: list[dict[str, Any]] = []
+    if plan.unit_check == "warn" and config["expectations"]["units_present"]["severity"] == "block":
+        # The plan accepts missing units (listed in the report): the same units must not
+        # then block the run through the completeness suite.
+        config["expectations"]["units_present"]["severity"] = "warn"
+    results: list[quality.ExpectationResult] = []
     profiles = []
     published = runs.published_run(con, plan.contract_id)
+    delivered = dict(
+        warehouse.read_table(
+            con,
+            "SELECT source, delivered FROM work.reconciliation "
+            "WHERE contract_id = $contract_id AND run_id = $run_id",
+            run.scope,
+        ).iter_rows()
+    )
+    if config.get("control_file"):
+        results.append(
+            quality.control_file_result(
+                deliveries_dir / config["control_file"],
+                [(d.file, d.rows or 0, d.sha256) for d in deliveries],
+            )
+        )
     for s in plan.sources:
         kind = s["kind"]
         staged = warehouse.read_table(
@@ -432,35 +466,18 @@ def check_quality(
                 },
             )
         profiles.append((s["name"], quality.monthly_profile(kind, staged, plan)))
-        results += [
-            r.to_dict()
-            for r in quality.check_source(kind, s["name"], staged, plan, config, history)
-        ]
-    control_problems: list[str] = []
-    if config.get("control_file"):
-        control = deliveries_dir / config["control_file"]
-        control_problems = quality.check_control_file(
-            control, [(d.file, d.rows, d.sha256) for d in deliveries]
-        )
-        results.append(
-            {
-                "source": "*",
-                "expectation": "control_file",
-                "severity": "block",
-                "success": not control_problems,
-                "observed": "; ".join(control_problems) or "every file matches the control file",
-                "details": {"control_file": config["control_file"]},
-            }
+        results += quality.check_source(
+            kind, s["name"], staged, plan, config, history, delivered_rows=delivered.get(s["name"])
         )
     stored = pl.DataFrame(
         [
             {
-                "source": r["source"],
-                "expectation": r["expectation"],
-                "severity": r["severity"],
-                "success": bool(r["success"]),
-                "observed": r["observed"],
-                "details_json": json.dumps(r.get("details") or {}, sort_keys=True, default=str),
+                "source": r.source,
+                "expectation": r.expectation,
+                "severity": r.severity,
+                "success": bool(r.success),
+                "observed": r.observed,
+                "details_json": json.dumps(r.details, sort_keys=True, default=str),
             }
             for r in results
         ],
@@ -479,10 +496,37 @@ def check_quality(
             warehouse.insert_rows(
                 con, "work.quality_profiles", profile, {**run.scope, "source": name}
             )
-    blocking = [r for r in results if r["severity"] == "block" and not r["success"]]
-    if blocking:
-        raise QualityBlocked(
-            "blocking data-quality expectation(s) failed, nothing was published: "
-            + "; ".join(f"{r['source']}: {r['expectation']}: {r['observed']}" for r in blocking)
+    quality.raise_if_blocked(results)
+    return [r.to_dict() for r in results]
+
+
+def write_data_docs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, out_dir: Path) -> None:
+    """GX's Data Docs for the run's stored expectation results, into `out_dir/data_docs`.
+
+    The site's run folder is named after the plan's measurement end, not the clock, so a
+    re-run writes the same paths."""
+    import datetime as dt
+
+    from utfall.quality import ExpectationResult, write_data_docs as render
+
+    rows = _scoped(con, "work.quality_results", run, "source, expectation")
+    by_source: dict[str, list[ExpectationResult]] = {}
+    for r in rows.iter_rows(named=True):
+        by_source.setdefault(r["source"], []).append(
+            ExpectationResult(
+                r["source"],
+                r["expectation"],
+                r["severity"],
+                r["success"],
+                r["observed"],
+                json.loads(r["details_json"] or "{}"),
+            )
         )
-    return results
+    if by_source:
+        end = plan.period("measurement")[1]
+        render(
+            by_source,
+            out_dir,
+            run_name=plan.contract_id,
+            run_time=dt.datetime(end.year, end.month, end.day, tzinfo=dt.UTC),
+        )
