@@ -507,7 +507,8 @@ def write_data_docs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, out_di
     re-run writes the same paths."""
     import datetime as dt
 
-    from utfall.quality import ExpectationResult, write_data_docs as render
+    from utfall.quality import ExpectationResult
+    from utfall.quality import write_data_docs as render
 
     rows = _scoped(con, "work.quality_results", run, "source, expectation")
     by_source: dict[str, list[ExpectationResult]] = {}
