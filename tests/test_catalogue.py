@@ -499,6 +499,16 @@ CASES: list[Case] = [
         prior_run=True,
     ),
     Case(
+        "delivery: a fifth of every month's spells missing against the earlier delivery",
+        lambda c: c.write_lines(
+            "sick_leave.csv",
+            [c.lines("sick_leave.csv")[0]]
+            + [ln for i, ln in enumerate(c.lines("sick_leave.csv")[1:]) if i % 5 != 0],
+        ),
+        Warned(r"volume_vs_history"),
+        prior_run=True,
+    ),
+    Case(
         "delivery: sender's control file disagrees",
         lambda c: _control_file(c, wrong_rows=True),
         Error(r"control"),

@@ -30,7 +30,7 @@ from utfall.ingest import Delivery, ingest_source
 from utfall.plan import Plan
 from utfall.validate import DeliveryRejected, ValidationSummary, validate_source
 from utfall.warehouse import runs
-from utfall.warehouse.deliveries import changes_since_published, describe_change
+from utfall.warehouse.deliveries import changes_since_published, describe_change, history_run
 from utfall.warehouse.runs import Run
 
 #: Plan weight names -> estimator weight argument.
@@ -415,7 +415,7 @@ def check_quality(
     deliveries: list[Delivery],
 ) -> list[dict[str, Any]]:
     """Completeness and statistical expectations (Great Expectations) on every source's
-    valid rows, against the contract's published (accepted) history, and the sender's
+    valid rows, against the contract's last accepted delivery with other files, and the sender's
     control file when the plan names one. Results and the monthly profiles are stored
     with the run (a profile becomes history only if the run is published); failed
     blocking expectations then stop the run before measurement."""
@@ -428,7 +428,7 @@ def check_quality(
         config["expectations"]["units_present"]["severity"] = "warn"
     results: list[quality.ExpectationResult] = []
     profiles = []
-    published = runs.published_run(con, plan.contract_id)
+    earlier = history_run(con, run)
     delivered = dict(
         warehouse.read_table(
             con,
@@ -454,16 +454,12 @@ def check_quality(
             {**run.scope, "source": s["name"]},
         )
         history = None
-        if published:
+        if earlier:
             history = warehouse.read_table(
                 con,
-                "SELECT month, rows FROM work.quality_profiles WHERE contract_id = $contract_id "
+                "SELECT month, rows FROM ledger.profiles WHERE contract_id = $contract_id "
                 "AND run_id = $run_id AND source = $source ORDER BY month",
-                {
-                    "contract_id": plan.contract_id,
-                    "run_id": published["run_id"],
-                    "source": s["name"],
-                },
+                {"contract_id": plan.contract_id, "run_id": earlier, "source": s["name"]},
             )
         profiles.append((s["name"], quality.monthly_profile(kind, staged, plan)))
         results += quality.check_source(
@@ -493,9 +489,7 @@ def check_quality(
     with warehouse.transaction(con):
         warehouse.insert_rows(con, "work.quality_results", stored, run.scope)
         for name, profile in profiles:
-            warehouse.insert_rows(
-                con, "work.quality_profiles", profile, {**run.scope, "source": name}
-            )
+            warehouse.insert_rows(con, "ledger.profiles", profile, {**run.scope, "source": name})
     quality.raise_if_blocked(results)
     return [r.to_dict() for r in results]
 

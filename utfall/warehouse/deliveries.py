@@ -74,3 +74,27 @@ def describe_change(c: dict[str, Any]) -> str:
     if c["change"] == "new":
         return f"{c['source']}/{c['file']} is new since run {c['since_run']}"
     return f"{c['source']}/{c['file']} was in run {c['since_run']} and is no longer delivered"
+
+
+def history_run(con: duckdb.DuckDBPyConnection, run: Run) -> str | None:
+    """The latest accepted run (published or superseded) of the contract whose delivered
+    files differ from `run`'s: what a delivery's volume is compared with.
+
+    A re-run of the same files thus compares with the same history as the first run of
+    them, so re-running gives the same report."""
+    rows = con.sql(
+        """
+        WITH sig AS (
+            SELECT run_id, string_agg(source || '/' || file || ':' || sha256, ';'
+                                      ORDER BY source, file) AS files
+            FROM ledger.deliveries WHERE contract_id = $contract GROUP BY run_id
+        )
+        SELECT r.run_id FROM ledger.runs r JOIN sig USING (run_id)
+        WHERE r.contract_id = $contract AND r.status IN ('published', 'superseded')
+          AND r.run_id <> $run
+          AND sig.files IS DISTINCT FROM (SELECT files FROM sig WHERE run_id = $run)
+        ORDER BY r.finished_at DESC, r.run_id LIMIT 1
+        """,
+        params={"contract": run.contract_id, "run": run.run_id},
+    ).fetchall()
+    return rows[0][0] if rows else None

@@ -52,6 +52,11 @@ LEDGER_TABLES = {
         "contract_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, plan_hash VARCHAR NOT NULL, "
         "published_at TIMESTAMP"
     ),
+    # Rows per month of each run's valid data, kept for good: the history that the next
+    # different delivery's volume is compared with.
+    "ledger.profiles": (
+        _SCOPE + ", source VARCHAR NOT NULL, month DATE NOT NULL, rows BIGINT NOT NULL"
+    ),
     "ledger.deliveries": (
         _SCOPE + ", source VARCHAR NOT NULL, file VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, "
         "bytes BIGINT NOT NULL, rows BIGINT, received_at TIMESTAMP, "
@@ -83,9 +88,6 @@ def _work_tables() -> dict[str, str]:
                 _SCOPE + ", source VARCHAR NOT NULL, expectation VARCHAR NOT NULL, "
                 "severity VARCHAR NOT NULL, success BOOLEAN NOT NULL, observed VARCHAR, "
                 "details_json VARCHAR"
-            ),
-            "work.quality_profiles": (
-                _SCOPE + ", source VARCHAR NOT NULL, month DATE NOT NULL, rows BIGINT NOT NULL"
             ),
             "work.cohort_units": (
                 _SCOPE + ', unit_id VARCHAR NOT NULL, "group" VARCHAR, status VARCHAR NOT NULL, '
