@@ -170,3 +170,41 @@ def staging_checks(plan: Plan, source: dict, resource: str) -> list[AssetChecksD
         )
 
     return [_reconciles, _contract]
+
+
+def quality_checks(plan: Plan) -> list[AssetChecksDefinition]:
+    """One check per source on the data-quality asset: the source's expectation results
+    of this run (ERROR when a blocking one failed, WARN when a warning one did)."""
+    return [_quality_check(plan, s["name"]) for s in plan.sources]
+
+
+def _quality_check(plan: Plan, name: str) -> AssetChecksDefinition:
+    """The check of one source (a factory, so each check keeps its own `name`)."""
+
+    @asset_check(
+        asset=key(plan, "staging", "data_quality"),
+        name=f"expectations_{name}",
+        required_resource_keys={"duckdb"},
+        description=f"Great Expectations suite of source '{name}' for this run.",
+    )
+    def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        with context.resources.duckdb.get_connection() as con:
+            rows = warehouse.read_table(
+                con,
+                "SELECT expectation, severity, success, observed FROM work.quality_results "
+                "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source "
+                "ORDER BY expectation",
+                {"contract_id": plan.contract_id, "run_id": context.run.run_id, "source": name},
+            ).to_dicts()
+        failed = [r for r in rows if not r["success"]]
+        blocking = [r for r in failed if r["severity"] == "block"]
+        return AssetCheckResult(
+            passed=not failed,
+            severity=AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN,
+            metadata={
+                "expectations": len(rows),
+                "failed": MetadataValue.json(failed),
+            },
+        )
+
+    return _check

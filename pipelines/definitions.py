@@ -21,7 +21,7 @@ from dagster import (
 from assets.ingest import raw_asset
 from assets.outcomes import measure_assets
 from assets.reports import report_asset
-from assets.validate import quality_asset, staging_asset, staging_checks
+from assets.validate import quality_asset, quality_checks, staging_asset, staging_checks
 from pipelines.resources import default_resources, plan_paths, resource_key
 from utfall.pipeline import validation_order
 from utfall.plan import Plan, load_plan
@@ -36,6 +36,7 @@ def build_assets(plan: Plan) -> tuple[list[AssetsDefinition], list[AssetChecksDe
     assets += [quality_asset(plan, resource), *measure_assets(plan, resource)]
     assets.append(report_asset(plan, resource))
     checks = [c for s in sources for c in staging_checks(plan, s, resource)]
+    checks += quality_checks(plan)
     return assets, checks
 
 

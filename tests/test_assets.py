@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
@@ -52,7 +54,9 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
     )
     assert result.success
     checks_run = result.get_asset_check_evaluations()
-    assert len(checks_run) == 4 and all(c.passed for c in checks_run)
+    assert len(checks_run) == 6 and all(c.passed for c in checks_run)
+    names = {c.check_name for c in checks_run}
+    assert {"expectations_roster", "expectations_sick_leave", "reconciles"} <= names
     node = f"{CONTRACT.replace('-', '_')}__staging__sick_leave"
     events = [
         e
@@ -72,3 +76,63 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert AssetKey([CONTRACT, "reports", "validator_report"]) in materialized
     assert len(materialized) == len(assets)
+
+
+def test_every_plan_in_the_folder_gets_its_prefixed_graph_and_job(tmp_path, monkeypatch):
+    import yaml
+
+    from pipelines.definitions import build_definitions
+
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text(encoding="utf-8"))
+    shutil.copy(EXAMPLE_PLAN, tmp_path / "a.yaml")
+    data["contract"]["id"] = "andra-kommunen-2025"
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    monkeypatch.delenv("UTFALL_PLAN", raising=False)
+    monkeypatch.setenv("UTFALL_PLANS", str(tmp_path))
+    built = build_definitions()
+    keys = {k.to_user_string() for k in built.resolve_asset_graph().get_all_asset_keys()}
+    for contract in (CONTRACT, "andra-kommunen-2025"):
+        assert f"{contract}/reports/validator_report" in keys
+    assert built.resolve_job_def("measure_andra_kommunen_2025") is not None
+    assert built.resolve_job_def(f"measure_{CONTRACT.replace('-', '_')}") is not None
+    # Two plans claiming one contract id is an error, not a silent merge.
+    shutil.copy(EXAMPLE_PLAN, tmp_path / "c.yaml")
+    with pytest.raises(ValueError, match="both define contract"):
+        build_definitions()
+
+
+def test_rejected_delivery_in_dagster_publishes_nothing(example_plan, deliveries, tmp_path):
+    assets, checks = build_assets(example_plan)
+    db = tmp_path / "w.duckdb"
+
+    def resources(d):
+        return {
+            "duckdb": DuckDBResource(database=str(db)),
+            resource_key(example_plan): ContractResource(
+                plan_path=str(EXAMPLE_PLAN),
+                deliveries_dir=str(d),
+                reports_dir=str(tmp_path / "report"),
+            ),
+        }
+
+    good = materialize(
+        [*assets, *checks], resources=resources(deliveries), instance=DagsterInstance.ephemeral()
+    )
+    assert good.success
+    bad = tmp_path / "bad"
+    shutil.copytree(deliveries, bad)
+    lines = (bad / "sick_leave.csv").read_text().splitlines()
+    (bad / "sick_leave.csv").write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    failed = materialize(
+        [*assets, *checks],
+        resources=resources(bad),
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not failed.success
+    # Read through the resource: DuckDB refuses a second configuration of an open file.
+    with DuckDBResource(database=str(db)).get_connection() as con:
+        statuses = dict(con.sql("SELECT run_id, status FROM ledger.runs").fetchall())
+        assert statuses[good.run_id] == "published"
+        assert statuses[failed.run_id] == "rejected"
+        assert con.sql("SELECT run_id FROM ledger.published").fetchall() == [(good.run_id,)]

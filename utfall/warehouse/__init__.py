@@ -59,6 +59,8 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         ) from None
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, duckdb.ConnectionException):
+            raise WarehouseError(f"{path}: cannot open the warehouse: {first}") from None
         raise WarehouseError(
             f"{path}: not a usable DuckDB warehouse file (damaged, truncated or another "
             f"format): {first}. Move it aside; a new warehouse is created on the next run"
