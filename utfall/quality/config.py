@@ -11,20 +11,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from utfall.plan import QUALITY_DEFAULTS
+
 SEVERITIES = ("block", "warn", "off")
 
-#: The defaults, in the order the expectations are run and reported.
-DEFAULT_CONFIG: dict[str, Any] = {
-    "control_file": None,
-    "expectations": {
-        "volume_vs_history": {"severity": "warn", "max_relative_change": 0.15},
-        "volume_vs_baseline": {"severity": "warn", "max_relative_change": 0.30},
-        "periods_present": {"severity": "block"},
-        "units_present": {"severity": "block"},
-        "null_share": {"severity": "warn", "max_share": 0.02},
-        "value_ranges": {"severity": "block"},
-    },
-}
+#: The defaults, in the order the expectations are run and reported: the plan's own, so
+#: there is one place that says them.
+DEFAULT_CONFIG: dict[str, Any] = QUALITY_DEFAULTS
 
 #: Numeric parameters each expectation takes, with their allowed range (inclusive).
 PARAMETERS: dict[str, dict[str, tuple[float, float]]] = {

@@ -123,7 +123,7 @@ def record_timing(
     timings[stage] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
     con.execute(
         "UPDATE ledger.runs SET timings_json = ? WHERE run_id = ?",
-        [json.dumps(timings, sort_keys=True), run.run_id],
+        [json.dumps(timings), run.run_id],  # in stage order
     )
 
 
