@@ -86,3 +86,28 @@ def test_run_while_warehouse_is_locked_fails_clearly(tmp_path, pseudonym_key, de
         holder.close()
     assert res.returncode == 2
     assert "open for writing in another process" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_debug_shows_the_traceback_otherwise_one_line(tmp_path, pseudonym_key):
+    args = [
+        "run",
+        str(EXAMPLE_PLAN),
+        "--deliveries",
+        str(tmp_path / "nowhere"),
+        "--warehouse",
+        str(tmp_path / "w.duckdb"),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    plain = _utfall(*args, env_key=pseudonym_key)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert plain.stderr.count("utfall: error:") == 1
+    debug = _utfall("--debug", *args, env_key=pseudonym_key)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert "DeliveryError" in debug.stderr
+
+
+def test_short_key_is_one_line_exit_2(tmp_path, deliveries):
+    res = _run(tmp_path, str(deliveries), str(tmp_path / "r"), "too-short")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "too-short" not in res.stderr  # the key is never echoed

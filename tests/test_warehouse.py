@@ -271,3 +271,41 @@ def test_missing_plan_unit_in_roster_is_an_error_or_a_listed_warning(
     report = json.loads(result.report_paths["report.json"].read_text())
     assert any("HEMTJ-01 does not occur in the roster" in w for w in report["warnings"])
     assert any("hemtj-01" in w and "does not name" in w for w in report["warnings"])
+
+
+def test_payment_and_report_refuse_effects_of_another_plan(example_plan, deliveries, tmp_path):
+    """Effects stored under one plan hash never pay or report under another."""
+    from dataclasses import replace
+
+    from utfall import metrics
+    from utfall.cohort import check_cohort
+    from utfall.ingest import ingest_source
+    from utfall.pipeline import (
+        assemble_report,
+        estimate_effects,
+        key_for,
+        propose_payment,
+        start_run,
+    )
+    from utfall.validate import validate_source
+
+    db = tmp_path / "w.duckdb"
+    con = warehouse.connect(db)
+    key = key_for(db)
+    current = start_run(con, example_plan, key)
+    for s in example_plan.sources:
+        ingest_source(con, example_plan, current, s["name"], deliveries, key)
+    validate_source(con, example_plan, current, "roster")
+    check_cohort(con, example_plan, current)
+    validate_source(con, example_plan, current, "sick_leave")
+    metrics.build_outcome_panel(con, example_plan, current)
+    estimate_effects(con, example_plan, current)
+    edited = replace(example_plan, hash="sha256:" + "1" * 64)
+    with pytest.raises(WarehouseError, match="computed under plan"):
+        propose_payment(con, edited, current)
+    propose_payment(con, example_plan, current)
+    with pytest.raises(WarehouseError, match="was made with plan"):
+        assemble_report(con, edited, current)
+    with pytest.raises(WarehouseError, match="the plan changed during the run"):
+        runs.publish(con, current, edited.hash)
+    con.close()
