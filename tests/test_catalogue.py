@@ -218,7 +218,7 @@ CASES: list[Case] = [
             '      amount: "1400000.00"\n',
             '      amount: "1400000.00"\n      amount: "10000000.00"\n',
         ),
-        Error(r"duplicate key"),
+        Error(r"payment\.rules\[1\]\.amount: duplicate key \(lines \d+ and \d+\)"),
     ),
     Case(
         "plan: YAML anchor and alias",
@@ -226,39 +226,39 @@ CASES: list[Case] = [
             c.edit_plan("  treated_units: [", "  treated_units: &t [")
             or c.edit_plan("disclosure:", "extra_units: *t\ndisclosure:")
         ),
-        Error(r"(anchor|alias)"),
+        Error(r"anchor &t \(line \d+\) is not allowed.*alias \*t"),
     ),
     Case(
         "plan: misspelt outcome parameter",
         lambda c: c.edit_plan("parameters: {max_spell_day: 14}", "parameters: {max_spel_day: 14}"),
-        Error(r"max_spel_day.*(unknown|not a parameter)"),
+        Error(r"max_spel_day: unknown parameter.*did you mean 'max_spell_day'"),
     ),
     Case(
         "plan: non-integer outcome parameter",
         lambda c: c.edit_plan(
             "parameters: {max_spell_day: 14}", "parameters: {max_spell_day: 14.5}"
         ),
-        Error(r"max_spell_day.*integer"),
+        Error(r"max_spell_day: expected integer, got float 14\.5"),
     ),
     Case(
         "plan: outcome parameter out of range",
         lambda c: c.edit_plan("parameters: {max_spell_day: 14}", "parameters: {max_spell_day: 0}"),
-        Error(r"max_spell_day"),
+        Error(r"max_spell_day: must be between 1 and 365, got 0"),
     ),
     Case(
         "plan: amount too large for the money column",
         lambda c: c.edit_plan('amount: "1400000.00"', 'amount: "123456789012345678.00"'),
-        Error(r"amount"),
+        Error(r"amount: '123456789012345678\.00' is not an amount.*at most 16 digits"),
     ),
     Case(
         "plan: amount with three decimals",
         lambda c: c.edit_plan('amount: "1400000.00"', 'amount: "1400000.005"'),
-        Error(r"amount"),
+        Error(r"amount: '1400000\.005' is not an amount.*at most 2 decimals"),
     ),
     Case(
         "plan: payment target of zero",
         lambda c: c.edit_plan("target_relative_reduction: 0.12", "target_relative_reduction: 0"),
-        Error(r"target_relative_reduction"),
+        Error(r"target_relative_reduction: must be greater than 0"),
     ),
     Case(
         "plan: source named like an internal table",
@@ -267,37 +267,37 @@ CASES: list[Case] = [
             .replace("name: sick_leave", "name: deliveries")
             .replace("source: sick_leave", "source: deliveries")
         ),
-        Error(r"deliveries.*(reserved|internal)"),
+        Error(r"sources\[1\]\.name: 'deliveries' is reserved for an internal table"),
     ),
     Case(
         "plan: source path leaves the deliveries folder",
         lambda c: c.edit_plan("path: roster.csv", "path: ../roster.csv"),
-        Error(r"\.\."),
+        Error(r"sources\[0\]\.path: '\.\./roster\.csv' has a '\.\.' component"),
     ),
     Case(
         "plan: absolute source path",
         lambda c: c.edit_plan("path: roster.csv", "path: /etc/passwd"),
-        Error(r"(absolute|relative)"),
+        Error(r"sources\[0\]\.path: '/etc/passwd' is absolute"),
     ),
     Case(
         "plan: contract id unfit for a namespace",
         lambda c: c.edit_plan("id: demokommun-korttidssjuk-2025", "id: Demo Kommun/2025"),
-        Error(r"contract\.id"),
+        Error(r"contract\.id: 'Demo Kommun/2025' is not a valid contract id"),
     ),
     Case(
         "plan: unit listed twice",
         lambda c: c.edit_plan("HEMTJ-02, HEMTJ-03", "HEMTJ-02, HEMTJ-02"),
-        Error(r"HEMTJ-02"),
+        Error(r"cohort\.treated_units: listed more than once: HEMTJ-02"),
     ),
     Case(
         "plan: unknown counterfactual parameter",
         lambda c: c.edit_plan("parameters: {weight: exposure}", "parameters: {wieght: exposure}"),
-        Error(r"wieght"),
+        Error(r"counterfactual\.parameters\.wieght: unknown parameter.*did you mean 'weight'"),
     ),
     Case(
         "plan: YAML syntax error",
         lambda c: c.edit_plan("cohort:\n", "cohort:\n  - [\n"),
-        Error(r"not valid YAML"),
+        Error(r"line \d+, column \d+: not valid YAML"),
     ),
     Case(
         "plan: not UTF-8",
@@ -309,7 +309,7 @@ CASES: list[Case] = [
     Case(
         "plan: two columns mapped to the same delivered column",
         lambda c: c.edit_plan("      sex: sex\n", "      sex: personnummer\n"),
-        Error(r"(personnummer|identity)"),
+        Error(r"columns\.sex: delivered column 'personnummer' is already mapped"),
     ),
     # Delivery files --------------------------------------------------------------------------
     Case(
@@ -355,7 +355,7 @@ CASES: list[Case] = [
     Case(
         "file: no header row",
         lambda c: c.write_lines("roster.csv", c.lines("roster.csv")[1:]),
-        Error(r"header"),
+        Error(r"roster\.csv: line 1 does not look like a header row"),
     ),
     Case(
         "file: header only",
@@ -365,14 +365,14 @@ CASES: list[Case] = [
     Case(
         "file: empty (0 bytes)",
         lambda c: (c.deliveries / "sick_leave.csv").write_bytes(b""),
-        Error(r"(empty|no header)"),
+        Error(r"sick_leave\.csv: the file is empty"),
     ),
     Case(
         "file: truncated inside a quoted field",
         lambda c: (c.deliveries / "sick_leave.csv").write_text(
             (c.deliveries / "sick_leave.csv").read_text() + '19550223-2563,2025-01-01,"2025-0'
         ),
-        Error(r"(quote|quoted)"),
+        Error(r"line \d+: a quoted field .* is never closed"),
     ),
     Case(
         "file: symlink to a file outside the deliveries folder",
@@ -490,7 +490,7 @@ CASES: list[Case] = [
     Case(
         "delivery: spells cut to 80 % of their rows",
         lambda c: _cut_spells(c, 0.8),
-        Error(r"blocking data-quality"),
+        Error(r"blocking data-quality.*sick_leave: periods_present: \d+ of 48 months have no row"),
     ),
     Case(
         "delivery: a changed re-delivery is named",
@@ -511,19 +511,19 @@ CASES: list[Case] = [
     Case(
         "delivery: sender's control file disagrees",
         lambda c: _control_file(c, wrong_rows=True),
-        Error(r"control"),
+        Error(r"control_file: .*sick_leave\.csv: \d+ data rows delivered, control\.csv says \d+"),
     ),
     Case(
         "delivery: rejected after a good run",
         lambda c: _cut_spells(c, 0.5),
-        Error(r"blocking data-quality"),
+        Error(r"blocking data-quality.*periods_present: 24 of 48 months have no row"),
         prior_run=True,
     ),
     # Keys and the warehouse ------------------------------------------------------------------
     Case(
         "key: too short",
         lambda c: c.env.update(UTFALL_PSEUDONYM_KEY="short"),
-        Error(r"(too short|at least 32)"),
+        Error(r"UTFALL_PSEUDONYM_KEY is 5 bytes long; .* at least 32 bytes"),
     ),
     Case(
         "key: empty key file",
@@ -532,7 +532,7 @@ CASES: list[Case] = [
             or c.warehouse.parent.mkdir(parents=True, exist_ok=True)
             or c.warehouse.with_suffix(".pseudonym.key").write_text("")
         ),
-        Error(r"(empty|too short|at least 32)"),
+        Error(r"key file .*w\.pseudonym\.key is empty"),
     ),
     Case(
         "key: changed between runs",
