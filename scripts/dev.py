@@ -2,7 +2,8 @@
 """Set up `.venv` from the lock file, then run the demo or the tests.
 
     python3 scripts/dev.py demo   # install; simulate the example contract, run it, print the report
-    python3 scripts/dev.py test   # install; run the default test suite (extra args go to pytest)
+    python3 scripts/dev.py test   # install; ruff check + format check, then the default test
+                                  # suite (extra args go to pytest)
 
 Needs only Python 3.11+ and access to PyPI. The environment is rebuilt when
 requirements.lock changes; uv (pinned) installs the locked versions with compiled bytecode.
@@ -66,6 +67,13 @@ def main(argv: list[str]) -> int:
             [str(BIN / "utfall"), "demo", *argv[1:]], cwd=ROOT, env=env
         ).returncode
     if argv[0] == "test":
+        # Lint first (seconds): CI runs this same command, so style is checked there too.
+        paths = ["utfall", "assets", "pipelines", "schemas", "tests", "scripts"]
+        for lint in (["check", "--quiet"], ["format", "--check", "--quiet"]):
+            code = subprocess.run([str(BIN / "ruff"), *lint, *paths], cwd=ROOT, env=env).returncode
+            if code:
+                print(f"ruff {lint[0]} failed (see above)", file=sys.stderr)
+                return code
         return subprocess.run(
             [str(BIN / "python"), "-m", "pytest", *argv[1:]], cwd=ROOT, env=env
         ).returncode
