@@ -73,6 +73,9 @@ _PANEL_SQL = """
 -- Sums are of integers (days x percent), so they are exact and the panel is bit-for-bit
 -- reproducible whatever order DuckDB's parallel aggregation adds them in.
 WITH emp AS (
+    -- Employment history: one row per employment period; a person's valid rows never
+    -- overlap (validation quarantines overlapping_employment), so each day of a person
+    -- lies in at most one row, and every person-day is counted once.
     SELECT r.person_id, r.unit_id, u."group", r.employment_extent AS emp_pct,
            r.employed_from, coalesce(r.employed_to, DATE '9999-12-31') AS employed_to
     FROM (SELECT * FROM work.staging_employee_roster WHERE contract_id = $contract_id
@@ -92,19 +95,53 @@ exposure AS (
       ON e.employed_from <= p.period_end AND e.employed_to >= p.period_start
     GROUP BY ALL
 ),
+spells AS (
+    -- prev_end: the latest end among the person's earlier spells (a person's valid spells
+    -- never overlap, so this is the previous spell's end).
+    SELECT person_id, spell_start, spell_end, extent,
+           max(spell_end) OVER (PARTITION BY person_id ORDER BY spell_start, spell_end
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+    FROM work.staging_sick_leave_spells WHERE contract_id = $contract_id
+          AND run_id = $run_id AND source = $spells
+),
+sick_periods AS (
+    -- A spell starts a new sick period unless it begins at most $reillness sick-free
+    -- calendar days after the previous spell ended (0: the day after, as when the extent
+    -- changes); under per_spell every spell starts one.
+    SELECT *, sum(CASE WHEN $per_spell OR prev_end IS NULL
+                            OR spell_start > prev_end + ($reillness + 1)::INTEGER
+                       THEN 1 ELSE 0 END)
+                  OVER (PARTITION BY person_id ORDER BY spell_start, spell_end
+                        ROWS UNBOUNDED PRECEDING) AS sick_period
+    FROM spells
+),
+ranked AS (
+    -- Days of the period are its sick days numbered in order (gap days between its spells
+    -- are not numbered): the spell's first day is day days_before + 1, and its days up to
+    -- day $max_day of the period are short-term (short_end < spell_start: none are).
+    SELECT person_id, spell_start, spell_end, extent,
+           spell_start + ($max_day - 1 - coalesce(sum(date_diff('day', spell_start, spell_end)
+                                                        + 1)
+               OVER (PARTITION BY person_id, sick_period ORDER BY spell_start, spell_end
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))::INTEGER
+               AS short_end
+    FROM sick_periods
+),
 spell_days AS (
+    -- Each sick day belongs to the unit of the employment row covering it (join by person
+    -- and clip to the row); days no eligible row covers count nowhere.
     SELECT e.unit_id, p.period_start,
            sum(greatest(0, date_diff('day',
                    greatest(s.spell_start, e.employed_from, p.period_start),
-                   least(s.spell_start + ($max_day - 1)::INTEGER, s.spell_end, e.employed_to,
-                         p.period_end)) + 1) * s.extent)::HUGEINT AS short_day_pct,
+                   least(s.short_end, s.spell_end, e.employed_to, p.period_end)) + 1)
+               * s.extent)::HUGEINT AS short_day_pct,
            sum(greatest(0, date_diff('day',
                    greatest(s.spell_start, e.employed_from, p.period_start),
                    least(s.spell_end, e.employed_to, p.period_end)) + 1)
                * s.extent * e.emp_pct)::HUGEINT AS sick_day_pct2
-    FROM (SELECT * FROM work.staging_sick_leave_spells WHERE contract_id = $contract_id
-          AND run_id = $run_id AND source = $spells) s
-    JOIN emp e USING (person_id)
+    FROM ranked s
+    JOIN emp e ON s.person_id = e.person_id
+              AND s.spell_start <= e.employed_to AND s.spell_end >= e.employed_from
     JOIN _periods p ON s.spell_start <= p.period_end AND s.spell_end >= p.period_start
     GROUP BY ALL
 )
@@ -125,14 +162,22 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
     con.register("_periods", quarters(plan).to_arrow())
     con.register("_units", cohort_units(plan).to_arrow())
     try:
-        bases: dict[tuple[str, int], pl.DataFrame] = {}  # outcomes sharing a source share a scan
+        # Outcomes sharing a source and sick-period parameters share a scan.
+        bases: dict[tuple[str, int, str, int], pl.DataFrame] = {}
         for outcome in plan.outcomes:
             params = plan.outcome_parameters(outcome["id"])
-            # An outcome without a spell-day cut (the rate) shares the source's scan.
-            day = params.get("max_spell_day")
-            if day is None:
-                day = next((k[1] for k in bases if k[0] == outcome["source"]), 14)
-            key = (outcome["source"], int(day))
+            if "max_spell_day" in params:
+                key = (
+                    outcome["source"],
+                    int(params["max_spell_day"]),
+                    str(params["period_rule"]),
+                    int(params["reillness_days"]),
+                )
+            else:  # the rate does not depend on them: share any scan of its source
+                key = next(
+                    (k for k in bases if k[0] == outcome["source"]),
+                    (outcome["source"], 14, "per_spell", 0),
+                )
             if key not in bases:
                 bases[key] = warehouse.read_table(
                     con,
@@ -140,6 +185,8 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
                     {
                         "min_extent": plan.min_employment_extent,
                         "max_day": key[1],
+                        "per_spell": key[2] == "per_spell",
+                        "reillness": key[3],
                         "roster": roster,
                         "spells": key[0],
                         **run.scope,
