@@ -353,3 +353,131 @@ def test_days_in_an_ineligible_row_count_nowhere(tmp_path):
     assert (c["employees"], c["numerator"]) == (1, 4.0)  # 28-31 Jan
     assert c["denominator"] == pytest.approx(31 / 90)
     assert panel.filter(pl.col("unit_id") == "OTHER-01").height == 0
+
+
+# --- The SQL against a day-by-day reference on random histories -----------------------------
+
+
+def _random_history(seed: int, persons: int = 300) -> tuple[list[tuple], list[tuple]]:
+    """Random non-overlapping employment rows and spells (gaps of 0-12 days are common, so
+    many spells join; some persons change unit or extent, leave and come back)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    units = ["HEMTJ-01", "HEMTJ-02", "SKOLA-01", "OTHER-01"]
+    roster, spells = [], []
+    for i in range(persons):
+        p = f"P{i}"
+        day = D(2021, 6, 1) + dt.timedelta(days=int(rng.integers(0, 400)))
+        while day < D(2026, 3, 1):
+            length = int(rng.integers(20, 500))
+            end = day + dt.timedelta(days=length - 1)
+            last = rng.random() < 0.3
+            extent = int(rng.choice([20, 50, 75, 100]))
+            roster.append((p, str(rng.choice(units)), extent, day, None if last else end))
+            if last:
+                break
+            day = end + dt.timedelta(days=int(rng.choice([1, 1, 1, 10, 40])))
+        day = D(2021, 10, 1) + dt.timedelta(days=int(rng.integers(0, 60)))
+        while day < D(2026, 1, 31):
+            length = int(rng.choice([1, 2, 3, 5, 8, 13, 20, 40]))
+            end = day + dt.timedelta(days=length - 1)
+            spells.append((p, day, end, int(rng.choice([25, 50, 75, 100]))))
+            day = end + dt.timedelta(days=int(rng.choice([1, 2, 4, 6, 7, 30, 120])))
+    return roster, spells
+
+
+def _reference(plan: Plan, roster: list[tuple], spells: list[tuple], **params) -> dict:
+    """Short-term days per (unit, quarter) counted one day at a time, in plain Python."""
+    max_day, rule, gap = params["max_spell_day"], params["period_rule"], params["reillness_days"]
+    units = set(plan.treated_units) | set(plan.comparison_units)
+    quarter = {r["period_start"]: r["period_end"] for r in quarters(plan).to_dicts()}
+    out: dict = {}
+    by_person: dict = {}
+    for s in sorted(spells, key=lambda s: (s[0], s[1])):
+        by_person.setdefault(s[0], []).append(s)
+    jobs: dict = {}
+    for p, unit, emp, f, t in roster:
+        if unit in units and emp >= plan.min_employment_extent:
+            jobs.setdefault(p, []).append((unit, f, t or D(9999, 12, 31)))
+    for person, rows in by_person.items():
+        number, last = 0, None
+        for _, start, end, extent in rows:
+            if rule == "per_spell" or last is None or (start - last).days - 1 > gap:
+                number = 0
+            day = start
+            while day <= end:
+                number += 1
+                if number <= max_day:
+                    for unit, f, t in jobs.get(person, []):
+                        if f <= day <= t:
+                            for q0, q1 in quarter.items():
+                                if q0 <= day <= q1:
+                                    out[(unit, q0)] = out.get((unit, q0), 0) + extent
+                day += dt.timedelta(days=1)
+            last = end
+    return {k: v / 100 for k, v in out.items() if v}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"period_rule": "statutory", "reillness_days": 5},
+        {"period_rule": "statutory", "reillness_days": 0},
+        {"period_rule": "per_spell", "reillness_days": 5},
+        {"period_rule": "statutory", "reillness_days": 30, "max_spell_day": 30},
+    ],
+)
+def test_panel_matches_a_day_by_day_count(tmp_path, params):
+    roster, spells = _random_history(7)
+    plan = _plan(tmp_path, **params)
+    full = plan.outcome_parameters("short_term_sick_days")
+    expected = _reference(plan, roster, spells, **full)
+    assert len(expected) > 20
+    assert _short_days(tmp_path, roster, spells, **params) == pytest.approx(expected)
+    if params["period_rule"] == "statutory":  # the example joins spells: the rules differ
+        per_spell = _reference(plan, roster, spells, **{**full, "period_rule": "per_spell"})
+        assert sum(per_spell.values()) > sum(expected.values())
+
+
+def test_exposure_and_rate_match_a_day_by_day_count(tmp_path):
+    roster, spells = _random_history(11, persons=150)
+    plan = _plan(tmp_path)
+    units = set(plan.treated_units) | set(plan.comparison_units)
+    quarter = {r["period_start"]: r["period_end"] for r in quarters(plan).to_dicts()}
+    persons: dict = {}
+    employed: dict = {}
+    scheduled: dict = {}
+    sick: dict = {}
+    sick_days = {}
+    for p, start, end, extent in spells:
+        for k in range((end - start).days + 1):
+            sick_days[(p, start + dt.timedelta(days=k))] = extent
+    for p, unit, emp, f, t in roster:
+        if unit not in units or emp < plan.min_employment_extent:
+            continue
+        for q0, q1 in quarter.items():
+            day = max(f, q0)
+            while day <= min(t or q1, q1):
+                key = (unit, q0)
+                persons.setdefault(key, set()).add(p)
+                employed[key] = employed.get(key, 0) + 1
+                scheduled[key] = scheduled.get(key, 0) + emp
+                sick[key] = sick.get(key, 0) + sick_days.get((p, day), 0) * emp
+                day += dt.timedelta(days=1)
+    con = warehouse.connect(tmp_path / "x.duckdb")
+    _store(con, _roster(roster), _spells(spells))
+    panel = outcome_panel(con, plan, RUN)
+    con.close()
+    rate = panel.filter(pl.col("outcome") == "sick_leave_rate")
+    short = panel.filter(pl.col("outcome") == "short_term_sick_days")
+    assert rate.height == len(persons) > 20
+    for r in rate.iter_rows(named=True):
+        key = (r["unit_id"], r["period_start"])
+        assert r["employees"] == len(persons[key])
+        assert r["denominator"] == scheduled[key] / 100
+        assert r["numerator"] == pytest.approx(sick[key] / 10000)
+    for r in short.iter_rows(named=True):
+        key = (r["unit_id"], r["period_start"])
+        days = (r["period_end"] - r["period_start"]).days + 1
+        assert r["denominator"] == pytest.approx(employed[key] / days)
