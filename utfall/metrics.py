@@ -2,16 +2,48 @@
 
 Definitions (what a validator checks):
 
-* Exposure. An eligible employee (unit in the plan's cohort, employment extent at least the
-  plan's minimum) counts in a quarter for the days employed in it. `headcount` = employed
-  days / days in the quarter (average number of employees); `scheduled_days` = employed
-  days x employment extent (the base of SKR's sick-leave rate; hours per day cancel).
-* short_term_sick_days_per_employee. For each spell, the days from day 1 to day
-  `max_spell_day` (default 14) of the spell that fall in the quarter and in employment,
-  weighted by the spell's extent (50 % sick for a day = 0.5 day); summed per unit and
-  quarter and divided by headcount.
-* sick_leave_rate (SKR). Sick hours / scheduled hours = sum of (sick days in the quarter and
-  in employment x spell extent x employment extent) / scheduled_days.
+* Employment history. The roster holds one row per employment period of a person (unit,
+  extent, employed_from..employed_to inclusive, empty = still employed); a person may have
+  several (a transfer, a change of extent, re-employment). A person's valid rows never
+  overlap (validation quarantines `overlapping_employment`), so on each day a person is
+  employed in at most one unit at one extent. A row counts if its unit is in the plan's
+  cohort and its extent is at least the plan's minimum (eligible).
+* Exposure, per unit and quarter, from the eligible rows: `employees` = distinct persons
+  with any row in the unit employed on some day of the quarter; `headcount` = employed days
+  / days in the quarter (average number of employees, person-time); `scheduled_days` =
+  employed days x the row's extent (FTE-days, the base of SKR's sick-leave rate; hours per
+  day cancel). A change of extent changes scheduled days, not headcount.
+* Unit of a sick day. Each sick day belongs to the unit of the person's eligible row that
+  covers that day, weighted by that row's extent where extent matters. Days no eligible
+  row covers (between jobs, in a unit outside the cohort, below the minimum extent) count
+  nowhere; they still are days of the sick period below.
+* Sick periods (`period_rule: statutory`, the default). The sick-pay period of the Swedish
+  sick-pay law (sjuklönelagen, 1991:1047) is the first 14 calendar days of sickness; a
+  change of extent does not start a new period, and falling ill again within five
+  calendar days after a period ended continues it (återinsjuknande). So a person's valid
+  spells, ordered by start, are joined: a spell starts a new sick period when it begins
+  more than `reillness_days` (default 5) sick-free calendar days after the latest end of
+  the person's earlier spells, i.e. when start > previous end + reillness_days + 1; else it
+  continues that period (a spell starting the day after, as when the extent changes, always
+  does). The window runs from the last sick day of the period, also when the period has
+  passed its day 14: falling ill again within it continues the same sickness (paid on as
+  sickness benefit), it does not start new days 1-14. Periods are the person's, whatever
+  unit or employment row their days fall in.
+* Day numbering. The days of a sick period are its calendar days of sickness, numbered
+  1, 2, ... in date order across its spells; the sick-free days between spells are not
+  period days and get no number. A day at partial extent (say 50 %) is one period day.
+  Example: sick days 1-10, three days well, eight days sick again: the second spell holds
+  period days 11-18, of which 11-14 (its first four days) are short-term. Days before the
+  baseline start (a period begun before it) are numbered too: they use up days 1-14 but
+  fall in no quarter of the panel.
+* short_term_sick_days_per_employee. The sick days numbered 1..`max_spell_day` (default
+  14) of every sick period, each weighted by the extent of the spell it falls in (50 % sick
+  for a day = 0.5 day), summed per unit (of the day) and quarter (of the day) and divided
+  by headcount. With `period_rule: per_spell` every delivered spell is a period of its own
+  (the count before issue 6: days 1..max_spell_day of each spell row).
+* sick_leave_rate (SKR). Sick hours / scheduled hours = sum of (sick days, every day of
+  every spell, in the quarter and in an eligible employment row x spell extent x that
+  row's extent) / scheduled_days. It does not depend on sick periods.
 
 Units of the cohort with no eligible employee in a quarter have no row for it.
 """
