@@ -128,36 +128,34 @@ exposure AS (
     GROUP BY ALL
 ),
 spells AS (
-    -- prev_end: the latest end among the person's earlier spells (a person's valid spells
-    -- never overlap, so this is the previous spell's end).
+    -- Per person, in order of start: prev_end = the latest end among the earlier spells
+    -- (a person's valid spells never overlap, so it is the previous spell's end), and
+    -- sick_before = the sick days of the earlier spells. One window, one sort.
     SELECT person_id, spell_start, spell_end, extent,
-           max(spell_end) OVER (PARTITION BY person_id ORDER BY spell_start, spell_end
-                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+           max(spell_end) OVER earlier AS prev_end,
+           coalesce(sum(date_diff('day', spell_start, spell_end) + 1) OVER earlier, 0)::BIGINT
+               AS sick_before
     FROM work.staging_sick_leave_spells WHERE contract_id = $contract_id
           AND run_id = $run_id AND source = $spells
-),
-sick_periods AS (
-    -- A spell starts a new sick period unless it begins at most $reillness sick-free
-    -- calendar days after the previous spell ended (0: the day after, as when the extent
-    -- changes); under per_spell every spell starts one.
-    SELECT *, sum(CASE WHEN $per_spell OR prev_end IS NULL
-                            OR spell_start > prev_end + ($reillness + 1)::INTEGER
-                       THEN 1 ELSE 0 END)
-                  OVER (PARTITION BY person_id ORDER BY spell_start, spell_end
-                        ROWS UNBOUNDED PRECEDING) AS sick_period
-    FROM spells
+    WINDOW earlier AS (PARTITION BY person_id ORDER BY spell_start, spell_end
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 ),
 ranked AS (
-    -- Days of the period are its sick days numbered in order (gap days between its spells
-    -- are not numbered): the spell's first day is day days_before + 1, and its days up to
-    -- day $max_day of the period are short-term (short_end < spell_start: none are).
+    -- A spell starts a new sick period unless it begins at most $reillness sick-free
+    -- calendar days after prev_end (0: the day after, as when the extent changes); under
+    -- per_spell every spell starts one. The period's days are its sick days numbered in
+    -- order (the sick-free days between its spells get no number): sick_before at the
+    -- period's first spell (the running max over new-period rows, as sick_before never
+    -- decreases) is day 0, so this spell's first day is day sick_before - that + 1, and its
+    -- days up to day $max_day are short-term (short_end < spell_start: none are).
     SELECT person_id, spell_start, spell_end, extent,
-           spell_start + ($max_day - 1 - coalesce(sum(date_diff('day', spell_start, spell_end)
-                                                        + 1)
-               OVER (PARTITION BY person_id, sick_period ORDER BY spell_start, spell_end
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))::INTEGER
-               AS short_end
-    FROM sick_periods
+           spell_start + ($max_day - 1 - sick_before
+               + max(CASE WHEN $per_spell OR prev_end IS NULL
+                               OR spell_start > prev_end + ($reillness + 1)::INTEGER
+                          THEN sick_before END)
+                     OVER (PARTITION BY person_id ORDER BY spell_start, spell_end
+                           ROWS UNBOUNDED PRECEDING))::INTEGER AS short_end
+    FROM spells
 ),
 spell_days AS (
     -- Each sick day belongs to the unit of the employment row covering it (join by person
