@@ -293,6 +293,20 @@ def test_a_transfer_splits_exposure_and_sick_days(tmp_path):
     assert _cell(panel, "short_term_sick_days", "SKOLA-01", Q2)["denominator"] == 1.0
 
 
+def test_a_sick_period_runs_on_across_a_transfer(tmp_path):
+    # Sick 10-14 Feb in HEMTJ-01 (period days 1-5), transferred 15 Feb, well 15-16 Feb, sick
+    # 17-28 Feb in SKOLA-01: the same period, days 6-17, so 17-25 Feb (days 6-14) count there.
+    roster = [
+        ("P", "HEMTJ-01", 100, D(2020, 1, 1), D(2025, 2, 14)),
+        ("P", "SKOLA-01", 100, D(2025, 2, 15), None),
+    ]
+    spells = [
+        ("P", D(2025, 2, 10), D(2025, 2, 14), 100),
+        ("P", D(2025, 2, 17), D(2025, 2, 28), 100),
+    ]
+    assert _short_days(tmp_path, roster, spells) == {("HEMTJ-01", Q1): 5.0, ("SKOLA-01", Q1): 9.0}
+
+
 def test_a_change_of_extent_changes_fte_days(tmp_path):
     # P works 100 % to 31 Jan 2025, then 50 %: Q1 headcount is 1 person for all 90 days,
     # scheduled days 31 x 1.0 + 59 x 0.5 = 60.5. A spell 30 Jan - 2 Feb: 4 short-term
