@@ -1,4 +1,11 @@
-"""Employee roster: one row per employee, with unit and employment period."""
+"""Employee roster: employment history, one row per employment period of a person.
+
+A person may have several rows (a transfer to another unit, a change of extent, leaving and
+being employed again), each with its unit, extent and period employed_from..employed_to
+(inclusive; empty = still employed). The rows of one person must not overlap: on each day a
+person is employed in at most one unit at one extent, or the person's days would be counted
+twice.
+"""
 
 from __future__ import annotations
 
@@ -77,8 +84,18 @@ class RosterSet(pa.DataFrameModel):
     def _duplicate(cls, data):
         return data.lazyframe.select(~is_repeat(DATA_COLUMNS))
 
-    @pa.dataframe_check(name="person_listed_twice")
-    def _twice(cls, data):
-        first_copy = ~is_repeat(DATA_COLUMNS)
-        rank = first_copy.cast(pl.Int64).cum_sum().over("person_id")
-        return data.lazyframe.select(~(first_copy & (rank > 1)))
+    @pa.dataframe_check(name="overlapping_employment")
+    def _overlap(cls, data):
+        """A row that starts on or before the latest end among the person's earlier rows
+        (ordered by employed_from, employed_to with empty last, then delivery order)
+        overlaps one of them: the first row is kept, every later overlapping row is
+        quarantined (as overlapping_spell does; an earlier row counts even if it was itself
+        quarantined, so which rows are kept never depends on how other rules fire). An exact
+        copy of an earlier row is a duplicate_row, not this."""
+        to = pl.col("employed_to").fill_null(pl.date(9999, 12, 31))
+        order = [pl.col("employed_from"), to, pl.col("_file"), pl.col("_line")]
+        prev_to = to.cum_max().shift(1).over("person_id", order_by=order)
+        repeat = is_repeat(DATA_COLUMNS)
+        return data.lazyframe.select(
+            repeat | prev_to.is_null() | (pl.col("employed_from") > prev_to)
+        )

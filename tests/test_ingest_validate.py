@@ -247,8 +247,72 @@ def test_roster_rules_on_a_small_example():
     assert valid["person_id"].to_list() == ["a"]
     assert dict(zip(q["line"], q["rule"], strict=True)) == {
         3: "invalid_birth_year",
-        4: "person_listed_twice",
+        4: "overlapping_employment",
         5: "invalid_sex",
         6: "invalid_personnummer",
     }
     assert "employed_to_before_employed_from" in q.filter(pl.col("line") == 3)["rules"][0]
+
+
+def _roster(rows: list[tuple]) -> pl.DataFrame:
+    """Roster rows (person, unit, extent, from, to) of valid persons, lines 2, 3, ..."""
+    n = len(rows)
+    person, unit, extent, start, end = (list(c) for c in zip(*rows, strict=True))
+    return pl.DataFrame(
+        {
+            "_file": ["r.csv"] * n,
+            "_line": list(range(2, n + 2)),
+            "person_id": person,
+            "pnr_problem": [None] * n,
+            "birth_year": ["1970"] * n,
+            "sex": ["K"] * n,
+            "unit_id": unit,
+            "employment_extent": extent,
+            "employed_from": start,
+            "employed_to": end,
+        },
+        schema_overrides={"pnr_problem": pl.String, "employed_to": pl.String},
+    )
+
+
+def test_employment_history_is_valid():
+    # A transfer (U1 -> U2 the next day), a change of extent, and re-employment after a gap:
+    # rows of one person that do not overlap are all kept, in any delivery order.
+    raw = _roster(
+        [
+            ("a", "U2", "100", "2024-03-16", None),
+            ("a", "U1", "100", "2020-01-01", "2024-03-15"),
+            ("b", "U1", "100", "2020-01-01", "2024-01-31"),
+            ("b", "U1", "50", "2024-02-01", "2024-06-30"),
+            ("b", "U1", "75", "2024-09-01", None),
+        ]
+    )
+    valid, q = validate_frame("employee_roster", raw)
+    assert q.height == 0
+    assert valid["_line"].to_list() == [2, 3, 4, 5, 6]
+
+
+def test_overlapping_employment_is_quarantined():
+    raw = _roster(
+        [
+            ("a", "U1", "100", "2020-01-01", "2024-03-15"),  # kept: first by employed_from
+            ("a", "U2", "100", "2024-03-15", None),  # starts on a's last U1 day: overlaps
+            ("a", "U1", "100", "2020-01-01", "2024-03-15"),  # exact copy: duplicate_row
+            ("b", "U2", "50", "2022-12-31", None),  # delivered first, starts later: overlaps
+            ("b", "U1", "100", "2021-01-01", "2022-12-31"),  # kept
+            ("b", "U1", "100", "2022-06-01", "2022-06-30"),  # inside the kept row: overlaps
+            ("c", "U1", "100", "2020-01-01", None),  # still employed: kept
+            ("c", "U2", "100", "2030-01-01", "2030-12-31"),  # after an open end: overlaps
+        ]
+    )
+    valid, q = validate_frame("employee_roster", raw)
+    assert valid["_line"].to_list() == [2, 6, 8]
+    assert dict(zip(q["line"], q["rule"], strict=True)) == {
+        3: "overlapping_employment",
+        4: "duplicate_row",
+        5: "overlapping_employment",
+        7: "overlapping_employment",
+        9: "overlapping_employment",
+    }
+    # An exact copy breaks only duplicate_row (it is not also called overlapping).
+    assert q.filter(pl.col("line") == 4)["rules"].to_list() == ["duplicate_row"]

@@ -74,6 +74,13 @@ def test_report_content(runs, example_plan, truth):
     assert "<svg" in html and example_plan.hash in html and total in html
     manifest = json.loads((root / "report" / "manifest.json").read_text(encoding="utf-8"))
     assert set(manifest["files"]) == {"report.json", "report.html"}
+    # The report states the definition measured, defaults included.
+    assert report["outcomes"][0]["parameters"] == {
+        "max_spell_day": 14,
+        "period_rule": "statutory",
+        "reillness_days": 5,
+    }
+    assert "Days 1–14 of each sick period" in html and "sjuklönelagen" in html
 
 
 def test_same_inputs_same_report_bytes(runs):

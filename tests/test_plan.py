@@ -307,6 +307,8 @@ def test_an_integral_float_is_not_an_integer(tmp_path, data):
 
 # --- Metric and method registries: parameters are typed and bounded ------------------
 
+STATUTORY_DEFAULTS = {"max_spell_day": 14, "period_rule": "statutory", "reillness_days": 5}
+
 
 def test_registry_source_kinds_derive_from_metrics():
     assert METRIC_SOURCE_KIND == {name: m.source_kind for name, m in METRICS.items()}
@@ -343,11 +345,44 @@ def test_metric_parameter_type_and_range(tmp_path, data, value, problem):
     assert _problems(tmp_path, data) == [("outcomes[0].parameters.max_spell_day", problem)]
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("period_rule", "per_period", "'per_period' is not one of: statutory, per_spell"),
+        ("period_rule", 5, "expected string, got int 5"),
+        ("reillness_days", -1, "must be between 0 and 30, got -1"),
+        ("reillness_days", 31, "must be between 0 and 30, got 31"),
+        ("reillness_days", 5.0, "expected integer, got float 5.0"),
+        ("reillness_days", "5", "expected integer, got str '5'"),
+    ],
+)
+def test_sick_period_parameters_are_checked(tmp_path, data, name, value, problem):
+    data["outcomes"][0]["parameters"][name] = value
+    assert _problems(tmp_path, data) == [(f"outcomes[0].parameters.{name}", problem)]
+
+
+def test_sick_period_parameters_are_read(tmp_path, data):
+    data["outcomes"][0]["parameters"].update(period_rule="per_spell", reillness_days=0)
+    plan = load_plan(_write(tmp_path, data))
+    assert plan.outcome_parameters("short_term_sick_days") == {
+        "max_spell_day": 14,
+        "period_rule": "per_spell",
+        "reillness_days": 0,
+    }
+    data["outcomes"][0]["parameters"]["reillness_days"] = 30
+    assert (
+        load_plan(_write(tmp_path, data)).outcome_parameters("short_term_sick_days")[
+            "reillness_days"
+        ]
+        == 30
+    )
+
+
 def test_metric_parameter_bounds_are_allowed(tmp_path, data):
     for value in (1, 365):
         data["outcomes"][0]["parameters"]["max_spell_day"] = value
         plan = load_plan(_write(tmp_path, data))
-        assert plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": value}
+        assert plan.outcome_parameters("short_term_sick_days")["max_spell_day"] == value
 
 
 def test_unknown_metric_parameter_suggests(tmp_path, data):
@@ -357,7 +392,8 @@ def test_unknown_metric_parameter_suggests(tmp_path, data):
         (
             "outcomes[0].parameters.max_spel_day",
             "unknown parameter of metric short_term_sick_days_per_employee; "
-            "did you mean 'max_spell_day'? (expected: max_spell_day)",
+            "did you mean 'max_spell_day'? (expected: max_spell_day, period_rule, "
+            "reillness_days)",
         ),
         (
             "outcomes[1].parameters.max_spell_day",
@@ -382,13 +418,13 @@ def test_method_parameters_are_checked(tmp_path, data):
 
 
 def test_parameter_defaults(tmp_path, data, example_plan):
-    assert example_plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
+    assert example_plan.outcome_parameters("short_term_sick_days") == STATUTORY_DEFAULTS
     assert example_plan.outcome_parameters("sick_leave_rate") == {}
     assert example_plan.counterfactual_parameters == {"weight": "exposure"}
     del data["outcomes"][0]["parameters"]
     del data["counterfactual"]["parameters"]
     plan = load_plan(_write(tmp_path, data))
-    assert plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
+    assert plan.outcome_parameters("short_term_sick_days") == STATUTORY_DEFAULTS
     assert plan.counterfactual_parameters == {"weight": "exposure"}
 
 

@@ -2,16 +2,48 @@
 
 Definitions (what a validator checks):
 
-* Exposure. An eligible employee (unit in the plan's cohort, employment extent at least the
-  plan's minimum) counts in a quarter for the days employed in it. `headcount` = employed
-  days / days in the quarter (average number of employees); `scheduled_days` = employed
-  days x employment extent (the base of SKR's sick-leave rate; hours per day cancel).
-* short_term_sick_days_per_employee. For each spell, the days from day 1 to day
-  `max_spell_day` (default 14) of the spell that fall in the quarter and in employment,
-  weighted by the spell's extent (50 % sick for a day = 0.5 day); summed per unit and
-  quarter and divided by headcount.
-* sick_leave_rate (SKR). Sick hours / scheduled hours = sum of (sick days in the quarter and
-  in employment x spell extent x employment extent) / scheduled_days.
+* Employment history. The roster holds one row per employment period of a person (unit,
+  extent, employed_from..employed_to inclusive, empty = still employed); a person may have
+  several (a transfer, a change of extent, re-employment). A person's valid rows never
+  overlap (validation quarantines `overlapping_employment`), so on each day a person is
+  employed in at most one unit at one extent. A row counts if its unit is in the plan's
+  cohort and its extent is at least the plan's minimum (eligible).
+* Exposure, per unit and quarter, from the eligible rows: `employees` = distinct persons
+  with any row in the unit employed on some day of the quarter; `headcount` = employed days
+  / days in the quarter (average number of employees, person-time); `scheduled_days` =
+  employed days x the row's extent (FTE-days, the base of SKR's sick-leave rate; hours per
+  day cancel). A change of extent changes scheduled days, not headcount.
+* Unit of a sick day. Each sick day belongs to the unit of the person's eligible row that
+  covers that day, weighted by that row's extent where extent matters. Days no eligible
+  row covers (between jobs, in a unit outside the cohort, below the minimum extent) count
+  nowhere; they still are days of the sick period below.
+* Sick periods (`period_rule: statutory`, the default). The sick-pay period of the Swedish
+  sick-pay law (sjuklönelagen, 1991:1047) is the first 14 calendar days of sickness; a
+  change of extent does not start a new period, and falling ill again within five
+  calendar days after a period ended continues it (återinsjuknande). So a person's valid
+  spells, ordered by start, are joined: a spell starts a new sick period when it begins
+  more than `reillness_days` (default 5) sick-free calendar days after the latest end of
+  the person's earlier spells, i.e. when start > previous end + reillness_days + 1; else it
+  continues that period (a spell starting the day after, as when the extent changes, always
+  does). The window runs from the last sick day of the period, also when the period has
+  passed its day 14: falling ill again within it continues the same sickness (paid on as
+  sickness benefit), it does not start new days 1-14. Periods are the person's, whatever
+  unit or employment row their days fall in.
+* Day numbering. The days of a sick period are its calendar days of sickness, numbered
+  1, 2, ... in date order across its spells; the sick-free days between spells are not
+  period days and get no number. A day at partial extent (say 50 %) is one period day.
+  Example: sick days 1-10, three days well, eight days sick again: the second spell holds
+  period days 11-18, of which 11-14 (its first four days) are short-term. Days before the
+  baseline start (a period begun before it) are numbered too: they use up days 1-14 but
+  fall in no quarter of the panel.
+* short_term_sick_days_per_employee. The sick days numbered 1..`max_spell_day` (default
+  14) of every sick period, each weighted by the extent of the spell it falls in (50 % sick
+  for a day = 0.5 day), summed per unit (of the day) and quarter (of the day) and divided
+  by headcount. With `period_rule: per_spell` every delivered spell is a period of its own
+  (the count before issue 6: days 1..max_spell_day of each spell row).
+* sick_leave_rate (SKR). Sick hours / scheduled hours = sum of (sick days, every day of
+  every spell, in the quarter and in an eligible employment row x spell extent x that
+  row's extent) / scheduled_days. It does not depend on sick periods.
 
 Units of the cohort with no eligible employee in a quarter have no row for it.
 """
@@ -73,6 +105,9 @@ _PANEL_SQL = """
 -- Sums are of integers (days x percent), so they are exact and the panel is bit-for-bit
 -- reproducible whatever order DuckDB's parallel aggregation adds them in.
 WITH emp AS (
+    -- Employment history: one row per employment period; a person's valid rows never
+    -- overlap (validation quarantines overlapping_employment), so each day of a person
+    -- lies in at most one row, and every person-day is counted once.
     SELECT r.person_id, r.unit_id, u."group", r.employment_extent AS emp_pct,
            r.employed_from, coalesce(r.employed_to, DATE '9999-12-31') AS employed_to
     FROM (SELECT * FROM work.staging_employee_roster WHERE contract_id = $contract_id
@@ -92,19 +127,51 @@ exposure AS (
       ON e.employed_from <= p.period_end AND e.employed_to >= p.period_start
     GROUP BY ALL
 ),
+spells AS (
+    -- Per person, in order of start: prev_end = the latest end among the earlier spells
+    -- (a person's valid spells never overlap, so it is the previous spell's end), and
+    -- sick_before = the sick days of the earlier spells. One window, one sort.
+    SELECT person_id, spell_start, spell_end, extent,
+           max(spell_end) OVER earlier AS prev_end,
+           coalesce(sum(date_diff('day', spell_start, spell_end) + 1) OVER earlier, 0)::BIGINT
+               AS sick_before
+    FROM work.staging_sick_leave_spells WHERE contract_id = $contract_id
+          AND run_id = $run_id AND source = $spells
+    WINDOW earlier AS (PARTITION BY person_id ORDER BY spell_start, spell_end
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+),
+ranked AS (
+    -- A spell starts a new sick period unless it begins at most $reillness sick-free
+    -- calendar days after prev_end (0: the day after, as when the extent changes); under
+    -- per_spell every spell starts one. The period's days are its sick days numbered in
+    -- order (the sick-free days between its spells get no number): sick_before at the
+    -- period's first spell (the running max over new-period rows, as sick_before never
+    -- decreases) is day 0, so this spell's first day is day sick_before - that + 1, and its
+    -- days up to day $max_day are short-term (short_end < spell_start: none are).
+    SELECT person_id, spell_start, spell_end, extent,
+           spell_start + ($max_day - 1 - sick_before
+               + max(CASE WHEN $per_spell OR prev_end IS NULL
+                               OR spell_start > prev_end + ($reillness + 1)::INTEGER
+                          THEN sick_before END)
+                     OVER (PARTITION BY person_id ORDER BY spell_start, spell_end
+                           ROWS UNBOUNDED PRECEDING))::INTEGER AS short_end
+    FROM spells
+),
 spell_days AS (
+    -- Each sick day belongs to the unit of the employment row covering it (join by person
+    -- and clip to the row); days no eligible row covers count nowhere.
     SELECT e.unit_id, p.period_start,
            sum(greatest(0, date_diff('day',
                    greatest(s.spell_start, e.employed_from, p.period_start),
-                   least(s.spell_start + ($max_day - 1)::INTEGER, s.spell_end, e.employed_to,
-                         p.period_end)) + 1) * s.extent)::HUGEINT AS short_day_pct,
+                   least(s.short_end, s.spell_end, e.employed_to, p.period_end)) + 1)
+               * s.extent)::HUGEINT AS short_day_pct,
            sum(greatest(0, date_diff('day',
                    greatest(s.spell_start, e.employed_from, p.period_start),
                    least(s.spell_end, e.employed_to, p.period_end)) + 1)
                * s.extent * e.emp_pct)::HUGEINT AS sick_day_pct2
-    FROM (SELECT * FROM work.staging_sick_leave_spells WHERE contract_id = $contract_id
-          AND run_id = $run_id AND source = $spells) s
-    JOIN emp e USING (person_id)
+    FROM ranked s
+    JOIN emp e ON s.person_id = e.person_id
+              AND s.spell_start <= e.employed_to AND s.spell_end >= e.employed_from
     JOIN _periods p ON s.spell_start <= p.period_end AND s.spell_end >= p.period_start
     GROUP BY ALL
 )
@@ -125,14 +192,22 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
     con.register("_periods", quarters(plan).to_arrow())
     con.register("_units", cohort_units(plan).to_arrow())
     try:
-        bases: dict[tuple[str, int], pl.DataFrame] = {}  # outcomes sharing a source share a scan
+        # Outcomes sharing a source and sick-period parameters share a scan.
+        bases: dict[tuple[str, int, str, int], pl.DataFrame] = {}
         for outcome in plan.outcomes:
             params = plan.outcome_parameters(outcome["id"])
-            # An outcome without a spell-day cut (the rate) shares the source's scan.
-            day = params.get("max_spell_day")
-            if day is None:
-                day = next((k[1] for k in bases if k[0] == outcome["source"]), 14)
-            key = (outcome["source"], int(day))
+            if "max_spell_day" in params:
+                key = (
+                    outcome["source"],
+                    int(params["max_spell_day"]),
+                    str(params["period_rule"]),
+                    int(params["reillness_days"]),
+                )
+            else:  # the rate does not depend on them: share any scan of its source
+                key = next(
+                    (k for k in bases if k[0] == outcome["source"]),
+                    (outcome["source"], 14, "per_spell", 0),
+                )
             if key not in bases:
                 bases[key] = warehouse.read_table(
                     con,
@@ -140,6 +215,8 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
                     {
                         "min_extent": plan.min_employment_extent,
                         "max_day": key[1],
+                        "per_spell": key[2] == "per_spell",
+                        "reillness": key[3],
                         "roster": roster,
                         "spells": key[0],
                         **run.scope,

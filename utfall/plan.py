@@ -100,10 +100,31 @@ METRICS: dict[str, MetricSpec] = {
                 default=14,
                 minimum=1,
                 maximum=365,
-                description="days 1..max_spell_day of each spell count as short-term",
+                description="days 1..max_spell_day of each sick period count as short-term",
+            ),
+            "period_rule": ParamSpec(
+                "string",
+                default="statutory",
+                choices=("statutory", "per_spell"),
+                description=(
+                    "statutory: a person's spells are joined into sick periods as under "
+                    "sjuklönelagen (a change of extent continues the period, and so does "
+                    "falling ill again within reillness_days of its end); per_spell: every "
+                    "delivered spell is a period of its own"
+                ),
+            ),
+            "reillness_days": ParamSpec(
+                "integer",
+                default=5,
+                minimum=0,
+                maximum=30,
+                description=(
+                    "statutory rule: a spell starting after at most this many sick-free "
+                    "calendar days since the period's last sick day continues the period"
+                ),
             ),
         },
-        description="sick-leave days in days 1..max_spell_day of a spell, per employee",
+        description="sick-leave days in days 1..max_spell_day of a sick period, per employee",
     ),
     "sick_leave_rate": MetricSpec(
         source_kind="sick_leave_spells",

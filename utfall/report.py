@@ -150,6 +150,7 @@ def build_report(
                 "metric": o["metric"],
                 "unit": o["unit"],
                 "desired_direction": o["desired_direction"],
+                "parameters": plan.outcome_parameters(o["id"]),  # defaults filled in
                 "series": series,
                 "counterfactual_series": counterfactual_series(series),
             }

@@ -1,4 +1,5 @@
-"""Quality rules of the `employee_roster` kind: one row per employee."""
+"""Quality rules of the `employee_roster` kind: one row per employment period of a person
+(valid rows of one person never overlap, so rows employed on a day are persons)."""
 
 from __future__ import annotations
 
