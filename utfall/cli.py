@@ -113,7 +113,14 @@ def _run(args: argparse.Namespace) -> int:
             f"{e.ci_high:+.4f}); relative {e.relative_estimate:+.1%} "
             f"(CI {e.relative_ci_low:+.1%} to {e.relative_ci_high:+.1%})"
         )
-    print(f"proposed payment: {result.payment['total']} {result.payment['currency']}")
+    pay = result.payment
+    print(f"proposed payment: {pay['total']} {pay['currency']} (basis {pay['basis']})")
+    if pay.get("range"):
+        low, point, high = (p["total"] for p in pay["range"])
+        print(
+            f"payment range: {low} at the least favourable end of the interval, {point} at "
+            f"the point estimate, {high} at the most favourable end"
+        )
     print(f"warehouse: {warehouse} (run {result.run_id}, published)")
     print(f"report: {result.report_paths['report.html']}")
     return 0
