@@ -62,6 +62,12 @@ def test_simulate_then_run(tmp_path, pseudonym_key):
     assert "[10/10] report and publish" in res.stderr  # progress, one line per step
     assert f"report: {out / 'report.html'}" in res.stdout
     report = json.loads((out / "report.json").read_text())
+    pay = report["payment"]
+    assert f"proposed payment: {pay['total']} SEK (basis threshold)" in res.stdout
+    low, point, high = (p["total"] for p in pay["range"])
+    assert f"payment range: {low} at the least favourable end of the interval, {point}" in (
+        res.stdout
+    )
     effect = report["effects"][0]
     assert effect["outcome"] == "short_term_sick_days"
     assert effect["relative_ci_low"] < -0.15 < effect["relative_ci_high"]

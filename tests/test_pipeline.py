@@ -72,6 +72,16 @@ def test_report_content(runs, example_plan, truth):
     html = (root / "report" / "report.html").read_text(encoding="utf-8")
     total = f"{Decimal(report['payment']['total']):,}".replace(",", "\u202f")  # 1 996 500.00
     assert "<svg" in html and example_plan.hash in html and total in html
+    # The payment range: the amount at both ends of the interval and at the point estimate.
+    payment = report["payment"]
+    assert [p["at"] for p in payment["range"]] == [
+        "least_favourable",
+        "point_estimate",
+        "most_favourable",
+    ]
+    low, point, high = (Decimal(p["total"]) for p in payment["range"])
+    assert low <= point <= high and payment["basis"] == example_plan.payment["basis"]
+    assert "Payment range" in html and payment["decision"]["reason"] in html
     manifest = json.loads((root / "report" / "manifest.json").read_text(encoding="utf-8"))
     assert set(manifest["files"]) == {"report.json", "report.html"}
     # The report states the definition measured, defaults included.

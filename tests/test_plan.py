@@ -55,7 +55,7 @@ def test_example_plan_loads(example_plan):
 def test_example_plan_hash_is_pinned(example_plan):
     # The loader's reading of the example must not drift: its hash is in signed reports.
     assert example_plan.hash == (
-        "sha256:f453d344a2db49618d219c2d009a7fe8ab1f7864e39aea407598204e78dd9e63"
+        "sha256:9a17850b468ac87255e061d73966896c28f6a1e575855b7d204ab50cf1510c12"
     )
 
 
@@ -505,12 +505,17 @@ def test_target_of_one_is_allowed(tmp_path, data):
 
 def test_a_fixed_rule_takes_no_target(tmp_path, data):
     # A linear rule mistyped as `fixed` would pay in full whatever the outcome.
+    # (The example's threshold basis then has no variable rule to decide, which is named too.)
     data["payment"]["rules"][1]["kind"] = "fixed"
     assert _problems(tmp_path, data) == [
         (
             "payment.rules[1].target_relative_reduction",
             "a fixed rule has no target; only linear_to_target takes one",
-        )
+        ),
+        (
+            "payment.basis",
+            "basis threshold needs a linear_to_target rule: it decides what those pay",
+        ),
     ]
 
 
@@ -875,3 +880,145 @@ def test_one_delivered_column_mapped_twice(tmp_path, data):
         "delivered column 'personnummer' is already mapped to 'personnummer'; "
         "each delivered column may be mapped once",
     ) in _problems(tmp_path, data)
+
+
+# --- payment basis: threshold and tiers -------------------------------------------------------
+
+TIERS = [
+    {"min_relative_reduction": 0.0, "share": 0.5},
+    {"min_relative_reduction": 0.06, "share": 1},
+]
+
+
+def test_threshold_basis_with_tiers_loads(tmp_path, data):
+    data["payment"]["tiers"] = TIERS
+    payment = load_plan(_write(tmp_path, data)).payment
+    assert payment["basis"] == "threshold" and payment["tiers"] == TIERS
+
+
+def test_threshold_defaults_to_zero(tmp_path, data):
+    del data["payment"]["threshold_relative_reduction"]
+    assert "threshold_relative_reduction" not in load_plan(_write(tmp_path, data)).payment
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (-0.01, "must be at least 0, got -0.01"),
+        (1, "must be less than 1, got 1"),
+        ("0.02", "expected number, got str '0.02'"),
+        (True, "expected number, got bool True"),
+        (None, "expected number, got null (an empty value)"),
+    ],
+)
+def test_threshold_type_and_range(tmp_path, data, value, problem):
+    data["payment"]["threshold_relative_reduction"] = value
+    assert _problems(tmp_path, data) == [("payment.threshold_relative_reduction", problem)]
+
+
+@pytest.mark.parametrize(
+    ("tier", "key", "problem"),
+    [
+        ({"min_relative_reduction": 0.0, "share": 1.5}, "share", "must be at most 1, got 1.5"),
+        ({"min_relative_reduction": 0.0, "share": -0.1}, "share", "must be at least 0, got -0.1"),
+        (
+            {"min_relative_reduction": 0.0, "share": "1"},
+            "share",
+            "expected number, got str '1'",
+        ),
+        (
+            {"min_relative_reduction": 1.0, "share": 1},
+            "min_relative_reduction",
+            "must be less than 1, got 1.0",
+        ),
+        (
+            {"min_relative_reduction": -0.02, "share": 1},
+            "min_relative_reduction",
+            "must be at least 0, got -0.02",
+        ),
+        ({"share": 1}, "min_relative_reduction", "required key is missing"),
+    ],
+)
+def test_tier_types_and_ranges(tmp_path, data, tier, key, problem):
+    data["payment"]["tiers"] = [tier]
+    assert _problems(tmp_path, data) == [(f"payment.tiers[0].{key}", problem)]
+
+
+def test_tier_unknown_key_and_empty_list(tmp_path, data):
+    data["payment"]["tiers"] = [{"min_relative_reduction": 0.0, "shar": 1}]
+    assert _problems(tmp_path, data) == [
+        ("payment.tiers[0].share", "required key is missing"),
+        ("payment.tiers[0]", "unknown key 'shar'; did you mean 'share'?"),
+    ]
+    data["payment"]["tiers"] = []
+    assert _problems(tmp_path, data) == [("payment.tiers", "must list at least one item")]
+
+
+def test_tiers_ascend_and_shares_do_not_fall(tmp_path, data):
+    data["payment"]["tiers"] = [
+        {"min_relative_reduction": 0.06, "share": 1},
+        {"min_relative_reduction": 0.06, "share": 0.5},
+        {"min_relative_reduction": 0.03, "share": 1},
+    ]
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.tiers[1].min_relative_reduction",
+            "0.06 is not above the previous tier's 0.06; list tiers in ascending order",
+        ),
+        (
+            "payment.tiers[1].share",
+            "0.5 is below the previous tier's 1; a better result must not pay a smaller share",
+        ),
+        (
+            "payment.tiers[2].min_relative_reduction",
+            "0.03 is not above the previous tier's 0.06; list tiers in ascending order",
+        ),
+    ]
+
+
+def test_tier_below_the_threshold(tmp_path, data):
+    data["payment"]["threshold_relative_reduction"] = 0.02
+    data["payment"]["tiers"] = TIERS
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.tiers[0].min_relative_reduction",
+            "0.0 is below threshold_relative_reduction 0.02; a tier applies only once the "
+            "threshold is cleared, so start the tiers at or above it",
+        )
+    ]
+
+
+@pytest.mark.parametrize("basis", ["point_estimate", "conservative_ci_bound"])
+def test_threshold_keys_only_under_the_threshold_basis(tmp_path, data, basis):
+    data["payment"]["basis"] = basis
+    data["payment"]["tiers"] = TIERS
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.threshold_relative_reduction",
+            f"basis {basis} takes no threshold_relative_reduction; only basis threshold does",
+        ),
+        ("payment.tiers", f"basis {basis} takes no tiers; only basis threshold does"),
+    ]
+
+
+def test_unknown_basis(tmp_path, data):
+    data["payment"]["basis"] = "treshold"
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.basis",
+            "unknown value 'treshold'; did you mean 'threshold'? (expected one of: "
+            "point_estimate, conservative_ci_bound, threshold)",
+        )
+    ]
+
+
+def test_threshold_basis_needs_a_linear_rule(tmp_path, data):
+    rule = data["payment"]["rules"][1]
+    rule["kind"] = "fixed"
+    del rule["target_relative_reduction"]
+    assert _problems(tmp_path, data) == [
+        (
+            "payment.basis",
+            "basis threshold needs a linear_to_target rule: it decides what those pay",
+        )
+    ]

@@ -1,4 +1,5 @@
-"""The `utfall` command: show a plan, simulate deliveries, run a measurement, run the demo.
+"""The `utfall` command: show a plan, simulate deliveries, run a measurement, run the demo,
+and simulate a plan's power and expected payment (`design`).
 
 Errors in what the user gave (a plan, a delivery, a key, a warehouse file) print one clear
 message and exit 2 (`--debug` shows the traceback); a run that fails publishes nothing.
@@ -112,7 +113,14 @@ def _run(args: argparse.Namespace) -> int:
             f"{e.ci_high:+.4f}); relative {e.relative_estimate:+.1%} "
             f"(CI {e.relative_ci_low:+.1%} to {e.relative_ci_high:+.1%})"
         )
-    print(f"proposed payment: {result.payment['total']} {result.payment['currency']}")
+    pay = result.payment
+    print(f"proposed payment: {pay['total']} {pay['currency']} (basis {pay['basis']})")
+    if pay.get("range"):
+        low, point, high = (p["total"] for p in pay["range"])
+        print(
+            f"payment range: {low} at the least favourable end of the interval, {point} at "
+            f"the point estimate, {high} at the most favourable end"
+        )
     print(f"warehouse: {warehouse} (run {result.run_id}, published)")
     print(f"report: {result.report_paths['report.html']}")
     return 0
@@ -127,6 +135,43 @@ def _demo(args: argparse.Namespace) -> int:
     code = _run(args)
     print(f"true simulated effect: {-truth['effect']:+.1%} (see {deliveries / 'truth.json'})")
     return code
+
+
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1 (0.12 = 12 %), got {text}")
+    return value
+
+
+def _design(args: argparse.Namespace) -> int:
+    from utfall.design import design, render
+
+    plan = load_plan(args.plan)
+    t0 = time.perf_counter()
+    result = design(
+        plan,
+        employees=args.employees,
+        replications=args.replications,
+        effects=args.effects,
+        seed=args.seed,
+    )
+    print(render(result))
+    print(
+        f"({len(result.grid) * args.replications} simulated contracts, "
+        f"{time.perf_counter() - t0:.0f} s)"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,6 +202,28 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--defect-rate", type=float, default=0.01)
     sim.add_argument("--seed", type=int, default=None, help="default: the plan's seed")
     sim.set_defaults(func=_simulate)
+
+    des = sub.add_parser(
+        "design",
+        help="simulate the plan: minimum detectable effect and expected payment by true effect",
+    )
+    des.add_argument("plan")
+    des.add_argument("--employees", type=_at_least(1), default=2000)
+    des.add_argument(
+        "--replications",
+        type=_at_least(2),
+        default=40,
+        help="simulated contracts per true effect",
+    )
+    des.add_argument(
+        "--effects",
+        type=_share,
+        nargs="+",
+        default=None,
+        help="true relative improvements to simulate (default: 0 to twice the payment target)",
+    )
+    des.add_argument("--seed", type=_at_least(0), default=1, help="first replication's seed")
+    des.set_defaults(func=_design)
 
     for name, help_text in (
         ("run", "ingest, validate, measure and report, in this process"),

@@ -818,4 +818,63 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                 f"the amounts sum to {total}, too large for DECIMAL(18,2) (must be below 10^16)",
             )
         )
+    problems += _payment_basis_problems(payment)
+    return problems
+
+
+def _payment_basis_problems(payment: dict[str, Any]) -> list[tuple[str, str]]:
+    """The threshold basis's keys: only under that basis, tiers ascending and reachable.
+
+    (Types and ranges are the schema's: numbers, thresholds in [0, 1), shares in [0, 1].)
+    """
+    problems: list[tuple[str, str]] = []
+    if payment["basis"] != "threshold":
+        for key in ("threshold_relative_reduction", "tiers"):
+            if key in payment:
+                problems.append(
+                    (
+                        f"payment.{key}",
+                        f"basis {payment['basis']} takes no {key}; only basis threshold does",
+                    )
+                )
+        return problems
+    threshold = payment.get("threshold_relative_reduction", 0)
+    tiers = payment.get("tiers") or []
+    for j, tier in enumerate(tiers):
+        at = f"payment.tiers[{j}]"
+        if tier["min_relative_reduction"] < threshold:
+            problems.append(
+                (
+                    f"{at}.min_relative_reduction",
+                    f"{tier['min_relative_reduction']!r} is below threshold_relative_reduction "
+                    f"{threshold!r}; a tier applies only once the threshold is cleared, so "
+                    "start the tiers at or above it",
+                )
+            )
+        if j == 0:
+            continue
+        before = tiers[j - 1]
+        if tier["min_relative_reduction"] <= before["min_relative_reduction"]:
+            problems.append(
+                (
+                    f"{at}.min_relative_reduction",
+                    f"{tier['min_relative_reduction']!r} is not above the previous tier's "
+                    f"{before['min_relative_reduction']!r}; list tiers in ascending order",
+                )
+            )
+        if tier["share"] < before["share"]:
+            problems.append(
+                (
+                    f"{at}.share",
+                    f"{tier['share']!r} is below the previous tier's {before['share']!r}; a "
+                    "better result must not pay a smaller share",
+                )
+            )
+    if not any(r["kind"] == "linear_to_target" for r in payment["rules"]):
+        problems.append(
+            (
+                "payment.basis",
+                "basis threshold needs a linear_to_target rule: it decides what those pay",
+            )
+        )
     return problems
