@@ -10,7 +10,7 @@ import yaml
 
 from utfall import warehouse
 from utfall.cli import EXAMPLE_PLAN
-from utfall.metrics import outcome_panel, quarters
+from utfall.metrics import outcome_panel, quarters, workday_calendar
 from utfall.plan import Plan, load_plan
 from utfall.warehouse.runs import Run
 
@@ -131,8 +131,8 @@ def test_short_term_sick_days_by_hand(con, example_plan):
     assert _cell(panel, "short_term_sick_days", "OTHER-01", D(2025, 1, 1)) is None
 
 
-def test_sick_leave_rate_by_hand(con, example_plan):
-    panel = outcome_panel(con, example_plan, RUN)
+def test_sick_leave_rate_by_hand(con, tmp_path):
+    panel = outcome_panel(con, _plan(tmp_path), RUN)
     # Scheduled: A 90 days x 100 % + B 45 days x 50 % = 112.5 day-equivalents.
     # Sick: A 1-20 Jan at 100 % = 20; A 1-3 Mar at 50 % = 1.5; B 15-20 Feb (all spell days,
     # not only 1-14) x 100 % spell x 50 % employment = 3.  Total 24.5.
@@ -157,6 +157,8 @@ def _plan(tmp_path, **params) -> Plan:
     """The example plan with the short-term outcome's parameters set to `params`."""
     data = yaml.safe_load(EXAMPLE_PLAN.read_text(encoding="utf-8"))
     data["outcomes"][0]["parameters"] = {"max_spell_day": 14, **params}
+    # These tests count calendar days; the working-day rate has tests of its own.
+    data["outcomes"][1]["parameters"] = {"day_basis": "calendar_days"}
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return load_plan(path)
@@ -495,3 +497,66 @@ def test_exposure_and_rate_match_a_day_by_day_count(tmp_path):
         key = (r["unit_id"], r["period_start"])
         days = (r["period_end"] - r["period_start"]).days + 1
         assert r["denominator"] == pytest.approx(employed[key] / days)
+
+
+# --- The sick-leave rate as SKR defines it: sick hours over scheduled hours ---------------
+
+Q3 = D(2025, 7, 1)
+
+
+def _rate_cell(tmp_path, roster, spells, basis: str, quarter=Q3) -> tuple[float, float]:
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text(encoding="utf-8"))
+    data["outcomes"][1]["parameters"] = {"day_basis": basis}
+    path = tmp_path / f"plan-{basis}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    con = warehouse.connect(tmp_path / f"rate-{basis}.duckdb")
+    try:
+        _store(con, _roster(roster), _spells(spells))
+        panel = outcome_panel(con, load_plan(path), RUN)
+    finally:
+        con.close()
+    cell = _cell(panel, "sick_leave_rate", "HEMTJ-01", quarter)
+    return cell["numerator"], cell["denominator"]
+
+
+def test_rate_on_working_days_as_skr_counts_it(tmp_path):
+    """Q3 2025 has 66 working days (July 23, August 21, September 22; no holidays) in 92
+    calendar days. A full-time employee sick Monday-Wednesday 1-3 September: SKR's rate is
+    3/66 = 4.55 %; counting calendar days gives 3/92 = 3.26 %."""
+    spells = [("P", D(2025, 9, 1), D(2025, 9, 3), 100)]
+    num, den = _rate_cell(tmp_path, ONE, spells, "working_days")
+    assert (num, den) == (3.0, 66.0)
+    assert round(num / den, 4) == 0.0455
+    num, den = _rate_cell(tmp_path, ONE, spells, "calendar_days")
+    assert (num, den) == (3.0, 92.0)
+
+
+def test_rate_skips_weekends_and_holidays_and_weights_extents(tmp_path):
+    """Friday-Monday counts 2 working days; Christmas Eve to Boxing Day (Wed-Fri, all
+    holidays in Sweden) counts none; a 50 % spell of a 75 % employee counts 0.375 a day."""
+    roster = [("P", "HEMTJ-01", 75, D(2020, 1, 1), None)]
+    spells = [
+        ("P", D(2025, 8, 8), D(2025, 8, 11), 50),  # Fri 8 - Mon 11 August: 2 working days
+        ("P", D(2025, 9, 26), D(2025, 9, 28), 100),  # Fri 26 - Sun 28 September: 1
+    ]
+    num, den = _rate_cell(tmp_path, roster, spells, "working_days")
+    assert den == 66 * 0.75
+    assert num == 2 * 0.5 * 0.75 + 1 * 1.0 * 0.75
+    christmas = [("P", D(2025, 12, 24), D(2025, 12, 26), 100)]
+    (tmp_path / "x").mkdir()
+    num, den = _rate_cell(tmp_path / "x", ONE, christmas, "working_days", D(2025, 10, 1))
+    # Q4 2025: 66 weekdays (23 + 20 + 23) less 24, 25, 26 and 31 December = 62.
+    assert (num, den) == (0.0, 62.0)
+
+
+def test_workday_calendar_knows_swedish_holidays(example_plan):
+    cum = dict(workday_calendar(example_plan).iter_rows())
+
+    def workdays(a: dt.date, b: dt.date) -> int:
+        return cum[b] - cum[a - dt.timedelta(days=1)]
+
+    assert workdays(D(2025, 6, 16), D(2025, 6, 22)) == 4  # Midsummer Eve, Friday 20 June
+    assert workdays(D(2025, 4, 14), D(2025, 4, 21)) == 4  # Good Friday, Easter Monday
+    # 2024: 262 weekdays less 11 weekday holidays (1 Jan, Good Friday 29 Mar, Easter Monday
+    # 1 Apr, 1 May, Ascension 9 May, 6 Jun, Midsummer Eve 21 Jun, 24-26 and 31 Dec) = 251.
+    assert workdays(D(2024, 1, 1), D(2024, 12, 31)) == 251

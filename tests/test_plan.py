@@ -315,7 +315,11 @@ def test_registry_source_kinds_derive_from_metrics():
     assert METRICS["short_term_sick_days_per_employee"].parameters["max_spell_day"] == (
         ParamSpec("integer", default=14, minimum=1, maximum=365, description=ANY)
     )
-    assert METRICS["sick_leave_rate"].parameters == {}
+    assert list(METRICS["sick_leave_rate"].parameters) == ["day_basis"]
+    assert METRICS["sick_leave_rate"].parameters["day_basis"].choices == (
+        "working_days",
+        "calendar_days",
+    )
     assert METHODS == {"did_2x2": ("weight",)}
 
 
@@ -397,7 +401,7 @@ def test_unknown_metric_parameter_suggests(tmp_path, data):
         ),
         (
             "outcomes[1].parameters.max_spell_day",
-            "unknown parameter: metric sick_leave_rate takes no parameters",
+            "unknown parameter of metric sick_leave_rate (expected: day_basis)",
         ),
     ]
 
@@ -419,7 +423,7 @@ def test_method_parameters_are_checked(tmp_path, data):
 
 def test_parameter_defaults(tmp_path, data, example_plan):
     assert example_plan.outcome_parameters("short_term_sick_days") == STATUTORY_DEFAULTS
-    assert example_plan.outcome_parameters("sick_leave_rate") == {}
+    assert example_plan.outcome_parameters("sick_leave_rate") == {"day_basis": "working_days"}
     assert example_plan.counterfactual_parameters == {"weight": "exposure"}
     del data["outcomes"][0]["parameters"]
     del data["counterfactual"]["parameters"]
@@ -1022,3 +1026,10 @@ def test_threshold_basis_needs_a_linear_rule(tmp_path, data):
             "basis threshold needs a linear_to_target rule: it decides what those pay",
         )
     ]
+
+
+def test_rate_day_basis_is_checked(tmp_path, data):
+    data["outcomes"][1]["parameters"] = {"day_basis": "weekdays"}
+    [(key, problem)] = _problems(tmp_path, data)
+    assert key == "outcomes[1].parameters.day_basis"
+    assert "working_days" in problem and "calendar_days" in problem

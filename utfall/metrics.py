@@ -43,7 +43,11 @@ Definitions (what a validator checks):
   (the count before issue 6: days 1..max_spell_day of each spell row).
 * sick_leave_rate (SKR). Sick hours / scheduled hours = sum of (sick days, every day of
   every spell, in the quarter and in an eligible employment row x spell extent x that
-  row's extent) / scheduled_days. It does not depend on sick periods.
+  row's extent) / (days in the row x the row's extent). With `day_basis: working_days`
+  (the default, SKR's key figure) only working days count, on both sides: Monday to
+  Friday except Swedish public holidays and Midsummer, Christmas and New Year's Eve
+  (`workday_calendar`); hours per day cancel. `calendar_days` counts every day. It does
+  not depend on sick periods.
 
 Units of the cohort with no eligible employee in a quarter have no row for it.
 """
@@ -91,6 +95,31 @@ def quarters(plan: Plan) -> pl.DataFrame:
     )
 
 
+def workday_calendar(plan: Plan) -> pl.DataFrame:
+    """`day` and `cum`, the number of scheduled working days up to and including `day`,
+    from the day before the baseline starts to a year after the measurement ends.
+
+    Working days are Monday to Friday except Swedish public holidays and the de-facto
+    holidays Midsummer, Christmas and New Year's Eve (the `holidays` library, categories
+    public and de_facto): the schedule of a full-time office week. It approximates the
+    scheduled hours of SKR's sick-leave rate, whose exact base is each employee's own
+    schedule (shift and weekend work in care are not delivered).
+    """
+    import holidays
+
+    b0, _ = plan.period("baseline")
+    _, m1 = plan.period("measurement")
+    first, last = b0 - dt.timedelta(days=1), m1 + dt.timedelta(days=366)
+    off = holidays.Sweden(
+        years=range(first.year, last.year + 1),
+        include_sundays=False,
+        categories=("public", "de_facto"),
+    )
+    days = pl.date_range(first, last, "1d", eager=True)
+    work = days.dt.weekday().le(5) & ~days.is_in(list(off.keys()))
+    return pl.DataFrame({"day": days, "cum": work.cast(pl.Int64).cum_sum()})
+
+
 def cohort_units(plan: Plan) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -122,9 +151,13 @@ exposure AS (
            sum((date_diff('day', greatest(e.employed_from, p.period_start),
                            least(e.employed_to, p.period_end)) + 1) * e.emp_pct)::HUGEINT
                AS scheduled_day_pct,
+           -- Working days in [a, b] = cum(b) - cum(a - 1), from the calendar.
+           sum((cb.cum - ca.cum) * e.emp_pct)::HUGEINT AS scheduled_wd_pct,
            date_diff('day', p.period_start, p.period_end) + 1 AS period_days
     FROM emp e JOIN _periods p
       ON e.employed_from <= p.period_end AND e.employed_to >= p.period_start
+    JOIN _workdays ca ON ca.day = greatest(e.employed_from, p.period_start) - 1
+    JOIN _workdays cb ON cb.day = least(e.employed_to, p.period_end)
     GROUP BY ALL
 ),
 spells AS (
@@ -168,18 +201,26 @@ spell_days AS (
            sum(greatest(0, date_diff('day',
                    greatest(s.spell_start, e.employed_from, p.period_start),
                    least(s.spell_end, e.employed_to, p.period_end)) + 1)
-               * s.extent * e.emp_pct)::HUGEINT AS sick_day_pct2
+               * s.extent * e.emp_pct)::HUGEINT AS sick_day_pct2,
+           -- The same on working days only: cum(b) - cum(a - 1), 0 when a > b.
+           sum(greatest(0, coalesce(cb.cum - ca.cum, 0)) * s.extent * e.emp_pct)::HUGEINT
+               AS sick_wd_pct2
     FROM ranked s
     JOIN emp e ON s.person_id = e.person_id
               AND s.spell_start <= e.employed_to AND s.spell_end >= e.employed_from
     JOIN _periods p ON s.spell_start <= p.period_end AND s.spell_end >= p.period_start
+    LEFT JOIN _workdays ca
+      ON ca.day = greatest(s.spell_start, e.employed_from, p.period_start) - 1
+    LEFT JOIN _workdays cb ON cb.day = least(s.spell_end, e.employed_to, p.period_end)
     GROUP BY ALL
 )
 SELECT x.unit_id, x."group", x.period_start, x.period_end, x.phase, x.employees,
        x.employed_days::DOUBLE / x.period_days AS headcount,
        x.scheduled_day_pct::DOUBLE / 100 AS scheduled_days,
        coalesce(d.short_day_pct, 0)::DOUBLE / 100 AS short_days,
-       coalesce(d.sick_day_pct2, 0)::DOUBLE / 10000 AS sick_scheduled_days
+       coalesce(d.sick_day_pct2, 0)::DOUBLE / 10000 AS sick_scheduled_days,
+       x.scheduled_wd_pct::DOUBLE / 100 AS scheduled_workdays,
+       coalesce(d.sick_wd_pct2, 0)::DOUBLE / 10000 AS sick_scheduled_workdays
 FROM exposure x LEFT JOIN spell_days d USING (unit_id, period_start)
 ORDER BY x.unit_id, x.period_start
 """
@@ -191,6 +232,7 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
     frames = []
     con.register("_periods", quarters(plan).to_arrow())
     con.register("_units", cohort_units(plan).to_arrow())
+    con.register("_workdays", workday_calendar(plan).to_arrow())
     try:
         # Outcomes sharing a source and sick-period parameters share a scan.
         bases: dict[tuple[str, int, str, int], pl.DataFrame] = {}
@@ -225,7 +267,9 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
             base = bases[key]
             if outcome["metric"] == "short_term_sick_days_per_employee":
                 num, den = pl.col("short_days"), pl.col("headcount")
-            else:  # sick_leave_rate
+            elif params["day_basis"] == "working_days":  # sick_leave_rate, as SKR
+                num, den = pl.col("sick_scheduled_workdays"), pl.col("scheduled_workdays")
+            else:  # sick_leave_rate on calendar days
                 num, den = pl.col("sick_scheduled_days"), pl.col("scheduled_days")
             frames.append(
                 base.select(
@@ -244,6 +288,7 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
     finally:
         con.unregister("_periods")
         con.unregister("_units")
+        con.unregister("_workdays")
     return pl.concat(frames) if frames else pl.DataFrame(schema=PANEL_SCHEMA)
 
 

@@ -128,6 +128,18 @@ METRICS: dict[str, MetricSpec] = {
     ),
     "sick_leave_rate": MetricSpec(
         source_kind="sick_leave_spells",
+        parameters={
+            "day_basis": ParamSpec(
+                "string",
+                default="working_days",
+                choices=("working_days", "calendar_days"),
+                description=(
+                    "working_days (SKR's key figure): sick hours over scheduled hours, with "
+                    "scheduled days = Monday to Friday except Swedish public holidays and "
+                    "Midsummer, Christmas and New Year's Eve; calendar_days: every day counts"
+                ),
+            ),
+        },
         description="sick-leave share of scheduled hours",
     ),
 }
