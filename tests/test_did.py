@@ -91,30 +91,35 @@ def test_hand_computed_tiny_panel_denominator_weights():
     g = r.diagnostics["group_levels"]
     assert g["treated"]["baseline"] == pytest.approx(17 / 6)
     assert g["comparison"]["measurement"] == pytest.approx(21 / 8)
-    # V_T = 2/(2-1) * [(1/3)^2 (-1 + 4/3)^2 + (2/3)^2 (-1.5 + 4/3)^2] = 2 * (1/81 + 1/81) = 4/81
-    # V_C = 2 * [(1/4)^2 (0 - 3/8)^2 + (3/4)^2 (1/2 - 3/8)^2] = 2 * (9 + 9)/1024 = 9/256
-    # V = 4/81 + 9/256 = 1753/20736
-    assert r.diagnostics["variance_components"]["treated"] == pytest.approx(4 / 81, rel=1e-12)
-    assert r.diagnostics["variance_components"]["comparison"] == pytest.approx(9 / 256, rel=1e-12)
-    assert r.std_error == pytest.approx(math.sqrt(1753 / 20736), rel=1e-12)
-    # With 2 units per group the CR1 variance is one scaled chi2(1): nu_T = nu_C = 1, so
-    # df = (V_T + V_C)^2 / (V_T^2 + V_C^2) = 1753^2 / (1024^2 + 729^2) = 3073009/1580017
+    # CR2: V = sum a_u^2 e_u^2 / (1 - a_u), leverage h_u = a_u.
+    # V_T = (1/9)(1/3)^2 / (2/3) + (4/9)(1/6)^2 / (1/3) = (1/81)(3/2) + (1/81)(3) = 1/18 = 32/576
+    # V_C = (1/16)(3/8)^2 / (3/4) + (9/16)(1/8)^2 / (1/4) = 12/1024 + 36/1024 = 3/64 = 27/576
+    # V = 59/576.  (CR1 would give 4/81 + 9/256 = 1753/20736: smaller, as it ignores leverage.)
+    assert r.diagnostics["variance_components"]["treated"] == pytest.approx(1 / 18, rel=1e-12)
+    assert r.diagnostics["variance_components"]["comparison"] == pytest.approx(3 / 64, rel=1e-12)
+    assert r.std_error == pytest.approx(math.sqrt(59 / 576), rel=1e-12)
+    assert r.diagnostics["cr1"]["std_error"] == pytest.approx(math.sqrt(1753 / 20736), rel=1e-12)
+    # With 2 units per group the variance is one scaled chi2(1): nu_T = nu_C = 1, so
+    # df = (V_T + V_C)^2 / (V_T^2 + V_C^2) = 59^2 / (32^2 + 27^2) = 3481/1753
     assert r.diagnostics["group_df"] == pytest.approx({"treated": 1.0, "comparison": 1.0})
-    df = 3073009 / 1580017
+    df = 3481 / 1753
     assert r.diagnostics["df"] == pytest.approx(df, rel=1e-10)
     q = stats.t.ppf(0.975, df)
-    assert r.ci_low == pytest.approx(-41 / 24 - q * math.sqrt(1753 / 20736), rel=1e-10)
-    assert r.ci_high == pytest.approx(-41 / 24 + q * math.sqrt(1753 / 20736), rel=1e-10)
+    assert r.ci_low == pytest.approx(-41 / 24 - q * math.sqrt(59 / 576), rel=1e-10)
+    assert r.ci_high == pytest.approx(-41 / 24 + q * math.sqrt(59 / 576), rel=1e-10)
+    assert r.diagnostics["p_value"] == pytest.approx(
+        2 * stats.t.sf((41 / 24) / math.sqrt(59 / 576), df), rel=1e-10
+    )
     # Relative R = E/CF = -41/77.  Gradient: g_Tb = -E/CF^2 = 984/5929, g_TD = 1/CF = 24/77 =
     # 1848/5929, g_CD = -O/CF^2 = -864/5929.  Influences psi = a_u [g_Tb (L_b - T_b) + ...]:
     #   A: (1/3)[984/5929 * (-1/3) + 1848/5929 * (1/3)] = 96/5929,  B: -96/5929
     #   C: (1/4)(-864/5929)(-3/8) = 81/5929,  D: (3/4)(-864/5929)(1/8) = -81/5929
-    # V_R = 2*(2*96^2) / 5929^2 + 2*(2*81^2) / 5929^2 = (36864 + 26244) / 5929^2
+    # CR2: V_R = [96^2 (3/2 + 3) + 81^2 (4/3 + 4)] / 5929^2 = (41472 + 34992) / 5929^2
     assert r.relative_estimate == pytest.approx(-41 / 77, rel=1e-12)
-    se_rel = math.sqrt(36864 + 26244) / 5929
+    se_rel = math.sqrt(41472 + 34992) / 5929
     assert r.diagnostics["std_error_relative"] == pytest.approx(se_rel, rel=1e-12)
-    # df_R = 63108^2 / (36864^2 + 26244^2) (equals df here: 36864/26244 = 1024/729)
-    df_rel = 63108**2 / (36864**2 + 26244**2)
+    # df_R = 76464^2 / (41472^2 + 34992^2) (equals df here: 41472/34992 = 32/27)
+    df_rel = 76464**2 / (41472**2 + 34992**2)
     assert r.diagnostics["df_relative"] == pytest.approx(df_rel, rel=1e-10)
     q_rel = stats.t.ppf(0.975, df_rel)
     assert r.relative_ci_low == pytest.approx(-41 / 77 - q_rel * se_rel, rel=1e-10)
@@ -123,13 +128,13 @@ def test_hand_computed_tiny_panel_denominator_weights():
     assert r.method == "did_2x2" and r.outcome == "sick_days_short" and r.confidence == 0.95
     # Pre-trend: with 2 baseline quarters a unit's slope is rate(Q2) - rate(Q1):
     #   A: 3 - 2 = 1, B: 4 - 2 = 2, C: 0, D: 0.  Treated weighted mean 1/3 + 4/3 = 5/3.
-    #   V_T = 2 [(1/9)(1 - 5/3)^2 + (4/9)(2 - 5/3)^2] = 2 (4/81 + 4/81) = 16/81, V_C = 0
-    #   -> difference 5/3, SE 4/9, t = 3.75, df = 1 (all variance from the treated group)
+    #   CR2: V_T = (1/9)(4/9)/(2/3) + (4/9)(1/9)/(1/3) = 2/27 + 4/27 = 2/9, V_C = 0
+    #   -> difference 5/3, SE sqrt(2)/3, t = 5/sqrt(2), df = 1 (all variance from treated)
     pt = r.diagnostics["pre_trend"]
     assert pt["slope_difference"] == pytest.approx(5 / 3)
-    assert pt["std_error"] == pytest.approx(4 / 9)
+    assert pt["std_error"] == pytest.approx(math.sqrt(2) / 3)
     assert pt["df"] == pytest.approx(1.0)
-    assert pt["p_value"] == pytest.approx(2 * stats.t.sf(3.75, 1))
+    assert pt["p_value"] == pytest.approx(2 * stats.t.sf(5 / math.sqrt(2), 1))
 
 
 def test_hand_computed_tiny_panel_equal_weights():
@@ -437,6 +442,121 @@ def test_coverage_many_replications(seed, weight, kw):
 
 
 # --------------------------------------------------------------------------------------------
+# Few units: CR2 against CR1, and randomization inference
+# --------------------------------------------------------------------------------------------
+
+
+def test_randomization_hand_computed_two_plus_two():
+    # Equal weights; unit changes A -1, B -1.5 (treated), C 0, D 0.5. The 6 assignments of 2
+    # of 4 units give E = mean(treated) - mean(rest): {A,B} -1.5, {C,D} 1.5, {A,C} 0, {B,D} 0,
+    # {A,D} 0.5, {B,C} -0.5. |E| >= 1.5 in 2 of 6, so p = 1/3. With 6 assignments the smallest
+    # p-value is 1/6 > 0.05: no finite 95 % interval exists.
+    r = did_2x2(tiny_panel(), outcome="x", weight=None, inference="randomization")
+    ri = r.diagnostics["randomization"]
+    assert ri["n_assignments"] == 6 and ri["exact"] and ri["seed"] is None
+    assert ri["p_value"] == pytest.approx(1 / 3)
+    assert r.diagnostics["p_value"] == pytest.approx(1 / 3)
+    assert (r.ci_low, r.ci_high) == (-math.inf, math.inf)
+    d = r.to_dict()
+    assert d["ci_low"] is None and d["ci_high"] is None  # strict JSON
+    assert r.std_error == pytest.approx(math.sqrt(0.125))  # the SE stays the analytic one
+    assert r.diagnostics["analytic"]["ci_low"] < r.estimate
+    assert not any("treated units" in w for w in r.diagnostics["warnings"])
+
+
+def _shift_treated(panel: pl.DataFrame, tau: float) -> pl.DataFrame:
+    """Subtract tau from every treated measurement rate (numerator - tau * denominator)."""
+    shift = (pl.col("group") == "treated") & (pl.col("phase") == "measurement")
+    return panel.with_columns(
+        pl.when(shift)
+        .then(pl.col("numerator") - tau * pl.col("denominator"))
+        .otherwise(pl.col("numerator"))
+    )
+
+
+def test_randomization_interval_inverts_the_test():
+    # The interval's ends are where the p-value of "the effect is tau" crosses 0.05: recompute
+    # p(tau) from scratch on panels whose treated changes are shifted by -tau.
+    panel, _, _ = simulate_panel(np.random.default_rng(44), n_treated=4, n_comparison=4)
+    r = did_2x2(panel, outcome="x", inference="randomization")
+    ri = r.diagnostics["randomization"]
+    assert ri["n_assignments"] == 70 and ri["exact"]
+    assert ri["ci_low"] < r.estimate < ri["ci_high"]
+    assert (r.ci_low, r.ci_high) == (ri["ci_low"], ri["ci_high"])
+    eps = 1e-6 * r.std_error
+    for end, outward in ((ri["ci_low"], -1.0), (ri["ci_high"], 1.0)):
+        p_in = did_2x2(
+            _shift_treated(panel, end - outward * eps), outcome="x", inference="randomization"
+        ).diagnostics["p_value"]
+        p_out = did_2x2(
+            _shift_treated(panel, end + outward * eps), outcome="x", inference="randomization"
+        ).diagnostics["p_value"]
+        assert p_in > 0.05 >= p_out, (end, p_in, p_out)
+    # a p-value of the estimate itself is 1
+    p_est = did_2x2(_shift_treated(panel, r.estimate), outcome="x", inference="randomization")
+    assert p_est.diagnostics["p_value"] == pytest.approx(1.0)
+
+
+def test_randomization_sampled_assignments_are_seeded():
+    # C(24, 12) = 2 704 156 > 20 000 assignments: 9 999 are drawn with the seed.
+    panel, _, _ = simulate_panel(np.random.default_rng(45), n_treated=12, n_comparison=12)
+    a = did_2x2(panel, outcome="x", inference="randomization", seed=7)
+    b = did_2x2(panel, outcome="x", inference="randomization", seed=7)
+    c = did_2x2(panel, outcome="x", inference="randomization", seed=8)
+    ri = a.diagnostics["randomization"]
+    assert ri["n_assignments"] == 10_000 and not ri["exact"] and ri["seed"] == 7
+    assert a.to_dict() == b.to_dict()
+    assert a.diagnostics["p_value"] != c.diagnostics["p_value"]
+    # with 12 + 12 units the randomization and analytic intervals nearly agree
+    an = a.diagnostics["analytic"]
+    width = an["ci_high"] - an["ci_low"]
+    assert abs(a.ci_low - an["ci_low"]) < 0.15 * width
+    assert abs(a.ci_high - an["ci_high"]) < 0.15 * width
+
+
+def test_few_treated_units_warn_only_with_analytic_inference():
+    panel, _, _ = simulate_panel(np.random.default_rng(46), n_treated=4, n_comparison=6)
+    analytic = did_2x2(panel, outcome="x")
+    assert any("only 4 treated units" in w for w in analytic.diagnostics["warnings"])
+    rand = did_2x2(panel, outcome="x", inference="randomization")
+    assert not any("treated units" in w for w in rand.diagnostics["warnings"])
+    panel5, _, _ = simulate_panel(np.random.default_rng(46), n_treated=5, n_comparison=6)
+    assert not any(
+        "treated units" in w for w in did_2x2(panel5, outcome="x").diagnostics["warnings"]
+    )
+
+
+FEW_REPS = 1000
+
+
+def test_coverage_four_plus_four_units():
+    """95 % coverage with 4 treated + 4 comparison units (sizes vary ~6x, exposure weights).
+
+    Band: 93-97 % for the CR2 t interval (MC sd at R = 1000 is 0.7 points). The randomization
+    interval is conservative by construction (70 assignments: a test at 5 % rejects only when
+    p <= 3/70), so it must cover at least 93 % and at most 99 %. CR1 is printed beside CR2.
+    """
+    hits = {"cr2": 0, "cr1": 0, "randomization": 0, "relative": 0}
+    for r in range(FEW_REPS):
+        panel, true_abs, true_rel = simulate_panel(
+            np.random.default_rng([7, r]), n_treated=4, n_comparison=4
+        )
+        res = did_2x2(panel, outcome="x", inference="randomization")
+        an, dg = res.diagnostics["analytic"], res.diagnostics
+        q = stats.t.ppf(0.975, dg["df"])
+        se1 = dg["cr1"]["std_error"]
+        hits["cr2"] += an["ci_low"] <= true_abs <= an["ci_high"]
+        hits["cr1"] += res.estimate - q * se1 <= true_abs <= res.estimate + q * se1
+        hits["randomization"] += res.ci_low <= true_abs <= res.ci_high
+        hits["relative"] += res.relative_ci_low <= true_rel <= res.relative_ci_high
+    cov = {k: v / FEW_REPS for k, v in hits.items()}
+    print(f"4+4 coverage at 95 % over {FEW_REPS} replications: {cov}")
+    assert 0.93 <= cov["cr2"] <= 0.97
+    assert 0.93 <= cov["relative"] <= 0.97
+    assert 0.93 <= cov["randomization"] <= 0.99
+
+
+# --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
 
@@ -490,6 +610,9 @@ def test_invalid_panels_raise_value_error(make, message):
         ({"confidence": 0.0}, "confidence must be strictly between 0 and 1"),
         ({"weight": "headcount"}, "weight must be 'denominator' or None"),
         ({"outcome": ""}, "outcome must be a non-empty string"),
+        ({"inference": "bootstrap"}, "inference must be one of \\['analytic', 'randomization'\\]"),
+        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"seed": 1.5}, "seed must be a non-negative integer"),
     ],
 )
 def test_invalid_arguments_raise_value_error(kwargs, message):

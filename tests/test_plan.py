@@ -314,7 +314,7 @@ def test_registry_source_kinds_derive_from_metrics():
         ParamSpec("integer", default=14, minimum=1, maximum=365, description=ANY)
     )
     assert METRICS["sick_leave_rate"].parameters == {}
-    assert METHODS == {"did_2x2": ("weight",)}
+    assert METHODS == {"did_2x2": ("weight", "inference")}
 
 
 def test_schema_enums_equal_the_registries():
@@ -372,24 +372,35 @@ def test_method_parameters_are_checked(tmp_path, data):
         ("counterfactual.parameters.weight", "'headcount' is not one of: exposure, equal"),
         (
             "counterfactual.parameters.wieght",
-            "unknown parameter of method did_2x2; did you mean 'weight'? (expected: weight)",
+            "unknown parameter of method did_2x2; did you mean 'weight'? "
+            "(expected: weight, inference)",
         ),
     ]
     data["counterfactual"]["parameters"] = {"weight": 1}
     assert _problems(tmp_path, data) == [
         ("counterfactual.parameters.weight", "expected string, got int 1")
     ]
+    data["counterfactual"]["parameters"] = {"inference": "bootstrap"}
+    assert _problems(tmp_path, data) == [
+        (
+            "counterfactual.parameters.inference",
+            "'bootstrap' is not one of: analytic, randomization",
+        )
+    ]
+    data["counterfactual"]["parameters"] = {"inference": "randomization"}
+    plan = load_plan(_write(tmp_path, data))
+    assert plan.counterfactual_parameters == {"weight": "exposure", "inference": "randomization"}
 
 
 def test_parameter_defaults(tmp_path, data, example_plan):
     assert example_plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
     assert example_plan.outcome_parameters("sick_leave_rate") == {}
-    assert example_plan.counterfactual_parameters == {"weight": "exposure"}
+    assert example_plan.counterfactual_parameters == {"weight": "exposure", "inference": "analytic"}
     del data["outcomes"][0]["parameters"]
     del data["counterfactual"]["parameters"]
     plan = load_plan(_write(tmp_path, data))
     assert plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
-    assert plan.counterfactual_parameters == {"weight": "exposure"}
+    assert plan.counterfactual_parameters == {"weight": "exposure", "inference": "analytic"}
 
 
 # --- Money: exact, positive, and within what the warehouse stores --------------------

@@ -123,6 +123,14 @@ METHOD_SPECS: dict[str, MethodSpec] = {
                 choices=("exposure", "equal"),
                 description="units weighted by exposure (the rate's denominator) or equally",
             ),
+            "inference": ParamSpec(
+                "string",
+                default="analytic",
+                choices=("analytic", "randomization"),
+                description="interval of the effect: analytic (cluster-robust CR2, t with "
+                "Bell-McCaffrey df) or randomization (test inversion over assignments of "
+                "units to treatment, seeded by counterfactual.seed)",
+            ),
         },
         description="difference in differences, two periods, two groups",
     ),

@@ -28,22 +28,34 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
    Observed        O  = T_m          (so E = O - CF)
    Relative        R  = E / CF
 
-4. Standard error: cluster-robust at unit level, groups independent. For a weighted mean
-   xbar = sum_g a_u x_u over G units the variance estimate (CR1, small-sample factor G/(G-1))::
+4. Standard error: cluster-robust at unit level, groups independent, CR2 (Bell and McCaffrey's
+   bias-reduced linearization). A weighted group mean xbar = sum_g a_u x_u is the WLS fit of x on
+   an intercept with weights w_u; unit u's leverage is h_u = a_u, and CR2 inflates its residual
+   by 1/sqrt(1 - h_u)::
 
-       V(x; g) = G/(G-1) * sum_g a_u^2 (x_u - xbar)^2
+       V(x; g) = sum_g a_u^2 (x_u - xbar)^2 / (1 - a_u)
 
-   which equals s^2/G when weights are equal. V_E = V(Delta; T) + V(Delta; C), SE = sqrt(V_E).
+   which is exactly unbiased when Var(x_u) is proportional to 1/w_u (the working model), and
+   equals s^2/G (the Welch t-test's variance) when weights are equal. V_E = V(Delta; T) +
+   V(Delta; C), SE = sqrt(V_E). The CR1 variance (G/(G-1) sum a_u^2 (x_u - xbar)^2), which
+   under-states the variance with unequal weights, is kept in ``diagnostics["cr1"]`` for
+   comparison.
 
 5. Degrees of freedom: Welch-Satterthwaite over the two groups::
 
        df = (V_T + V_C)^2 / (V_T^2 / nu_T + V_C^2 / nu_C)
 
-   where nu_g is the Bell-McCaffrey (Satterthwaite) df of V(.; g) under a homoskedastic working
-   model: with M = I - 1 a' and K = G/(G-1) diag(a^2), A = M' K M, nu_g = tr(A)^2 / tr(A^2).
-   With equal weights nu_g = G - 1 exactly (so the test is the textbook Welch t-test); with
-   unequal weights nu_g < G - 1 (it accounts for the fewer effective clusters).
-   CI: E +- t_{(1+confidence)/2, df} * SE.
+   where nu_g is the Bell-McCaffrey (Satterthwaite) df of the CR2 variance V(.; g) under the
+   same working model (Var(x_u) = sigma^2 / w_u). With c_u = a_u^2 / (1 - a_u)::
+
+       nu_g = 1 / ( sum_u c_u^2 [(1/a_u - 1)^2 - 1] + (sum_u c_u)^2 )
+
+   (the closed form of tr(A S)^2 / tr((A S)^2) for this quadratic form). With equal weights
+   nu_g = G - 1 exactly (the textbook Welch t-test); with unequal weights nu_g < G - 1 (fewer
+   effective clusters). CI: E +- t_{(1+confidence)/2, df} * SE.
+
+   ``inference="randomization"`` replaces the interval of E (not its SE) by randomization
+   inference over the assignment of units to treatment, see 8.
 
 6. Relative effect, delta method with unit-level influence. The gradient of R = E / CF in
    (T_b, T_D, C_D) is  g_Tb = -E/CF^2,  g_TD = 1/CF,  g_CD = -O/CF^2.  Unit influences::
@@ -52,7 +64,7 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
        comparison u:  psi_u = a_u *   g_CD (Delta_u - C_D)
 
    (treated baseline level and treated change covary through the shared units; the comparison
-   group is independent). V_R = G_T/(G_T-1) sum_T psi_u^2 + G_C/(G_C-1) sum_C psi_u^2, and the
+   group is independent). V_R = sum_T psi_u^2 / (1 - a_u) + sum_C psi_u^2 / (1 - a_u) (CR2), and the
    df use the same Welch-Satterthwaite formula with the relative components (the per-group nu_g
    are the same, because psi is again a weighted-mean residual). CI: R +- t * SE_R.
    If CF <= 0 the relative numbers are NaN.
@@ -66,11 +78,30 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
    two-sided p-value. ``diagnostics["period_means"]`` also lists, per quarter, the weighted mean
    rate of each group (unit weights w_u) and their difference, for plotting.
 
-Deterministic: no randomness anywhere.
+8. Randomization inference (``inference="randomization"``). The statistic is the estimate
+   itself, E(d) = sum_u d_u a_u(d) Delta_u - sum_u (1 - d_u) a_u(d) Delta_u for an assignment d
+   of G_T of the G units to treatment (a_u(d) the weights normalised within the assigned
+   groups). Assignments: all C(G, G_T) when that is at most 20 000 (exact), else the observed
+   one plus 9 999 drawn uniformly with ``numpy.random.default_rng(seed)``. Under the sharp null
+   "every treated unit's change is shifted by tau", the adjusted changes Delta_u - tau d_u are
+   exchangeable across assignments, so
+
+       p(tau) = #{assignments d: |E_d(tau)| >= |E_obs(tau)|} / #assignments
+
+   (the observed one counted; E_d(tau) = E_d(Delta) - tau E_d(d_obs), E_obs(tau) = E - tau).
+   ``diagnostics["randomization"]["p_value"]`` is p(0); the interval {tau: p(tau) > 1 -
+   confidence} is found by bisection outwards from E (where p = 1), to 1e-9 of the analytic
+   SE. It replaces ci_low/ci_high; the analytic ones stay in ``diagnostics["analytic"]``. The
+   relative interval stays the delta method's. With few units the smallest attainable p-value
+   is 1/#assignments: at 2 + 2 units (6 assignments) no 95 % interval is finite (reported as
+   infinite, stored as null).
+
+Deterministic: the only randomness is the seeded draw of assignments in 8.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -81,38 +112,49 @@ from scipy import stats
 from utfall.errors import MeasurementError
 from utfall.estimators.result import EffectResult
 
-__all__ = ["did_2x2", "REQUIRED_COLUMNS"]
+__all__ = ["did_2x2", "REQUIRED_COLUMNS", "INFERENCE", "MAX_EXACT_ASSIGNMENTS"]
 
 REQUIRED_COLUMNS = ("unit_id", "group", "period_start", "phase", "numerator", "denominator")
 _GROUPS = ("treated", "comparison")
 _PHASES = ("baseline", "measurement")
 METHOD = "did_2x2"
+INFERENCE = ("analytic", "randomization")
+MAX_EXACT_ASSIGNMENTS = 20_000
+N_SAMPLED_ASSIGNMENTS = 10_000  # the observed one + 9 999 draws
+FEW_TREATED = 5  # below this many treated units, analytic inference gets a warning
 
 
 @dataclass(frozen=True)
 class _WMean:
-    """Weighted mean of a unit-level quantity within one group, with its CR1 variance."""
+    """Weighted mean of a unit-level quantity within one group, with its CR2 variance."""
 
     mean: float
-    var: float  # G/(G-1) * sum a_u^2 (x_u - mean)^2
+    var: float  # CR2: sum a_u^2 (x_u - mean)^2 / (1 - a_u)
     df: float  # Bell-McCaffrey df of ``var`` (G-1 with equal weights)
+    var_cr1: float  # G/(G-1) * sum a_u^2 (x_u - mean)^2, for comparison only
+
+
+def _cr2_factor(a: np.ndarray) -> np.ndarray:
+    """a_u^2 / (1 - a_u): the CR2 weight of unit u's squared residual (leverage h_u = a_u)."""
+    return a**2 / (1.0 - a)
 
 
 def _bm_df(a: np.ndarray) -> float:
-    """Satterthwaite df of the CR1 variance of a weighted mean with normalised weights ``a``."""
-    g = a.size
-    m = np.eye(g) - np.outer(np.ones(g), a)
-    k = np.diag(a**2) * (g / (g - 1))
-    amat = m.T @ k @ m
-    return float(np.trace(amat) ** 2 / np.trace(amat @ amat))
+    """Bell-McCaffrey df of the CR2 variance of a weighted mean with normalised weights ``a``,
+    working model Var(x_u) = sigma^2 / w_u (module docstring, step 5)."""
+    c = _cr2_factor(a)
+    q = float(np.sum(c**2 * ((1.0 / a - 1.0) ** 2 - 1.0)) + np.sum(c) ** 2)
+    return 1.0 / q
 
 
 def _wmean(x: np.ndarray, w: np.ndarray) -> _WMean:
     a = w / w.sum()
     mean = float(a @ x)
     g = x.size
-    var = float(g / (g - 1) * np.sum(a**2 * (x - mean) ** 2))
-    return _WMean(mean=mean, var=var, df=_bm_df(a))
+    resid2 = (x - mean) ** 2
+    var = float(np.sum(_cr2_factor(a) * resid2))
+    var_cr1 = float(g / (g - 1) * np.sum(a**2 * resid2))
+    return _WMean(mean=mean, var=var, df=_bm_df(a), var_cr1=var_cr1)
 
 
 def _welch_df(v1: float, df1: float, v2: float, df2: float) -> float:
@@ -205,6 +247,8 @@ def did_2x2(
     outcome: str,
     confidence: float = 0.95,
     weight: str | None = "denominator",
+    inference: str = "analytic",
+    seed: int = 0,
 ) -> EffectResult:
     """Two-group, two-phase difference-in-differences with unit-clustered inference.
 
@@ -220,6 +264,11 @@ def did_2x2(
         Two-sided confidence level of the intervals, in (0, 1).
     weight:
         ``"denominator"`` (unit weight = the unit's mean denominator) or ``None`` (equal weights).
+    inference:
+        ``"analytic"`` (CR2 t interval) or ``"randomization"`` (interval of the absolute effect
+        by inverting a randomization test over assignments of units to treatment).
+    seed:
+        Seed (int >= 0) of the sampled assignments when they are too many to enumerate.
 
     Returns an :class:`EffectResult`; see the module docstring for every formula. Raises
     ``ValueError`` on missing columns, null/non-finite values, non-positive denominators, unknown
@@ -235,6 +284,10 @@ def did_2x2(
     confidence = float(confidence)
     if weight not in ("denominator", None):
         raise ValueError(f"weight must be 'denominator' or None, got {weight!r}")
+    if inference not in INFERENCE:
+        raise ValueError(f"inference must be one of {list(INFERENCE)}, got {inference!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
     df = _validate(panel)
 
@@ -310,6 +363,8 @@ def did_2x2(
     se = math.sqrt(var)
     df_abs = _welch_df(t_chg.var, t_chg.df, c_chg.var, c_chg.df)
     ci_low, ci_high = _t_interval(estimate, se, df_abs, confidence)
+    p_analytic = float(2.0 * stats.t.sf(abs(estimate) / se, df_abs)) if se > 0 else math.nan
+    se_cr1 = math.sqrt(t_chg.var_cr1 + c_chg.var_cr1)
 
     observed = t_meas.mean
     counterfactual = t_base.mean + c_chg.mean
@@ -325,8 +380,8 @@ def did_2x2(
         a_c = w[co] / w[co].sum()
         psi_t = a_t * (g_tb * (l_base[tr] - t_base.mean) + g_td * (change[tr] - t_chg.mean))
         psi_c = a_c * g_cd * (change[co] - c_chg.mean)
-        var_rel_t = g_t / (g_t - 1) * float(np.sum(psi_t**2))
-        var_rel_c = g_c / (g_c - 1) * float(np.sum(psi_c**2))
+        var_rel_t = float(np.sum(psi_t**2 / (1.0 - a_t)))
+        var_rel_c = float(np.sum(psi_c**2 / (1.0 - a_c)))
         se_rel = math.sqrt(var_rel_t + var_rel_c)
         df_rel = _welch_df(var_rel_t, t_chg.df, var_rel_c, c_chg.df)
         rel_low, rel_high = _t_interval(rel, se_rel, df_rel, confidence)
@@ -349,7 +404,16 @@ def did_2x2(
         periods, inv_period, is_base, rate, unit_w_row, is_treated_row, row_keep
     )
 
+    randomization = None
+    if inference == "randomization":
+        randomization = _randomization(change, w, tr, estimate, se, confidence, int(seed))
+
     warnings: list[str] = []
+    if inference == "analytic" and g_t < FEW_TREATED:
+        warnings.append(
+            f"only {g_t} treated units: the analytic (cluster-robust) interval rests on few "
+            "clusters; consider inference: randomization"
+        )
     if excluded:
         warnings.append(f"{len(excluded)} unit(s) excluded: present in only one phase")
     both_phases = sorted(
@@ -365,7 +429,15 @@ def did_2x2(
         warnings.append("pre-trend test rejects parallel baseline slopes at the 5 % level")
 
     diagnostics = {
+        "inference": inference,
         "df": df_abs,
+        "p_value": p_analytic if randomization is None else randomization["p_value"],
+        "analytic": {"ci_low": ci_low, "ci_high": ci_high, "p_value": p_analytic},
+        "cr1": {
+            "std_error": se_cr1,
+            "note": "CR1 (G/(G-1)) standard error, for comparison; not used",
+        },
+        "randomization": randomization,
         "df_relative": df_rel,
         "std_error_relative": se_rel,
         "variance_components": {
@@ -410,8 +482,10 @@ def did_2x2(
         "confidence": confidence,
         "weight": weight,
         "unit_level": "ratio sum(numerator)/sum(denominator) per unit and phase",
-        "variance": "unit-clustered CR1, G/(G-1) per group, groups independent",
+        "variance": "unit-clustered CR2 (bias-reduced linearization), groups independent",
         "df": "Welch-Satterthwaite with Bell-McCaffrey per-group df",
+        "inference": inference,
+        "seed": int(seed),
         "relative_ci": "delta method on unit-level influence",
     }
     return EffectResult(
@@ -419,8 +493,8 @@ def did_2x2(
         method=METHOD,
         estimate=float(estimate),
         std_error=float(se),
-        ci_low=float(ci_low),
-        ci_high=float(ci_high),
+        ci_low=float(ci_low if randomization is None else randomization["ci_low"]),
+        ci_high=float(ci_high if randomization is None else randomization["ci_high"]),
         confidence=confidence,
         n_treated=g_t,
         n_comparison=g_c,
@@ -432,6 +506,87 @@ def did_2x2(
         diagnostics=diagnostics,
         parameters=parameters,
     )
+
+
+def _assignments(
+    n: int, n_treated: int, observed: np.ndarray, seed: int
+) -> tuple[np.ndarray, bool]:
+    """Boolean matrix (assignments x units) of treatment assignments with ``n_treated`` of ``n``
+    units treated, the observed one first; exact enumeration when small, else seeded draws."""
+    total = math.comb(n, n_treated)
+    if total <= MAX_EXACT_ASSIGNMENTS:
+        d = np.zeros((total, n), dtype=bool)
+        for k, combo in enumerate(itertools.combinations(range(n), n_treated)):
+            d[k, list(combo)] = True
+        # put the observed assignment first (it is among the enumerated ones)
+        obs = int(np.flatnonzero((d == observed).all(axis=1))[0])
+        d[[0, obs]] = d[[obs, 0]]
+        return d, True
+    rng = np.random.default_rng(seed)
+    keys = rng.random((N_SAMPLED_ASSIGNMENTS - 1, n))
+    ranks = np.argsort(np.argsort(keys, axis=1), axis=1)
+    drawn = ranks < n_treated
+    return np.vstack([observed[None, :], drawn]), False
+
+
+def _randomization(
+    change: np.ndarray,
+    w: np.ndarray,
+    treated: np.ndarray,
+    estimate: float,
+    scale: float,
+    confidence: float,
+    seed: int,
+) -> dict:
+    """Randomization p-value of "no effect" and test-inversion interval (module docstring, 8)."""
+    d, exact = _assignments(treated.size, int(treated.sum()), treated, seed)
+    wt = np.where(d, w, 0.0)
+    wc = np.where(d, 0.0, w)
+    coef = wt / wt.sum(axis=1, keepdims=True) - wc / wc.sum(axis=1, keepdims=True)
+    b = coef @ change  # E_d(Delta)
+    c = coef @ treated.astype(float)  # E_d(d_obs); c[0] == 1
+    n_assign = d.shape[0]
+    tol = 1e-9 * max(scale, 1e-300)
+
+    def pval(tau: float) -> float:
+        obs = abs(estimate - tau)
+        return float(np.sum(np.abs(b - tau * c) >= obs - 1e-12 * (abs(obs) + tol)) / n_assign)
+
+    alpha = 1.0 - confidence
+
+    def bound(direction: float) -> float:
+        step = max(scale, abs(estimate) * 1e-6, 1e-12)
+        inside = estimate
+        outside = estimate + direction * step
+        k = 0
+        while pval(outside) > alpha:
+            inside, step = outside, step * 2.0
+            outside = estimate + direction * step
+            k += 1
+            if k > 60:  # p never falls to alpha: the interval is unbounded on this side
+                return direction * math.inf
+        while abs(outside - inside) > tol:
+            mid = 0.5 * (inside + outside)
+            if pval(mid) > alpha:
+                inside = mid
+            else:
+                outside = mid
+        return inside
+
+    if 1.0 / n_assign > alpha:  # no assignment set can reject at this level
+        low, high = -math.inf, math.inf
+    else:
+        low, high = bound(-1.0), bound(1.0)
+    return {
+        "p_value": pval(0.0),
+        "ci_low": low,
+        "ci_high": high,
+        "n_assignments": n_assign,
+        "exact": exact,
+        "seed": None if exact else seed,
+        "min_p_value": 1.0 / n_assign,
+        "statistic": "difference of weighted mean unit changes (the estimate); two-sided",
+    }
 
 
 def _pre_trend(slopes: np.ndarray, w: np.ndarray, tr: np.ndarray, co: np.ndarray) -> dict:
