@@ -78,6 +78,10 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
    two-sided p-value. ``diagnostics["period_means"]`` also lists, per quarter, the weighted mean
    rate of each group (unit weights w_u) and their difference, for plotting.
 
+9. Event study (``diagnostics["event_study"]``): one coefficient per quarter relative to the
+   last baseline quarter, unit and quarter fixed effects, CR2 by unit, and a joint test of the
+   baseline coefficients; formulas in :mod:`utfall.estimators.event_study`.
+
 8. Randomization inference (``inference="randomization"``). The statistic is the estimate
    itself, E(d) = sum_u d_u a_u(d) Delta_u - sum_u (1 - d_u) a_u(d) Delta_u for an assignment d
    of G_T of the G units to treatment (a_u(d) the weights normalised within the assigned
@@ -110,6 +114,7 @@ import polars as pl
 from scipy import stats
 
 from utfall.errors import MeasurementError
+from utfall.estimators.event_study import event_study
 from utfall.estimators.result import EffectResult
 
 __all__ = ["did_2x2", "REQUIRED_COLUMNS", "INFERENCE", "MAX_EXACT_ASSIGNMENTS"]
@@ -404,6 +409,20 @@ def did_2x2(
         periods, inv_period, is_base, rate, unit_w_row, is_treated_row, row_keep
     )
 
+    rk = np.flatnonzero(row_keep)
+    base_period = np.bincount(inv_period[is_base], minlength=periods.size) > 0
+    events = event_study(
+        pos[inv_all[rk]],
+        inv_period[rk],
+        [str(p) for p in periods],
+        base_period,
+        rate[rk],
+        w,
+        tr,
+        confidence,
+        _bm_df(w[tr] / w[tr].sum()) + _bm_df(w[co] / w[co].sum()),
+    )
+
     randomization = None
     if inference == "randomization":
         randomization = _randomization(change, w, tr, estimate, se, confidence, int(seed))
@@ -427,6 +446,12 @@ def did_2x2(
         warnings.append("unbalanced panel: units have different numbers of quarters")
     if pre_trend.get("p_value") is not None and pre_trend["p_value"] < 0.05:
         warnings.append("pre-trend test rejects parallel baseline slopes at the 5 % level")
+    es_p = events["pre_test"]["p_value"]
+    if es_p is not None and es_p < 0.05:
+        warnings.append(
+            "event-study joint test rejects equal treated-comparison differences across the "
+            "baseline quarters at the 5 % level"
+        )
 
     diagnostics = {
         "inference": inference,
@@ -460,6 +485,7 @@ def did_2x2(
             "measurement": int(np.unique(inv_period[~is_base]).size),
         },
         "pre_trend": pre_trend,
+        "event_study": events,
         "period_means": period_means,
         "units": [
             {
