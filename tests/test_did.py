@@ -669,6 +669,135 @@ def test_coverage_four_plus_four_units():
     assert 0.93 <= cov["randomization"] <= 0.99
 
 
+# --------------------------------------------------------------------------------------------
+# Scale: absolute (parallel levels) against relative (parallel ratios)
+# --------------------------------------------------------------------------------------------
+
+
+def test_relative_scale_hand_computed_tiny_panel():
+    # Equal weights. T_b = 2.75, T_m = 1.5, C_b = 2.5, C_m = 2.75.
+    # theta = log(1.5/2.75) - log(2.75/2.5); R = (1.5/2.75)/1.1 - 1; CF = 2.75 * 1.1 = 3.025
+    # Influences on theta (a = 1/2): A 0.5[0 - (-0.25/2.75)] = 1/22, B -1/22;
+    #   C 0.5[0.25/2.75 - 0.5/2.5] = -3/55, D 3/55.
+    # CR2 (1 - a = 1/2): V = 2 (1/22)^2 * 2 + 2 (3/55)^2 * 2 = 1/121 + 36/3025 = 61/3025;
+    # df = 61^2 / (25^2 + 36^2) (nu = 1 per group).
+    r = did_2x2(tiny_panel(), outcome="x", weight=None, scale="relative")
+    theta = math.log(1.5 / 2.75) - math.log(2.75 / 2.5)
+    se, df = math.sqrt(61 / 3025), 61**2 / (25**2 + 36**2)
+    assert r.diagnostics["log_ratio"]["estimate"] == pytest.approx(theta, rel=1e-12)
+    assert r.diagnostics["log_ratio"]["std_error"] == pytest.approx(se, rel=1e-12)
+    assert r.diagnostics["log_ratio"]["df"] == pytest.approx(df, rel=1e-10)
+    assert r.relative_estimate == pytest.approx(1.5 / 2.75 / 1.1 - 1, rel=1e-12)
+    assert r.counterfactual == pytest.approx(3.025) and r.observed == pytest.approx(1.5)
+    assert r.estimate == pytest.approx(1.5 - 3.025)
+    q = stats.t.ppf(0.975, df)
+    assert r.relative_ci_low == pytest.approx(math.expm1(theta - q * se), rel=1e-10)
+    assert r.relative_ci_high == pytest.approx(math.expm1(theta + q * se), rel=1e-10)
+    # the absolute scale is the sensitivity, and the other way round
+    sens = r.diagnostics["scale_sensitivity"]
+    assert sens["scale"] == "absolute" and sens["estimate"] == pytest.approx(-1.5)
+    a = did_2x2(tiny_panel(), outcome="x", weight=None)
+    assert a.diagnostics["scale_sensitivity"]["relative_estimate"] == pytest.approx(
+        r.relative_estimate
+    )
+    assert a.diagnostics["scale"] == "absolute" and r.parameters["scale"] == "relative"
+
+
+def simulate_ratio_panel(
+    rng: np.random.Generator,
+    *,
+    n_treated: int = 20,
+    n_comparison: int = 20,
+    effect: float = -0.10,
+    level_ratio: float = 1.5,
+    drop: float = 0.15,
+) -> tuple[pl.DataFrame, float, float]:
+    """Parallel trends in ratios, not levels: treated units' level is ``level_ratio`` times
+    the comparison units' (2.0 days/quarter), every unit's rate falls by ``drop`` in the 4
+    measurement quarters (8 baseline), treated measurement rates are multiplied by
+    (1 + effect). Unit level mu_u lognormal (sd 0.3, mean 1), unit x quarter shocks lognormal
+    (sd 0.15, mean 1), sizes as in ``simulate_panel``, Poisson numerators.
+
+    Truth: relative effect = effect; absolute = effect * CF*, CF* = level_ratio * 2.0 *
+    (1 - drop) (weights are independent of mu). An absolute DiD is biased here: its
+    counterfactual change for treated is the comparison's absolute drop, 2.0 * drop, not the
+    treated level's drop level_ratio * 2.0 * drop.
+    """
+    n, n_t, n_b = n_treated + n_comparison, 12, 8
+    treated = np.arange(n) < n_treated
+    size = np.maximum(5.0, np.round(np.exp(rng.normal(np.log(40.0), 0.7, n))))
+    mu = np.exp(rng.normal(-0.045, 0.3, n)) * 2.0 * np.where(treated, level_ratio, 1.0)
+    meas = np.arange(n_t) >= n_b
+    time = np.where(meas, 1.0 - drop, 1.0)
+    den = size[:, None] * np.exp(rng.normal(0.0, 0.05, (n, n_t)))
+    shock = np.exp(rng.normal(-(0.15**2) / 2, 0.15, (n, n_t)))
+    mult = np.where(treated[:, None] & meas[None, :], 1.0 + effect, 1.0)
+    num = rng.poisson(den * mu[:, None] * time[None, :] * shock * mult).astype(float)
+    starts = [dt.date(2022 + k // 4, 1 + 3 * (k % 4), 1) for k in range(n_t)]
+    panel = pl.DataFrame(
+        {
+            "unit_id": np.repeat([f"u{i:03d}" for i in range(n)], n_t),
+            "group": np.repeat(np.where(treated, "treated", "comparison"), n_t),
+            "period_start": pl.Series(starts * n, dtype=pl.Date),
+            "phase": np.tile(np.where(meas, "measurement", "baseline"), n),
+            "numerator": num.ravel(),
+            "denominator": den.ravel(),
+        }
+    )
+    return panel, effect * level_ratio * 2.0 * (1 - drop), effect
+
+
+SCALE_REPS = 400
+
+
+def test_relative_scale_unbiased_where_absolute_is_biased():
+    """1.5x level difference, common 15 % drop, true relative effect -10 %, 20 + 20 units,
+    SCALE_REPS replications. Relative scale: mean estimate within 4 Monte Carlo SE of the
+    truth and 95 % coverage in p +- 3 sd. Absolute scale: off by the known bias
+    -(1.5 - 1) * 2.0 * 0.15 = -0.15 days (more than 10 Monte Carlo SE)."""
+    rel_est, rel_hit, abs_est, abs_hit, rel_abs_est = [], [], [], [], []
+    for r in range(SCALE_REPS):
+        panel, true_abs, true_rel = simulate_ratio_panel(np.random.default_rng([55, r]))
+        res = did_2x2(panel, outcome="x", scale="relative")
+        sens = res.diagnostics["scale_sensitivity"]
+        rel_est.append(res.relative_estimate)
+        rel_abs_est.append(res.estimate)
+        rel_hit.append(res.relative_ci_low <= true_rel <= res.relative_ci_high)
+        abs_est.append(sens["estimate"])
+        abs_hit.append(sens["ci_low"] <= true_abs <= sens["ci_high"])
+    rel_est, abs_est, rel_abs_est = map(np.asarray, (rel_est, abs_est, rel_abs_est))
+    mcse_rel = rel_est.std(ddof=1) / math.sqrt(SCALE_REPS)
+    mcse_abs = abs_est.std(ddof=1) / math.sqrt(SCALE_REPS)
+    print(
+        f"ratio design, {SCALE_REPS} replications: relative-scale mean R {rel_est.mean():.4f} "
+        f"(truth {true_rel}, MCSE {mcse_rel:.4f}), coverage {np.mean(rel_hit):.3f}; "
+        f"absolute-scale mean E {abs_est.mean():.4f} (truth {true_abs:.4f}, MCSE "
+        f"{mcse_abs:.4f}), coverage {np.mean(abs_hit):.3f}; relative-scale E "
+        f"{rel_abs_est.mean():.4f}"
+    )
+    assert abs(rel_est.mean() - true_rel) < 4 * mcse_rel
+    assert abs(rel_abs_est.mean() - true_abs) < 4 * rel_abs_est.std(ddof=1) / math.sqrt(SCALE_REPS)
+    lo, hi = band(0.95, SCALE_REPS)
+    assert lo <= np.mean(rel_hit) <= hi
+    assert abs_est.mean() - true_abs == pytest.approx(-0.15, abs=4 * mcse_abs)
+    assert abs(abs_est.mean() - true_abs) > 10 * mcse_abs
+    assert np.mean(abs_hit) < lo
+
+
+def test_randomization_on_the_relative_scale():
+    panel, _, true_rel = simulate_ratio_panel(np.random.default_rng(9), n_treated=4, n_comparison=4)
+    r = did_2x2(panel, outcome="x", scale="relative", inference="randomization")
+    ri = r.diagnostics["randomization"]
+    assert ri["scale"] == "relative" and ri["n_assignments"] == 70
+    assert r.relative_ci_low < r.relative_estimate < r.relative_ci_high
+    assert r.relative_ci_low == pytest.approx(math.expm1(ri["ci_low"]))
+    # the absolute interval stays the delta method's
+    assert (r.ci_low, r.ci_high) == (
+        r.diagnostics["analytic"]["ci_low"],
+        r.diagnostics["analytic"]["ci_high"],
+    )
+
+
 POWER_REPS = 500
 
 
@@ -777,6 +906,7 @@ def test_invalid_panels_raise_value_error(make, message):
         ({"outcome": ""}, "outcome must be a non-empty string"),
         ({"inference": "bootstrap"}, "inference must be one of \\['analytic', 'randomization'\\]"),
         ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"scale": "log"}, "scale must be one of \\['absolute', 'relative'\\]"),
         ({"seed": 1.5}, "seed must be a non-negative integer"),
     ],
 )

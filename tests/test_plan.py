@@ -314,7 +314,7 @@ def test_registry_source_kinds_derive_from_metrics():
         ParamSpec("integer", default=14, minimum=1, maximum=365, description=ANY)
     )
     assert METRICS["sick_leave_rate"].parameters == {}
-    assert METHODS == {"did_2x2": ("weight", "inference")}
+    assert METHODS == {"did_2x2": ("weight", "inference", "scale")}
 
 
 def test_schema_enums_equal_the_registries():
@@ -373,7 +373,7 @@ def test_method_parameters_are_checked(tmp_path, data):
         (
             "counterfactual.parameters.wieght",
             "unknown parameter of method did_2x2; did you mean 'weight'? "
-            "(expected: weight, inference)",
+            "(expected: weight, inference, scale)",
         ),
     ]
     data["counterfactual"]["parameters"] = {"weight": 1}
@@ -387,20 +387,36 @@ def test_method_parameters_are_checked(tmp_path, data):
             "'bootstrap' is not one of: analytic, randomization",
         )
     ]
-    data["counterfactual"]["parameters"] = {"inference": "randomization"}
+    data["counterfactual"]["parameters"] = {"scale": "log"}
+    assert _problems(tmp_path, data) == [
+        ("counterfactual.parameters.scale", "'log' is not one of: absolute, relative")
+    ]
+    data["counterfactual"]["parameters"] = {"inference": "randomization", "scale": "relative"}
     plan = load_plan(_write(tmp_path, data))
-    assert plan.counterfactual_parameters == {"weight": "exposure", "inference": "randomization"}
+    assert plan.counterfactual_parameters == {
+        "weight": "exposure",
+        "inference": "randomization",
+        "scale": "relative",
+    }
 
 
 def test_parameter_defaults(tmp_path, data, example_plan):
     assert example_plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
     assert example_plan.outcome_parameters("sick_leave_rate") == {}
-    assert example_plan.counterfactual_parameters == {"weight": "exposure", "inference": "analytic"}
+    assert example_plan.counterfactual_parameters == {
+        "weight": "exposure",
+        "inference": "analytic",
+        "scale": "absolute",
+    }
     del data["outcomes"][0]["parameters"]
     del data["counterfactual"]["parameters"]
     plan = load_plan(_write(tmp_path, data))
     assert plan.outcome_parameters("short_term_sick_days") == {"max_spell_day": 14}
-    assert plan.counterfactual_parameters == {"weight": "exposure", "inference": "analytic"}
+    assert plan.counterfactual_parameters == {
+        "weight": "exposure",
+        "inference": "analytic",
+        "scale": "absolute",
+    }
 
 
 # --- Money: exact, positive, and within what the warehouse stores --------------------

@@ -122,7 +122,18 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
             weight=weight,
             inference=params["inference"],
             seed=int(cf["seed"]),
+            scale=params["scale"],
         )
+        ri = r.diagnostics.get("randomization")
+        if ri and not all(
+            map(_finite, (r.ci_low, r.ci_high, r.relative_ci_low, r.relative_ci_high))
+        ):
+            raise MeasurementError(
+                f"outcome {outcome['id']!r}: randomization inference over the "
+                f"{ri['n_assignments']} possible assignments of {r.n_treated} treated and "
+                f"{r.n_comparison} comparison units cannot exclude any effect at confidence "
+                f"{cf['confidence']}, so the interval is unbounded; more units are needed"
+            )
         if not all(map(_finite, (r.estimate, r.std_error, r.relative_estimate, r.relative_ci_low))):
             raise MeasurementError(
                 f"outcome {outcome['id']!r}: the counterfactual level is "

@@ -100,6 +100,18 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
    is 1/#assignments: at 2 + 2 units (6 assignments) no 95 % interval is finite (reported as
    infinite, stored as null).
 
+10. Scale (``scale="relative"``): parallel trends in ratios instead of levels. With the group
+   means of step 3, theta = log(T_m / T_b) - log(C_m / C_b) (ratio of weighted means, unit
+   levels as in 1). Relative effect R = exp(theta) - 1; counterfactual CF = T_b C_m / C_b;
+   estimate E = T_m - CF. SE of theta by the delta method with unit influences
+   a_u [(L_um - T_m)/T_m - (L_ub - T_b)/T_b] (treated; the same for comparison), CR2 and the
+   df of step 5; relative CI = exp(theta +- t SE) - 1 (asymmetric). The CI of E: delta method,
+   influences a_u [(L_um - T_m) - rho (L_ub - T_b)] (treated) and
+   -(T_b / C_b) a_u [(L_um - C_m) - rho (L_ub - C_b)] (comparison), rho = C_m / C_b. NaN when
+   a group mean level is <= 0. The scale not chosen is reported in
+   ``diagnostics["scale_sensitivity"]``; with randomization inference on the relative scale
+   the statistic is theta and the null multiplies treated measurement levels by exp(tau).
+
 Deterministic: the only randomness is the seeded draw of assignments in 8.
 """
 
@@ -117,13 +129,14 @@ from utfall.errors import MeasurementError
 from utfall.estimators.event_study import event_study
 from utfall.estimators.result import EffectResult
 
-__all__ = ["did_2x2", "REQUIRED_COLUMNS", "INFERENCE", "MAX_EXACT_ASSIGNMENTS"]
+__all__ = ["did_2x2", "REQUIRED_COLUMNS", "INFERENCE", "SCALES", "MAX_EXACT_ASSIGNMENTS"]
 
 REQUIRED_COLUMNS = ("unit_id", "group", "period_start", "phase", "numerator", "denominator")
 _GROUPS = ("treated", "comparison")
 _PHASES = ("baseline", "measurement")
 METHOD = "did_2x2"
 INFERENCE = ("analytic", "randomization")
+SCALES = ("absolute", "relative")
 MAX_EXACT_ASSIGNMENTS = 20_000
 N_SAMPLED_ASSIGNMENTS = 10_000  # the observed one + 9 999 draws
 FEW_TREATED = 5  # below this many treated units, analytic inference gets a warning
@@ -254,6 +267,7 @@ def did_2x2(
     weight: str | None = "denominator",
     inference: str = "analytic",
     seed: int = 0,
+    scale: str = "absolute",
 ) -> EffectResult:
     """Two-group, two-phase difference-in-differences with unit-clustered inference.
 
@@ -274,6 +288,10 @@ def did_2x2(
         by inverting a randomization test over assignments of units to treatment).
     seed:
         Seed (int >= 0) of the sampled assignments when they are too many to enumerate.
+    scale:
+        ``"absolute"`` (parallel trends in levels: difference of mean changes) or
+        ``"relative"`` (parallel trends in ratios: ratio-of-means DiD on the log scale, step 10).
+        The other scale's result is in ``diagnostics["scale_sensitivity"]``.
 
     Returns an :class:`EffectResult`; see the module docstring for every formula. Raises
     ``ValueError`` on missing columns, null/non-finite values, non-positive denominators, unknown
@@ -291,6 +309,8 @@ def did_2x2(
         raise ValueError(f"weight must be 'denominator' or None, got {weight!r}")
     if inference not in INFERENCE:
         raise ValueError(f"inference must be one of {list(INFERENCE)}, got {inference!r}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
@@ -423,9 +443,61 @@ def did_2x2(
         _bm_df(w[tr] / w[tr].sum()) + _bm_df(w[co] / w[co].sum()),
     )
 
+    # ---- 10. scale: the chosen one is the result, the other a sensitivity -------------------
+    ratio = _log_ratio(l_base, l_meas, w, tr, co, confidence)
+    p_ratio = (
+        float(2.0 * stats.t.sf(abs(ratio["theta"]) / ratio["std_error_theta"], ratio["df_theta"]))
+        if ratio["std_error_theta"] > 0  # False for NaN
+        else math.nan
+    )
+    on_absolute = {
+        "scale": "absolute",
+        "estimate": estimate,
+        "std_error": se,
+        "df": df_abs,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": p_analytic,
+        "counterfactual": counterfactual,
+        "relative_estimate": rel,
+        "relative_ci_low": rel_low,
+        "relative_ci_high": rel_high,
+    }
+    on_relative = {
+        "scale": "relative",
+        **{k: ratio[k] for k in ("estimate", "std_error", "df", "ci_low", "ci_high")},
+        "p_value": p_ratio,
+        **{
+            k: ratio[k]
+            for k in ("counterfactual", "relative_estimate", "relative_ci_low", "relative_ci_high")
+        },
+    }
+    main, other = (on_absolute, on_relative) if scale == "absolute" else (on_relative, on_absolute)
+    out_ci = (main["ci_low"], main["ci_high"])
+    out_rel_ci = (main["relative_ci_low"], main["relative_ci_high"])
+
     randomization = None
     if inference == "randomization":
-        randomization = _randomization(change, w, tr, estimate, se, confidence, int(seed))
+        if scale == "absolute":
+            randomization = _randomization(
+                (l_base, l_meas), w, tr, estimate, se, confidence, int(seed), "absolute"
+            )
+            out_ci = (randomization["ci_low"], randomization["ci_high"])
+        else:
+            randomization = _randomization(
+                (l_base, l_meas),
+                w,
+                tr,
+                ratio["theta"],
+                ratio["std_error_theta"],
+                confidence,
+                int(seed),
+                "relative",
+            )
+            out_rel_ci = (
+                math.expm1(randomization["ci_low"]),
+                math.expm1(randomization["ci_high"]),
+            )
 
     warnings: list[str] = []
     if inference == "analytic" and g_t < FEW_TREATED:
@@ -455,9 +527,23 @@ def did_2x2(
 
     diagnostics = {
         "inference": inference,
-        "df": df_abs,
-        "p_value": p_analytic if randomization is None else randomization["p_value"],
-        "analytic": {"ci_low": ci_low, "ci_high": ci_high, "p_value": p_analytic},
+        "scale": scale,
+        "df": main["df"],
+        "p_value": main["p_value"] if randomization is None else randomization["p_value"],
+        "analytic": {
+            "ci_low": main["ci_low"],
+            "ci_high": main["ci_high"],
+            "relative_ci_low": main["relative_ci_low"],
+            "relative_ci_high": main["relative_ci_high"],
+            "p_value": main["p_value"],
+        },
+        "scale_sensitivity": other,
+        "log_ratio": {
+            "estimate": ratio["theta"],
+            "std_error": ratio["std_error_theta"],
+            "df": ratio["df_theta"],
+            "p_value": p_ratio,
+        },
         "cr1": {
             "std_error": se_cr1,
             "note": "CR1 (G/(G-1)) standard error, for comparison; not used",
@@ -512,23 +598,26 @@ def did_2x2(
         "df": "Welch-Satterthwaite with Bell-McCaffrey per-group df",
         "inference": inference,
         "seed": int(seed),
-        "relative_ci": "delta method on unit-level influence",
+        "scale": scale,
+        "relative_ci": "delta method on unit-level influence"
+        if scale == "absolute"
+        else "t interval of the log ratio, exponentiated",
     }
     return EffectResult(
         outcome=outcome,
         method=METHOD,
-        estimate=float(estimate),
-        std_error=float(se),
-        ci_low=float(ci_low if randomization is None else randomization["ci_low"]),
-        ci_high=float(ci_high if randomization is None else randomization["ci_high"]),
+        estimate=float(main["estimate"]),
+        std_error=float(main["std_error"]),
+        ci_low=float(out_ci[0]),
+        ci_high=float(out_ci[1]),
         confidence=confidence,
         n_treated=g_t,
         n_comparison=g_c,
-        counterfactual=float(counterfactual),
+        counterfactual=float(main["counterfactual"]),
         observed=float(observed),
-        relative_estimate=float(rel),
-        relative_ci_low=float(rel_low),
-        relative_ci_high=float(rel_high),
+        relative_estimate=float(main["relative_estimate"]),
+        relative_ci_low=float(out_rel_ci[0]),
+        relative_ci_high=float(out_rel_ci[1]),
         diagnostics=diagnostics,
         parameters=parameters,
     )
@@ -556,32 +645,56 @@ def _assignments(
 
 
 def _randomization(
-    change: np.ndarray,
+    levels: tuple[np.ndarray, np.ndarray],
     w: np.ndarray,
     treated: np.ndarray,
     estimate: float,
-    scale: float,
+    spread: float,
     confidence: float,
     seed: int,
+    scale: str,
 ) -> dict:
-    """Randomization p-value of "no effect" and test-inversion interval (module docstring, 8)."""
+    """Randomization p-value of "no effect" and test-inversion interval (module docstring, 8).
+
+    ``scale="absolute"``: the statistic is the difference of weighted mean changes and the null
+    shifts treated changes by tau; ``"relative"``: the log ratio of means (step 10) and the null
+    scales treated measurement levels by exp(tau). ``estimate`` is the statistic's observed
+    value, ``spread`` a typical size of it (the analytic SE) for the search.
+    """
+    l_base, l_meas = levels
     d, exact = _assignments(treated.size, int(treated.sum()), treated, seed)
     wt = np.where(d, w, 0.0)
     wc = np.where(d, 0.0, w)
-    coef = wt / wt.sum(axis=1, keepdims=True) - wc / wc.sum(axis=1, keepdims=True)
-    b = coef @ change  # E_d(Delta)
-    c = coef @ treated.astype(float)  # E_d(d_obs); c[0] == 1
+    coef_t = wt / wt.sum(axis=1, keepdims=True)
+    coef_c = wc / wc.sum(axis=1, keepdims=True)
     n_assign = d.shape[0]
-    tol = 1e-9 * max(scale, 1e-300)
+    tol = 1e-9 * max(spread, 1e-300)
+    if scale == "absolute":
+        coef = coef_t - coef_c
+        b = coef @ (l_meas - l_base)  # E_d(Delta)
+        c = coef @ treated.astype(float)  # E_d(d_obs); c[0] == 1
+
+        def stat(tau: float) -> np.ndarray:
+            return b - tau * c
+
+    else:
+        tb, cb = coef_t @ l_base, coef_c @ l_base
+
+        def stat(tau: float) -> np.ndarray:
+            lm = l_meas * np.exp(-tau * treated)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.log((coef_t @ lm) / tb) - np.log((coef_c @ lm) / cb)
 
     def pval(tau: float) -> float:
-        obs = abs(estimate - tau)
-        return float(np.sum(np.abs(b - tau * c) >= obs - 1e-12 * (abs(obs) + tol)) / n_assign)
+        v = stat(tau)
+        obs = abs(v[0])
+        # ties within rounding (1e-9 of the search tolerance's scale) count as "as extreme"
+        return float(np.sum(np.abs(v) >= obs - 1e-12 * obs - 1e-3 * tol) / n_assign)
 
     alpha = 1.0 - confidence
 
     def bound(direction: float) -> float:
-        step = max(scale, abs(estimate) * 1e-6, 1e-12)
+        step = max(spread, abs(estimate) * 1e-6, 1e-12)
         inside = estimate
         outside = estimate + direction * step
         k = 0
@@ -611,8 +724,87 @@ def _randomization(
         "exact": exact,
         "seed": None if exact else seed,
         "min_p_value": 1.0 / n_assign,
-        "statistic": "difference of weighted mean unit changes (the estimate); two-sided",
+        "scale": scale,
+        "statistic": (
+            "difference of weighted mean unit changes (the estimate); two-sided"
+            if scale == "absolute"
+            else "log ratio of weighted mean levels (treated minus comparison); two-sided"
+        ),
     }
+
+
+def _log_ratio(
+    l_base: np.ndarray,
+    l_meas: np.ndarray,
+    w: np.ndarray,
+    tr: np.ndarray,
+    co: np.ndarray,
+    confidence: float,
+) -> dict:
+    """Ratio-of-means DiD on the log scale (module docstring, step 10)."""
+    a_t, a_c = w[tr] / w[tr].sum(), w[co] / w[co].sum()
+    tb, tm = float(a_t @ l_base[tr]), float(a_t @ l_meas[tr])
+    cb, cm = float(a_c @ l_base[co]), float(a_c @ l_meas[co])
+    nu_t, nu_c = _bm_df(a_t), _bm_df(a_c)
+    nan = math.nan
+    out = dict.fromkeys(
+        (
+            "theta",
+            "std_error_theta",
+            "df_theta",
+            "estimate",
+            "std_error",
+            "df",
+            "ci_low",
+            "ci_high",
+            "counterfactual",
+            "observed",
+            "relative_estimate",
+            "relative_ci_low",
+            "relative_ci_high",
+            "var_treated",
+            "var_comparison",
+        ),
+        nan,
+    )
+    out["observed"] = tm
+    if min(tb, tm, cb, cm) <= 0:
+        return out
+    theta = math.log(tm / tb) - math.log(cm / cb)
+    # theta: influence a_u [(L_um - T_m)/T_m - (L_ub - T_b)/T_b], minus the same for comparison
+    psi_t = a_t * ((l_meas[tr] - tm) / tm - (l_base[tr] - tb) / tb)
+    psi_c = a_c * ((l_meas[co] - cm) / cm - (l_base[co] - cb) / cb)
+    vt, vc = float(np.sum(psi_t**2 / (1 - a_t))), float(np.sum(psi_c**2 / (1 - a_c)))
+    se_theta = math.sqrt(vt + vc)
+    df_theta = _welch_df(vt, nu_t, vc, nu_c)
+    lo, hi = _t_interval(theta, se_theta, df_theta, confidence)
+    # absolute: E = T_m - CF, CF = T_b C_m / C_b; rho = C_m / C_b
+    rho = cm / cb
+    cf = tb * rho
+    est = tm - cf
+    phi_t = a_t * ((l_meas[tr] - tm) - rho * (l_base[tr] - tb))
+    phi_c = -(tb / cb) * a_c * ((l_meas[co] - cm) - rho * (l_base[co] - cb))
+    wt_, wc_ = float(np.sum(phi_t**2 / (1 - a_t))), float(np.sum(phi_c**2 / (1 - a_c)))
+    se = math.sqrt(wt_ + wc_)
+    df = _welch_df(wt_, nu_t, wc_, nu_c)
+    ci_low, ci_high = _t_interval(est, se, df, confidence)
+    out.update(
+        theta=theta,
+        std_error_theta=se_theta,
+        df_theta=df_theta,
+        estimate=est,
+        std_error=se,
+        df=df,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        counterfactual=cf,
+        relative_estimate=math.expm1(theta),
+        relative_ci_low=math.expm1(lo),
+        relative_ci_high=math.expm1(hi),
+        var_treated=wt_,
+        var_comparison=wc_,
+    )
+    return out
 
 
 def _pre_trend(slopes: np.ndarray, w: np.ndarray, tr: np.ndarray, co: np.ndarray) -> dict:
