@@ -78,10 +78,6 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
    two-sided p-value. ``diagnostics["period_means"]`` also lists, per quarter, the weighted mean
    rate of each group (unit weights w_u) and their difference, for plotting.
 
-9. Event study (``diagnostics["event_study"]``): one coefficient per quarter relative to the
-   last baseline quarter, unit and quarter fixed effects, CR2 by unit, and a joint test of the
-   baseline coefficients; formulas in :mod:`utfall.estimators.event_study`.
-
 8. Randomization inference (``inference="randomization"``). The statistic is the estimate
    itself, E(d) = sum_u d_u a_u(d) Delta_u - sum_u (1 - d_u) a_u(d) Delta_u for an assignment d
    of G_T of the G units to treatment (a_u(d) the weights normalised within the assigned
@@ -99,6 +95,10 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
    relative interval stays the delta method's. With few units the smallest attainable p-value
    is 1/#assignments: at 2 + 2 units (6 assignments) no 95 % interval is finite (reported as
    infinite, stored as null).
+
+9. Event study (``diagnostics["event_study"]``): one coefficient per quarter relative to the
+   last baseline quarter, unit and quarter fixed effects, CR2 by unit, and a joint test of the
+   baseline coefficients; formulas in :mod:`utfall.estimators.event_study`.
 
 10. Scale (``scale="relative"``): parallel trends in ratios instead of levels. With the group
    means of step 3, theta = log(T_m / T_b) - log(C_m / C_b) (ratio of weighted means, unit
