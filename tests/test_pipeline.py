@@ -157,3 +157,35 @@ def test_pipeline_coverage_over_simulated_contracts(example_plan, tmp_path):
         covered.append(effect.relative_ci_low < true_rel < effect.relative_ci_high)
     print(f"pipeline coverage: {sum(covered)}/{len(covered)}")
     assert sum(covered) >= 34
+
+
+def test_report_shows_event_study_and_inference(runs):
+    from utfall.report import render_html
+
+    root, _ = runs[0]
+    report = json.loads((root / "report" / "report.json").read_text(encoding="utf-8"))
+    effect = report["effects"][0]
+    diagnostics = effect["diagnostics"]
+    assert "units" not in diagnostics and "period_means" not in diagnostics
+    es = diagnostics["event_study"]
+    assert len(es["coefficients"]) == 16 and es["pre_test"]["q"] == 11
+    assert es["pre_test"]["p_value"] is not None
+    assert diagnostics["inference"] == "analytic" and diagnostics["randomization"] is None
+    html = (root / "report" / "report.html").read_text(encoding="utf-8")
+    assert 'aria-label="event study' in html and "Joint test of the 11 baseline" in html
+    assert "treated units: the analytic interval" not in html  # 16 treated units
+    assert diagnostics["scale_sensitivity"]["scale"] == "relative"
+    assert "assuming them\nin ratios instead gives an effect of" in html
+    # few treated units with analytic inference: the result warns
+    effect["n_treated"] = 4
+    assert "Only 4 treated units: the analytic interval" in render_html(report)
+    # with randomization inference the result says so instead
+    diagnostics["randomization"] = {
+        "n_assignments": 70,
+        "exact": True,
+        "seed": None,
+        "p_value": 0.0286,
+    }
+    html = render_html(report)
+    assert "randomization inference" in html and "70 (all) assignments" in html
+    assert "Only 4 treated units" not in html

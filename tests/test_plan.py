@@ -320,7 +320,7 @@ def test_registry_source_kinds_derive_from_metrics():
         "working_days",
         "calendar_days",
     )
-    assert METHODS == {"did_2x2": ("weight",)}
+    assert METHODS == {"did_2x2": ("weight", "inference", "scale")}
 
 
 def test_schema_enums_equal_the_registries():
@@ -412,24 +412,44 @@ def test_method_parameters_are_checked(tmp_path, data):
         ("counterfactual.parameters.weight", "'headcount' is not one of: exposure, equal"),
         (
             "counterfactual.parameters.wieght",
-            "unknown parameter of method did_2x2; did you mean 'weight'? (expected: weight)",
+            "unknown parameter of method did_2x2; did you mean 'weight'? "
+            "(expected: weight, inference, scale)",
         ),
     ]
     data["counterfactual"]["parameters"] = {"weight": 1}
     assert _problems(tmp_path, data) == [
         ("counterfactual.parameters.weight", "expected string, got int 1")
     ]
+    data["counterfactual"]["parameters"] = {"inference": "bootstrap"}
+    assert _problems(tmp_path, data) == [
+        (
+            "counterfactual.parameters.inference",
+            "'bootstrap' is not one of: analytic, randomization",
+        )
+    ]
+    data["counterfactual"]["parameters"] = {"scale": "log"}
+    assert _problems(tmp_path, data) == [
+        ("counterfactual.parameters.scale", "'log' is not one of: absolute, relative")
+    ]
+    data["counterfactual"]["parameters"] = {"inference": "randomization", "scale": "relative"}
+    plan = load_plan(_write(tmp_path, data))
+    assert plan.counterfactual_parameters == {
+        "weight": "exposure",
+        "inference": "randomization",
+        "scale": "relative",
+    }
 
 
 def test_parameter_defaults(tmp_path, data, example_plan):
+    defaults = {"weight": "exposure", "inference": "analytic", "scale": "absolute"}
     assert example_plan.outcome_parameters("short_term_sick_days") == STATUTORY_DEFAULTS
     assert example_plan.outcome_parameters("sick_leave_rate") == {"day_basis": "working_days"}
-    assert example_plan.counterfactual_parameters == {"weight": "exposure"}
+    assert example_plan.counterfactual_parameters == defaults
     del data["outcomes"][0]["parameters"]
     del data["counterfactual"]["parameters"]
     plan = load_plan(_write(tmp_path, data))
     assert plan.outcome_parameters("short_term_sick_days") == STATUTORY_DEFAULTS
-    assert plan.counterfactual_parameters == {"weight": "exposure"}
+    assert plan.counterfactual_parameters == defaults
 
 
 # --- Money: exact, positive, and within what the warehouse stores --------------------

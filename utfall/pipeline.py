@@ -105,7 +105,8 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
     """Run the plan's counterfactual method for every outcome of the run's panel."""
     panel = _scoped(con, "work.outcome_panel", run, "outcome, unit_id, period_start")
     cf = plan.counterfactual
-    weight = WEIGHTS[plan.counterfactual_parameters["weight"]]
+    params = plan.counterfactual_parameters
+    weight = WEIGHTS[params["weight"]]
     results = []
     for outcome in plan.outcomes:
         sub = panel.filter(pl.col("outcome") == outcome["id"])
@@ -114,7 +115,25 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
                 f"outcome {outcome['id']!r}: no eligible employees in any cohort unit, so "
                 "there is nothing to measure"
             )
-        r = did_2x2(sub, outcome=outcome["id"], confidence=float(cf["confidence"]), weight=weight)
+        r = did_2x2(
+            sub,
+            outcome=outcome["id"],
+            confidence=float(cf["confidence"]),
+            weight=weight,
+            inference=params["inference"],
+            seed=int(cf["seed"]),
+            scale=params["scale"],
+        )
+        ri = r.diagnostics.get("randomization")
+        if ri and not all(
+            map(_finite, (r.ci_low, r.ci_high, r.relative_ci_low, r.relative_ci_high))
+        ):
+            raise MeasurementError(
+                f"outcome {outcome['id']!r}: randomization inference over the "
+                f"{ri['n_assignments']} possible assignments of {r.n_treated} treated and "
+                f"{r.n_comparison} comparison units cannot exclude any effect at confidence "
+                f"{cf['confidence']}, so the interval is unbounded; more units are needed"
+            )
         if not all(map(_finite, (r.estimate, r.std_error, r.relative_estimate, r.relative_ci_low))):
             raise MeasurementError(
                 f"outcome {outcome['id']!r}: the counterfactual level is "

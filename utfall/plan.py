@@ -156,6 +156,22 @@ METHOD_SPECS: dict[str, MethodSpec] = {
                 choices=("exposure", "equal"),
                 description="units weighted by exposure (the rate's denominator) or equally",
             ),
+            "inference": ParamSpec(
+                "string",
+                default="analytic",
+                choices=("analytic", "randomization"),
+                description="interval of the effect: analytic (cluster-robust CR2, t with "
+                "Bell-McCaffrey df) or randomization (test inversion over assignments of "
+                "units to treatment, seeded by counterfactual.seed)",
+            ),
+            "scale": ParamSpec(
+                "string",
+                default="absolute",
+                choices=("absolute", "relative"),
+                description="parallel trends in levels (absolute: difference of mean changes) "
+                "or in ratios (relative: ratio-of-means DiD on the log scale); the other scale "
+                "is reported as a sensitivity",
+            ),
         },
         description="difference in differences, two periods, two groups",
     ),

@@ -263,7 +263,75 @@ def render_html(report: dict[str, Any]) -> str:
     charts = {
         o["id"]: svg_chart(o, report["periods"]["measurement"]["start"]) for o in report["outcomes"]
     }
-    return env.get_template("report.html.j2").render(r=report, charts=charts)
+    event_charts = {
+        e["outcome"]: svg_event_study(e["diagnostics"].get("event_study"))
+        for e in report["effects"]
+    }
+    return env.get_template("report.html.j2").render(
+        r=report, charts=charts, event_charts=event_charts
+    )
+
+
+def svg_event_study(es: dict[str, Any] | None) -> str:
+    """Inline SVG: event-study coefficient per quarter with its interval, zero line, start."""
+    coefs = [c for c in (es or {}).get("coefficients", []) if c.get("estimate") is not None]
+    if not coefs:
+        return ""
+    width, height, left, right, top, bottom = 820, 240, 64, 20, 16, 40
+    lows = [c["ci_low"] if c["ci_low"] is not None else c["estimate"] for c in coefs]
+    highs = [c["ci_high"] if c["ci_high"] is not None else c["estimate"] for c in coefs]
+    lo, hi = min(min(lows), 0.0), max(max(highs), 0.0)
+    pad = (hi - lo) * 0.08 or 1.0
+    lo, hi = lo - pad, hi + pad
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x(i: int) -> float:
+        return left + plot_w * (i + 0.5) / len(coefs)
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - (v - lo) / (hi - lo))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" '
+        'aria-label="event study: treated minus comparison by quarter">',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
+        'stroke="#999"/>',
+        f'<line x1="{left}" y1="{y(0.0):.1f}" x2="{left + plot_w}" y2="{y(0.0):.1f}" '
+        'stroke="#555"/>',
+    ]
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        parts.append(
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">'
+            f"{v:.3g}</text>"
+        )
+    first_meas = next((i for i, c in enumerate(coefs) if c["phase"] == "measurement"), None)
+    if first_meas is not None:
+        xs = (x(first_meas) + x(first_meas - 1)) / 2 if first_meas else x(0)
+        parts.append(
+            f'<line x1="{xs:.1f}" y1="{top}" x2="{xs:.1f}" y2="{top + plot_h}" stroke="#555" '
+            'stroke-dasharray="2 3"/>'
+        )
+    for i, c in enumerate(coefs):
+        colour = "#b2182b" if c["phase"] == "measurement" else "#2166ac"
+        if c["ci_low"] is not None and c["ci_high"] is not None and not c.get("reference"):
+            parts.append(
+                f'<line x1="{x(i):.1f}" y1="{y(c["ci_low"]):.1f}" x2="{x(i):.1f}" '
+                f'y2="{y(c["ci_high"]):.1f}" stroke="{colour}" stroke-width="1.5"/>'
+            )
+        fill = "#fff" if c.get("reference") else colour
+        parts.append(
+            f'<circle cx="{x(i):.1f}" cy="{y(c["estimate"]):.1f}" r="3.5" fill="{fill}" '
+            f'stroke="{colour}"/>'
+        )
+        if c["period_start"].endswith("-01-01"):
+            parts.append(
+                f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="11" '
+                f'text-anchor="middle">{c["period_start"][:4]}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def svg_chart(outcome: dict[str, Any], intervention_start: str) -> str:

@@ -28,22 +28,34 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
    Observed        O  = T_m          (so E = O - CF)
    Relative        R  = E / CF
 
-4. Standard error: cluster-robust at unit level, groups independent. For a weighted mean
-   xbar = sum_g a_u x_u over G units the variance estimate (CR1, small-sample factor G/(G-1))::
+4. Standard error: cluster-robust at unit level, groups independent, CR2 (Bell and McCaffrey's
+   bias-reduced linearization). A weighted group mean xbar = sum_g a_u x_u is the WLS fit of x on
+   an intercept with weights w_u; unit u's leverage is h_u = a_u, and CR2 inflates its residual
+   by 1/sqrt(1 - h_u)::
 
-       V(x; g) = G/(G-1) * sum_g a_u^2 (x_u - xbar)^2
+       V(x; g) = sum_g a_u^2 (x_u - xbar)^2 / (1 - a_u)
 
-   which equals s^2/G when weights are equal. V_E = V(Delta; T) + V(Delta; C), SE = sqrt(V_E).
+   which is exactly unbiased when Var(x_u) is proportional to 1/w_u (the working model), and
+   equals s^2/G (the Welch t-test's variance) when weights are equal. V_E = V(Delta; T) +
+   V(Delta; C), SE = sqrt(V_E). The CR1 variance (G/(G-1) sum a_u^2 (x_u - xbar)^2), which
+   under-states the variance with unequal weights, is kept in ``diagnostics["cr1"]`` for
+   comparison.
 
 5. Degrees of freedom: Welch-Satterthwaite over the two groups::
 
        df = (V_T + V_C)^2 / (V_T^2 / nu_T + V_C^2 / nu_C)
 
-   where nu_g is the Bell-McCaffrey (Satterthwaite) df of V(.; g) under a homoskedastic working
-   model: with M = I - 1 a' and K = G/(G-1) diag(a^2), A = M' K M, nu_g = tr(A)^2 / tr(A^2).
-   With equal weights nu_g = G - 1 exactly (so the test is the textbook Welch t-test); with
-   unequal weights nu_g < G - 1 (it accounts for the fewer effective clusters).
-   CI: E +- t_{(1+confidence)/2, df} * SE.
+   where nu_g is the Bell-McCaffrey (Satterthwaite) df of the CR2 variance V(.; g) under the
+   same working model (Var(x_u) = sigma^2 / w_u). With c_u = a_u^2 / (1 - a_u)::
+
+       nu_g = 1 / ( sum_u c_u^2 [(1/a_u - 1)^2 - 1] + (sum_u c_u)^2 )
+
+   (the closed form of tr(A S)^2 / tr((A S)^2) for this quadratic form). With equal weights
+   nu_g = G - 1 exactly (the textbook Welch t-test); with unequal weights nu_g < G - 1 (fewer
+   effective clusters). CI: E +- t_{(1+confidence)/2, df} * SE.
+
+   ``inference="randomization"`` replaces the interval of E (not its SE) by randomization
+   inference over the assignment of units to treatment, see 8.
 
 6. Relative effect, delta method with unit-level influence. The gradient of R = E / CF in
    (T_b, T_D, C_D) is  g_Tb = -E/CF^2,  g_TD = 1/CF,  g_CD = -O/CF^2.  Unit influences::
@@ -52,7 +64,7 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
        comparison u:  psi_u = a_u *   g_CD (Delta_u - C_D)
 
    (treated baseline level and treated change covary through the shared units; the comparison
-   group is independent). V_R = G_T/(G_T-1) sum_T psi_u^2 + G_C/(G_C-1) sum_C psi_u^2, and the
+   group is independent). V_R = sum_T psi_u^2 / (1 - a_u) + sum_C psi_u^2 / (1 - a_u) (CR2), and the
    df use the same Welch-Satterthwaite formula with the relative components (the per-group nu_g
    are the same, because psi is again a weighted-mean residual). CI: R +- t * SE_R.
    If CF <= 0 the relative numbers are NaN.
@@ -66,11 +78,46 @@ comparison) and ``phase`` (baseline / measurement). The rate of a unit-quarter i
    two-sided p-value. ``diagnostics["period_means"]`` also lists, per quarter, the weighted mean
    rate of each group (unit weights w_u) and their difference, for plotting.
 
-Deterministic: no randomness anywhere.
+8. Randomization inference (``inference="randomization"``). The statistic is the estimate
+   itself, E(d) = sum_u d_u a_u(d) Delta_u - sum_u (1 - d_u) a_u(d) Delta_u for an assignment d
+   of G_T of the G units to treatment (a_u(d) the weights normalised within the assigned
+   groups). Assignments: all C(G, G_T) when that is at most 20 000 (exact), else the observed
+   one plus 9 999 drawn uniformly with ``numpy.random.default_rng(seed)``. Under the sharp null
+   "every treated unit's change is shifted by tau", the adjusted changes Delta_u - tau d_u are
+   exchangeable across assignments, so
+
+       p(tau) = #{assignments d: |E_d(tau)| >= |E_obs(tau)|} / #assignments
+
+   (the observed one counted; E_d(tau) = E_d(Delta) - tau E_d(d_obs), E_obs(tau) = E - tau).
+   ``diagnostics["randomization"]["p_value"]`` is p(0); the interval {tau: p(tau) > 1 -
+   confidence} is found by bisection outwards from E (where p = 1), to 1e-9 of the analytic
+   SE. It replaces ci_low/ci_high; the analytic ones stay in ``diagnostics["analytic"]``. The
+   relative interval stays the delta method's. With few units the smallest attainable p-value
+   is 1/#assignments: at 2 + 2 units (6 assignments) no 95 % interval is finite (reported as
+   infinite, stored as null).
+
+9. Event study (``diagnostics["event_study"]``): one coefficient per quarter relative to the
+   last baseline quarter, unit and quarter fixed effects, CR2 by unit, and a joint test of the
+   baseline coefficients; formulas in :mod:`utfall.estimators.event_study`.
+
+10. Scale (``scale="relative"``): parallel trends in ratios instead of levels. With the group
+   means of step 3, theta = log(T_m / T_b) - log(C_m / C_b) (ratio of weighted means, unit
+   levels as in 1). Relative effect R = exp(theta) - 1; counterfactual CF = T_b C_m / C_b;
+   estimate E = T_m - CF. SE of theta by the delta method with unit influences
+   a_u [(L_um - T_m)/T_m - (L_ub - T_b)/T_b] (treated; the same for comparison), CR2 and the
+   df of step 5; relative CI = exp(theta +- t SE) - 1 (asymmetric). The CI of E: delta method,
+   influences a_u [(L_um - T_m) - rho (L_ub - T_b)] (treated) and
+   -(T_b / C_b) a_u [(L_um - C_m) - rho (L_ub - C_b)] (comparison), rho = C_m / C_b. NaN when
+   a group mean level is <= 0. The scale not chosen is reported in
+   ``diagnostics["scale_sensitivity"]``; with randomization inference on the relative scale
+   the statistic is theta and the null multiplies treated measurement levels by exp(tau).
+
+Deterministic: the only randomness is the seeded draw of assignments in 8.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -79,40 +126,53 @@ import polars as pl
 from scipy import stats
 
 from utfall.errors import MeasurementError
+from utfall.estimators.event_study import event_study
 from utfall.estimators.result import EffectResult
 
-__all__ = ["did_2x2", "REQUIRED_COLUMNS"]
+__all__ = ["did_2x2", "REQUIRED_COLUMNS", "INFERENCE", "SCALES", "MAX_EXACT_ASSIGNMENTS"]
 
 REQUIRED_COLUMNS = ("unit_id", "group", "period_start", "phase", "numerator", "denominator")
 _GROUPS = ("treated", "comparison")
 _PHASES = ("baseline", "measurement")
 METHOD = "did_2x2"
+INFERENCE = ("analytic", "randomization")
+SCALES = ("absolute", "relative")
+MAX_EXACT_ASSIGNMENTS = 20_000
+N_SAMPLED_ASSIGNMENTS = 10_000  # the observed one + 9 999 draws
+FEW_TREATED = 5  # below this many treated units, analytic inference gets a warning
 
 
 @dataclass(frozen=True)
 class _WMean:
-    """Weighted mean of a unit-level quantity within one group, with its CR1 variance."""
+    """Weighted mean of a unit-level quantity within one group, with its CR2 variance."""
 
     mean: float
-    var: float  # G/(G-1) * sum a_u^2 (x_u - mean)^2
+    var: float  # CR2: sum a_u^2 (x_u - mean)^2 / (1 - a_u)
     df: float  # Bell-McCaffrey df of ``var`` (G-1 with equal weights)
+    var_cr1: float  # G/(G-1) * sum a_u^2 (x_u - mean)^2, for comparison only
+
+
+def _cr2_factor(a: np.ndarray) -> np.ndarray:
+    """a_u^2 / (1 - a_u): the CR2 weight of unit u's squared residual (leverage h_u = a_u)."""
+    return a**2 / (1.0 - a)
 
 
 def _bm_df(a: np.ndarray) -> float:
-    """Satterthwaite df of the CR1 variance of a weighted mean with normalised weights ``a``."""
-    g = a.size
-    m = np.eye(g) - np.outer(np.ones(g), a)
-    k = np.diag(a**2) * (g / (g - 1))
-    amat = m.T @ k @ m
-    return float(np.trace(amat) ** 2 / np.trace(amat @ amat))
+    """Bell-McCaffrey df of the CR2 variance of a weighted mean with normalised weights ``a``,
+    working model Var(x_u) = sigma^2 / w_u (module docstring, step 5)."""
+    c = _cr2_factor(a)
+    q = float(np.sum(c**2 * ((1.0 / a - 1.0) ** 2 - 1.0)) + np.sum(c) ** 2)
+    return 1.0 / q
 
 
 def _wmean(x: np.ndarray, w: np.ndarray) -> _WMean:
     a = w / w.sum()
     mean = float(a @ x)
     g = x.size
-    var = float(g / (g - 1) * np.sum(a**2 * (x - mean) ** 2))
-    return _WMean(mean=mean, var=var, df=_bm_df(a))
+    resid2 = (x - mean) ** 2
+    var = float(np.sum(_cr2_factor(a) * resid2))
+    var_cr1 = float(g / (g - 1) * np.sum(a**2 * resid2))
+    return _WMean(mean=mean, var=var, df=_bm_df(a), var_cr1=var_cr1)
 
 
 def _welch_df(v1: float, df1: float, v2: float, df2: float) -> float:
@@ -205,6 +265,9 @@ def did_2x2(
     outcome: str,
     confidence: float = 0.95,
     weight: str | None = "denominator",
+    inference: str = "analytic",
+    seed: int = 0,
+    scale: str = "absolute",
 ) -> EffectResult:
     """Two-group, two-phase difference-in-differences with unit-clustered inference.
 
@@ -220,6 +283,15 @@ def did_2x2(
         Two-sided confidence level of the intervals, in (0, 1).
     weight:
         ``"denominator"`` (unit weight = the unit's mean denominator) or ``None`` (equal weights).
+    inference:
+        ``"analytic"`` (CR2 t interval) or ``"randomization"`` (interval of the absolute effect
+        by inverting a randomization test over assignments of units to treatment).
+    seed:
+        Seed (int >= 0) of the sampled assignments when they are too many to enumerate.
+    scale:
+        ``"absolute"`` (parallel trends in levels: difference of mean changes) or
+        ``"relative"`` (parallel trends in ratios: ratio-of-means DiD on the log scale, step 10).
+        The other scale's result is in ``diagnostics["scale_sensitivity"]``.
 
     Returns an :class:`EffectResult`; see the module docstring for every formula. Raises
     ``ValueError`` on missing columns, null/non-finite values, non-positive denominators, unknown
@@ -235,6 +307,12 @@ def did_2x2(
     confidence = float(confidence)
     if weight not in ("denominator", None):
         raise ValueError(f"weight must be 'denominator' or None, got {weight!r}")
+    if inference not in INFERENCE:
+        raise ValueError(f"inference must be one of {list(INFERENCE)}, got {inference!r}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
     df = _validate(panel)
 
@@ -310,6 +388,8 @@ def did_2x2(
     se = math.sqrt(var)
     df_abs = _welch_df(t_chg.var, t_chg.df, c_chg.var, c_chg.df)
     ci_low, ci_high = _t_interval(estimate, se, df_abs, confidence)
+    p_analytic = float(2.0 * stats.t.sf(abs(estimate) / se, df_abs)) if se > 0 else math.nan
+    se_cr1 = math.sqrt(t_chg.var_cr1 + c_chg.var_cr1)
 
     observed = t_meas.mean
     counterfactual = t_base.mean + c_chg.mean
@@ -325,8 +405,8 @@ def did_2x2(
         a_c = w[co] / w[co].sum()
         psi_t = a_t * (g_tb * (l_base[tr] - t_base.mean) + g_td * (change[tr] - t_chg.mean))
         psi_c = a_c * g_cd * (change[co] - c_chg.mean)
-        var_rel_t = g_t / (g_t - 1) * float(np.sum(psi_t**2))
-        var_rel_c = g_c / (g_c - 1) * float(np.sum(psi_c**2))
+        var_rel_t = float(np.sum(psi_t**2 / (1.0 - a_t)))
+        var_rel_c = float(np.sum(psi_c**2 / (1.0 - a_c)))
         se_rel = math.sqrt(var_rel_t + var_rel_c)
         df_rel = _welch_df(var_rel_t, t_chg.df, var_rel_c, c_chg.df)
         rel_low, rel_high = _t_interval(rel, se_rel, df_rel, confidence)
@@ -349,7 +429,82 @@ def did_2x2(
         periods, inv_period, is_base, rate, unit_w_row, is_treated_row, row_keep
     )
 
+    rk = np.flatnonzero(row_keep)
+    base_period = np.bincount(inv_period[is_base], minlength=periods.size) > 0
+    events = event_study(
+        pos[inv_all[rk]],
+        inv_period[rk],
+        [str(p) for p in periods],
+        base_period,
+        rate[rk],
+        w,
+        tr,
+        confidence,
+        _bm_df(w[tr] / w[tr].sum()) + _bm_df(w[co] / w[co].sum()),
+    )
+
+    # ---- 10. scale: the chosen one is the result, the other a sensitivity -------------------
+    ratio = _log_ratio(l_base, l_meas, w, tr, co, confidence)
+    p_ratio = (
+        float(2.0 * stats.t.sf(abs(ratio["theta"]) / ratio["std_error_theta"], ratio["df_theta"]))
+        if ratio["std_error_theta"] > 0  # False for NaN
+        else math.nan
+    )
+    on_absolute = {
+        "scale": "absolute",
+        "estimate": estimate,
+        "std_error": se,
+        "df": df_abs,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": p_analytic,
+        "counterfactual": counterfactual,
+        "relative_estimate": rel,
+        "relative_ci_low": rel_low,
+        "relative_ci_high": rel_high,
+    }
+    on_relative = {
+        "scale": "relative",
+        **{k: ratio[k] for k in ("estimate", "std_error", "df", "ci_low", "ci_high")},
+        "p_value": p_ratio,
+        **{
+            k: ratio[k]
+            for k in ("counterfactual", "relative_estimate", "relative_ci_low", "relative_ci_high")
+        },
+    }
+    main, other = (on_absolute, on_relative) if scale == "absolute" else (on_relative, on_absolute)
+    out_ci = (main["ci_low"], main["ci_high"])
+    out_rel_ci = (main["relative_ci_low"], main["relative_ci_high"])
+
+    randomization = None
+    if inference == "randomization":
+        if scale == "absolute":
+            randomization = _randomization(
+                (l_base, l_meas), w, tr, estimate, se, confidence, int(seed), "absolute"
+            )
+            out_ci = (randomization["ci_low"], randomization["ci_high"])
+        else:
+            randomization = _randomization(
+                (l_base, l_meas),
+                w,
+                tr,
+                ratio["theta"],
+                ratio["std_error_theta"],
+                confidence,
+                int(seed),
+                "relative",
+            )
+            out_rel_ci = (
+                math.expm1(randomization["ci_low"]),
+                math.expm1(randomization["ci_high"]),
+            )
+
     warnings: list[str] = []
+    if inference == "analytic" and g_t < FEW_TREATED:
+        warnings.append(
+            f"only {g_t} treated units: the analytic (cluster-robust) interval rests on few "
+            "clusters; consider inference: randomization"
+        )
     if excluded:
         warnings.append(f"{len(excluded)} unit(s) excluded: present in only one phase")
     both_phases = sorted(
@@ -363,9 +518,37 @@ def did_2x2(
         warnings.append("unbalanced panel: units have different numbers of quarters")
     if pre_trend.get("p_value") is not None and pre_trend["p_value"] < 0.05:
         warnings.append("pre-trend test rejects parallel baseline slopes at the 5 % level")
+    es_p = events["pre_test"]["p_value"]
+    if es_p is not None and es_p < 0.05:
+        warnings.append(
+            "event-study joint test rejects equal treated-comparison differences across the "
+            "baseline quarters at the 5 % level"
+        )
 
     diagnostics = {
-        "df": df_abs,
+        "inference": inference,
+        "scale": scale,
+        "df": main["df"],
+        "p_value": main["p_value"] if randomization is None else randomization["p_value"],
+        "analytic": {
+            "ci_low": main["ci_low"],
+            "ci_high": main["ci_high"],
+            "relative_ci_low": main["relative_ci_low"],
+            "relative_ci_high": main["relative_ci_high"],
+            "p_value": main["p_value"],
+        },
+        "scale_sensitivity": other,
+        "log_ratio": {
+            "estimate": ratio["theta"],
+            "std_error": ratio["std_error_theta"],
+            "df": ratio["df_theta"],
+            "p_value": p_ratio,
+        },
+        "cr1": {
+            "std_error": se_cr1,
+            "note": "CR1 (G/(G-1)) standard error, for comparison; not used",
+        },
+        "randomization": randomization,
         "df_relative": df_rel,
         "std_error_relative": se_rel,
         "variance_components": {
@@ -388,6 +571,7 @@ def did_2x2(
             "measurement": int(np.unique(inv_period[~is_base]).size),
         },
         "pre_trend": pre_trend,
+        "event_study": events,
         "period_means": period_means,
         "units": [
             {
@@ -410,28 +594,217 @@ def did_2x2(
         "confidence": confidence,
         "weight": weight,
         "unit_level": "ratio sum(numerator)/sum(denominator) per unit and phase",
-        "variance": "unit-clustered CR1, G/(G-1) per group, groups independent",
+        "variance": "unit-clustered CR2 (bias-reduced linearization), groups independent",
         "df": "Welch-Satterthwaite with Bell-McCaffrey per-group df",
-        "relative_ci": "delta method on unit-level influence",
+        "inference": inference,
+        "seed": int(seed),
+        "scale": scale,
+        "relative_ci": "delta method on unit-level influence"
+        if scale == "absolute"
+        else "t interval of the log ratio, exponentiated",
     }
     return EffectResult(
         outcome=outcome,
         method=METHOD,
-        estimate=float(estimate),
-        std_error=float(se),
-        ci_low=float(ci_low),
-        ci_high=float(ci_high),
+        estimate=float(main["estimate"]),
+        std_error=float(main["std_error"]),
+        ci_low=float(out_ci[0]),
+        ci_high=float(out_ci[1]),
         confidence=confidence,
         n_treated=g_t,
         n_comparison=g_c,
-        counterfactual=float(counterfactual),
+        counterfactual=float(main["counterfactual"]),
         observed=float(observed),
-        relative_estimate=float(rel),
-        relative_ci_low=float(rel_low),
-        relative_ci_high=float(rel_high),
+        relative_estimate=float(main["relative_estimate"]),
+        relative_ci_low=float(out_rel_ci[0]),
+        relative_ci_high=float(out_rel_ci[1]),
         diagnostics=diagnostics,
         parameters=parameters,
     )
+
+
+def _assignments(
+    n: int, n_treated: int, observed: np.ndarray, seed: int
+) -> tuple[np.ndarray, bool]:
+    """Boolean matrix (assignments x units) of treatment assignments with ``n_treated`` of ``n``
+    units treated, the observed one first; exact enumeration when small, else seeded draws."""
+    total = math.comb(n, n_treated)
+    if total <= MAX_EXACT_ASSIGNMENTS:
+        d = np.zeros((total, n), dtype=bool)
+        for k, combo in enumerate(itertools.combinations(range(n), n_treated)):
+            d[k, list(combo)] = True
+        # put the observed assignment first (it is among the enumerated ones)
+        obs = int(np.flatnonzero((d == observed).all(axis=1))[0])
+        d[[0, obs]] = d[[obs, 0]]
+        return d, True
+    rng = np.random.default_rng(seed)
+    keys = rng.random((N_SAMPLED_ASSIGNMENTS - 1, n))
+    ranks = np.argsort(np.argsort(keys, axis=1), axis=1)
+    drawn = ranks < n_treated
+    return np.vstack([observed[None, :], drawn]), False
+
+
+def _randomization(
+    levels: tuple[np.ndarray, np.ndarray],
+    w: np.ndarray,
+    treated: np.ndarray,
+    estimate: float,
+    spread: float,
+    confidence: float,
+    seed: int,
+    scale: str,
+) -> dict:
+    """Randomization p-value of "no effect" and test-inversion interval (module docstring, 8).
+
+    ``scale="absolute"``: the statistic is the difference of weighted mean changes and the null
+    shifts treated changes by tau; ``"relative"``: the log ratio of means (step 10) and the null
+    scales treated measurement levels by exp(tau). ``estimate`` is the statistic's observed
+    value, ``spread`` a typical size of it (the analytic SE) for the search.
+    """
+    l_base, l_meas = levels
+    d, exact = _assignments(treated.size, int(treated.sum()), treated, seed)
+    wt = np.where(d, w, 0.0)
+    wc = np.where(d, 0.0, w)
+    coef_t = wt / wt.sum(axis=1, keepdims=True)
+    coef_c = wc / wc.sum(axis=1, keepdims=True)
+    n_assign = d.shape[0]
+    tol = 1e-9 * max(spread, 1e-300)
+    if scale == "absolute":
+        coef = coef_t - coef_c
+        b = coef @ (l_meas - l_base)  # E_d(Delta)
+        c = coef @ treated.astype(float)  # E_d(d_obs); c[0] == 1
+
+        def stat(tau: float) -> np.ndarray:
+            return b - tau * c
+
+    else:
+        tb, cb = coef_t @ l_base, coef_c @ l_base
+
+        def stat(tau: float) -> np.ndarray:
+            lm = l_meas * np.exp(-tau * treated)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.log((coef_t @ lm) / tb) - np.log((coef_c @ lm) / cb)
+
+    def pval(tau: float) -> float:
+        v = stat(tau)
+        obs = abs(v[0])
+        # ties within rounding (1e-9 of the search tolerance's scale) count as "as extreme"
+        return float(np.sum(np.abs(v) >= obs - 1e-12 * obs - 1e-3 * tol) / n_assign)
+
+    alpha = 1.0 - confidence
+
+    def bound(direction: float) -> float:
+        step = max(spread, abs(estimate) * 1e-6, 1e-12)
+        inside = estimate
+        outside = estimate + direction * step
+        k = 0
+        while pval(outside) > alpha:
+            inside, step = outside, step * 2.0
+            outside = estimate + direction * step
+            k += 1
+            if k > 60:  # p never falls to alpha: the interval is unbounded on this side
+                return direction * math.inf
+        while abs(outside - inside) > tol:
+            mid = 0.5 * (inside + outside)
+            if pval(mid) > alpha:
+                inside = mid
+            else:
+                outside = mid
+        return inside
+
+    if 1.0 / n_assign > alpha:  # no assignment set can reject at this level
+        low, high = -math.inf, math.inf
+    else:
+        low, high = bound(-1.0), bound(1.0)
+    return {
+        "p_value": pval(0.0),
+        "ci_low": low,
+        "ci_high": high,
+        "n_assignments": n_assign,
+        "exact": exact,
+        "seed": None if exact else seed,
+        "min_p_value": 1.0 / n_assign,
+        "scale": scale,
+        "statistic": (
+            "difference of weighted mean unit changes (the estimate); two-sided"
+            if scale == "absolute"
+            else "log ratio of weighted mean levels (treated minus comparison); two-sided"
+        ),
+    }
+
+
+def _log_ratio(
+    l_base: np.ndarray,
+    l_meas: np.ndarray,
+    w: np.ndarray,
+    tr: np.ndarray,
+    co: np.ndarray,
+    confidence: float,
+) -> dict:
+    """Ratio-of-means DiD on the log scale (module docstring, step 10)."""
+    a_t, a_c = w[tr] / w[tr].sum(), w[co] / w[co].sum()
+    tb, tm = float(a_t @ l_base[tr]), float(a_t @ l_meas[tr])
+    cb, cm = float(a_c @ l_base[co]), float(a_c @ l_meas[co])
+    nu_t, nu_c = _bm_df(a_t), _bm_df(a_c)
+    nan = math.nan
+    out = dict.fromkeys(
+        (
+            "theta",
+            "std_error_theta",
+            "df_theta",
+            "estimate",
+            "std_error",
+            "df",
+            "ci_low",
+            "ci_high",
+            "counterfactual",
+            "observed",
+            "relative_estimate",
+            "relative_ci_low",
+            "relative_ci_high",
+            "var_treated",
+            "var_comparison",
+        ),
+        nan,
+    )
+    out["observed"] = tm
+    if min(tb, tm, cb, cm) <= 0:
+        return out
+    theta = math.log(tm / tb) - math.log(cm / cb)
+    # theta: influence a_u [(L_um - T_m)/T_m - (L_ub - T_b)/T_b], minus the same for comparison
+    psi_t = a_t * ((l_meas[tr] - tm) / tm - (l_base[tr] - tb) / tb)
+    psi_c = a_c * ((l_meas[co] - cm) / cm - (l_base[co] - cb) / cb)
+    vt, vc = float(np.sum(psi_t**2 / (1 - a_t))), float(np.sum(psi_c**2 / (1 - a_c)))
+    se_theta = math.sqrt(vt + vc)
+    df_theta = _welch_df(vt, nu_t, vc, nu_c)
+    lo, hi = _t_interval(theta, se_theta, df_theta, confidence)
+    # absolute: E = T_m - CF, CF = T_b C_m / C_b; rho = C_m / C_b
+    rho = cm / cb
+    cf = tb * rho
+    est = tm - cf
+    phi_t = a_t * ((l_meas[tr] - tm) - rho * (l_base[tr] - tb))
+    phi_c = -(tb / cb) * a_c * ((l_meas[co] - cm) - rho * (l_base[co] - cb))
+    wt_, wc_ = float(np.sum(phi_t**2 / (1 - a_t))), float(np.sum(phi_c**2 / (1 - a_c)))
+    se = math.sqrt(wt_ + wc_)
+    df = _welch_df(wt_, nu_t, wc_, nu_c)
+    ci_low, ci_high = _t_interval(est, se, df, confidence)
+    out.update(
+        theta=theta,
+        std_error_theta=se_theta,
+        df_theta=df_theta,
+        estimate=est,
+        std_error=se,
+        df=df,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        counterfactual=cf,
+        relative_estimate=math.expm1(theta),
+        relative_ci_low=math.expm1(lo),
+        relative_ci_high=math.expm1(hi),
+        var_treated=wt_,
+        var_comparison=wc_,
+    )
+    return out
 
 
 def _pre_trend(slopes: np.ndarray, w: np.ndarray, tr: np.ndarray, co: np.ndarray) -> dict:
