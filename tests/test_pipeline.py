@@ -189,3 +189,17 @@ def test_report_shows_event_study_and_inference(runs):
     html = render_html(report)
     assert "randomization inference" in html and "70 (all) assignments" in html
     assert "Only 4 treated units" not in html
+    # with the wild cluster bootstrap the sentence names it
+    diagnostics["randomization"] = None
+    diagnostics["wild_bootstrap"] = {
+        "n_draws": 9999,
+        "exact": False,
+        "seed": 20240101,
+        "weights": "webb",
+        "n_clusters": 8,
+        "p_value": 0.0312,
+    }
+    html = render_html(report)
+    assert "wild cluster bootstrap (restricted, by unit)" in html
+    assert "9999 draws of Webb six-point weights (seed 20240101) on the 8 units" in html
+    assert "Only 4 treated units" not in html and "randomization inference" not in html

@@ -424,9 +424,20 @@ def test_method_parameters_are_checked(tmp_path, data):
     assert _problems(tmp_path, data) == [
         (
             "counterfactual.parameters.inference",
-            "'bootstrap' is not one of: analytic, randomization",
+            "'bootstrap' is not one of: analytic, randomization, wild_bootstrap",
         )
     ]
+    data["counterfactual"]["parameters"] = {"inference": "wild_bootstrap", "scale": "relative"}
+    assert _problems(tmp_path, data) == [
+        (
+            "counterfactual.parameters.inference",
+            "wild_bootstrap is available on the absolute scale only (scale is 'relative'); "
+            "use analytic or randomization",
+        )
+    ]
+    data["counterfactual"]["parameters"] = {"inference": "wild_bootstrap"}
+    plan = load_plan(_write(tmp_path, data))
+    assert plan.counterfactual_parameters["inference"] == "wild_bootstrap"
     data["counterfactual"]["parameters"] = {"scale": "log"}
     assert _problems(tmp_path, data) == [
         ("counterfactual.parameters.scale", "'log' is not one of: absolute, relative")

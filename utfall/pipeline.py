@@ -125,14 +125,22 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
             scale=params["scale"],
         )
         ri = r.diagnostics.get("randomization")
-        if ri and not all(
+        wb = r.diagnostics.get("wild_bootstrap")
+        unbounded = not all(
             map(_finite, (r.ci_low, r.ci_high, r.relative_ci_low, r.relative_ci_high))
-        ):
+        )
+        if ri and unbounded:
             raise MeasurementError(
                 f"outcome {outcome['id']!r}: randomization inference over the "
                 f"{ri['n_assignments']} possible assignments of {r.n_treated} treated and "
                 f"{r.n_comparison} comparison units cannot exclude any effect at confidence "
                 f"{cf['confidence']}, so the interval is unbounded; more units are needed"
+            )
+        if wb and unbounded:
+            raise MeasurementError(
+                f"outcome {outcome['id']!r}: the wild cluster bootstrap over "
+                f"{r.n_treated} treated and {r.n_comparison} comparison units gives an "
+                f"unbounded interval at confidence {cf['confidence']}; more units are needed"
             )
         if not all(map(_finite, (r.estimate, r.std_error, r.relative_estimate, r.relative_ci_low))):
             raise MeasurementError(

@@ -159,10 +159,12 @@ METHOD_SPECS: dict[str, MethodSpec] = {
             "inference": ParamSpec(
                 "string",
                 default="analytic",
-                choices=("analytic", "randomization"),
+                choices=("analytic", "randomization", "wild_bootstrap"),
                 description="interval of the effect: analytic (cluster-robust CR2, t with "
-                "Bell-McCaffrey df) or randomization (test inversion over assignments of "
-                "units to treatment, seeded by counterfactual.seed)",
+                "Bell-McCaffrey df), randomization (test inversion over assignments of "
+                "units to treatment, seeded by counterfactual.seed) or wild_bootstrap "
+                "(test inversion of a restricted wild cluster bootstrap by unit, seeded by "
+                "counterfactual.seed; absolute scale only)",
             ),
             "scale": ParamSpec(
                 "string",
@@ -792,12 +794,26 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         )
 
     cf = data["counterfactual"]
-    problems += parameter_problems(
+    cf_params = cf.get("parameters") or {}
+    cf_problems = parameter_problems(
         "counterfactual.parameters",
         f"method {cf['method']}",
         METHOD_SPECS[cf["method"]].parameters,
-        cf.get("parameters") or {},
+        cf_params,
     )
+    problems += cf_problems
+    if (
+        not cf_problems
+        and cf_params.get("inference") == "wild_bootstrap"
+        and cf_params.get("scale", "absolute") != "absolute"
+    ):
+        problems.append(
+            (
+                "counterfactual.parameters.inference",
+                "wild_bootstrap is available on the absolute scale only "
+                f"(scale is {cf_params['scale']!r}); use analytic or randomization",
+            )
+        )
 
     control_file = data.get("quality", {}).get("control_file")
     if control_file is not None:
