@@ -168,3 +168,24 @@ def test_treated_trend_is_flagged_by_the_pre_tests(script, example_plan):
     for scale in script.SCALES:
         assert s[scale]["bias"] > 0.03
     assert s["relative"]["pre_trend_reject"] > 0.15
+
+
+def test_cli_simulate_records_the_scenario(tmp_path, capsys):
+    from utfall.cli import EXAMPLE_PLAN, main
+
+    out = tmp_path / "deliveries"
+    args = ["simulate", str(EXAMPLE_PLAN), "--out", str(out), "--employees", "200"]
+    extra = ["--treated-level-ratio", "1.5", "--common-shock", "0.15", "--treated-trend", "0.01"]
+    assert main([*args, *extra]) == 0
+    spec = json.loads((out / "truth.json").read_text(encoding="utf-8"))["spec"]
+    assert spec["treated_level_ratio"] == 1.5 and spec["common_shock"] == 0.15
+    assert spec["treated_trend_per_quarter"] == 0.01
+    assert spec["common_shock_start"] == "2025-01-01"  # the measurement start
+    plain = tmp_path / "plain"
+    assert main(["simulate", str(EXAMPLE_PLAN), "--out", str(plain), "--employees", "200"]) == 0
+    assert (
+        json.loads((plain / "truth.json").read_text(encoding="utf-8"))["spec"][
+            "treated_level_ratio"
+        ]
+        == 1.0
+    )
