@@ -291,7 +291,10 @@ CASES: list[Case] = [
     ),
     Case(
         "plan: unknown counterfactual parameter",
-        lambda c: c.edit_plan("parameters: {weight: exposure}", "parameters: {wieght: exposure}"),
+        lambda c: c.edit_plan(
+            "parameters: {weight: exposure, scale: relative}",
+            "parameters: {wieght: exposure, scale: relative}",
+        ),
         Error(r"counterfactual\.parameters\.wieght: unknown parameter.*did you mean 'weight'"),
     ),
     Case(

@@ -174,8 +174,10 @@ def test_report_shows_event_study_and_inference(runs):
     html = (root / "report" / "report.html").read_text(encoding="utf-8")
     assert 'aria-label="event study' in html and "Joint test of the 11 baseline" in html
     assert "treated units: the analytic interval" not in html  # 16 treated units
-    assert diagnostics["scale_sensitivity"]["scale"] == "relative"
-    assert "assuming them\nin ratios instead gives an effect of" in html
+    # the example plan assumes parallel trends in ratios; the absolute scale is the sensitivity
+    assert diagnostics["scale"] == "relative"
+    assert diagnostics["scale_sensitivity"]["scale"] == "absolute"
+    assert "assuming them\nin levels instead gives an effect of" in html
     # few treated units with analytic inference: the result warns
     effect["n_treated"] = 4
     assert "Only 4 treated units: the analytic interval" in render_html(report)

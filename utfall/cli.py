@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from utfall.plan import load_plan
 from utfall.warehouse import REPO_ROOT, default_path
@@ -44,9 +45,18 @@ def _plan_show(args: argparse.Namespace) -> int:
 
 
 def simulate_deliveries(
-    plan_path: Path, out: Path, employees: int, effect: float, defect_rate: float, seed: int | None
+    plan_path: Path,
+    out: Path,
+    employees: int,
+    effect: float,
+    defect_rate: float,
+    seed: int | None,
+    **scenario: Any,
 ) -> dict:
-    """Write the deliveries `plan_path` expects into `out`, plus truth.json; return truth."""
+    """Write the deliveries `plan_path` expects into `out`, plus truth.json; return truth.
+
+    ``scenario``: further :class:`utfall.simulate.SimulationSpec` fields (treated_level_ratio,
+    common_shock, common_shock_start, treated_trend_per_quarter)."""
     from utfall.simulate import SimulationSpec, simulate
 
     plan = load_plan(plan_path)
@@ -62,6 +72,7 @@ def simulate_deliveries(
         effect=effect,
         defect_rate=defect_rate,
         seed=plan.counterfactual["seed"] if seed is None else seed,
+        **scenario,
     )
     result = simulate(spec)
     frames = {"employee_roster": result.roster, "sick_leave_spells": result.spells}
@@ -88,7 +99,15 @@ def simulate_deliveries(
 def _simulate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     truth = simulate_deliveries(
-        Path(args.plan), Path(args.out), args.employees, args.effect, args.defect_rate, args.seed
+        Path(args.plan),
+        Path(args.out),
+        args.employees,
+        args.effect,
+        args.defect_rate,
+        args.seed,
+        treated_level_ratio=args.treated_level_ratio,
+        common_shock=args.common_shock,
+        treated_trend_per_quarter=args.treated_trend,
     )
     print(
         f"wrote deliveries for {args.employees} employees to {args.out} "
@@ -201,6 +220,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--defect-rate", type=float, default=0.01)
     sim.add_argument("--seed", type=int, default=None, help="default: the plan's seed")
+    sim.add_argument(
+        "--treated-level-ratio",
+        type=float,
+        default=1.0,
+        help="treated units' sick-leave incidence x this (default 1: equal levels)",
+    )
+    sim.add_argument(
+        "--common-shock",
+        type=float,
+        default=0.0,
+        help="proportional drop in every unit's incidence from the measurement start",
+    )
+    sim.add_argument(
+        "--treated-trend",
+        type=float,
+        default=0.0,
+        help="treated-only trend: incidence x (1 + this x quarters since the baseline start)",
+    )
     sim.set_defaults(func=_simulate)
 
     des = sub.add_parser(

@@ -50,6 +50,7 @@ ESTIMATORS: dict[str, Callable[[pl.DataFrame, str, float, Plan], Any]] = {
         outcome=outcome,
         confidence=confidence,
         weight=WEIGHTS[plan.counterfactual_parameters["weight"]],
+        scale=plan.counterfactual_parameters["scale"],
     ),
 }
 
@@ -118,7 +119,17 @@ def simulated_effect(plan: Plan, employees: int, effect: float, seed: int) -> di
     if plan.payment["outcome"] not in {o["id"] for o in plan.outcomes}:  # pragma: no cover
         raise ValueError("the plan's payment outcome is not one of its outcomes")
     outcome = plan.outcome(plan.payment["outcome"])
-    sim = simulate(_spec(plan, employees, effect, seed))
+    panel, _ = simulated_panel(plan, _spec(plan, employees, effect, seed))
+    sub = panel.filter(pl.col("outcome") == outcome["id"])
+    estimator = ESTIMATORS[plan.counterfactual["method"]]
+    result = estimator(sub, outcome["id"], float(plan.counterfactual["confidence"]), plan)
+    return result.to_dict()
+
+
+def simulated_panel(plan: Plan, spec: SimulationSpec) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Simulate ``spec`` (no defects expected) and return the plan's outcome panel, computed
+    with the pipeline's metric SQL on an in-memory DuckDB, and the simulation's truth."""
+    sim = simulate(spec)
     run = Run(run_id="design", contract_id=plan.contract_id)
     roster_source = plan.data["cohort"]["roster_source"]
     con = duckdb.connect()
@@ -147,10 +158,7 @@ def simulated_effect(plan: Plan, employees: int, effect: float, seed: int) -> di
         panel = metrics.outcome_panel(con, plan, run)
     finally:
         con.close()
-    sub = panel.filter(pl.col("outcome") == outcome["id"])
-    estimator = ESTIMATORS[plan.counterfactual["method"]]
-    result = estimator(sub, outcome["id"], float(plan.counterfactual["confidence"]), plan)
-    return result.to_dict()
+    return panel, sim.truth
 
 
 def _improvement(plan: Plan, effect: dict[str, Any], key: str) -> float:

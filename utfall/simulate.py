@@ -32,6 +32,17 @@ Sick-leave onsets, per employee-month (calendar months overlapping the window):
 * ``shock_uq`` ~ lognormal, sd 0.10, mean 1, one per unit x calendar quarter: the cluster noise
   that makes the unit (not the employee) the unit of analysis.
 
+Scenario factors, for testing estimators where their assumptions fail (all off by default, and
+then the output is bit-for-bit the same as without them; recorded in ``truth["spec"]``):
+
+* ``treated_level_ratio`` L: treated units' rate x L (treated and comparison levels differ);
+* ``common_shock`` s from ``common_shock_start`` (default ``intervention_start``): every unit's
+  rate x (1 - s) from that day (a month straddling the day gets the share of its calendar days
+  on or after it), e.g. a drop after a pandemic peak. Proportional, so parallel in ratios but
+  not in levels when L != 1;
+* ``treated_trend_per_quarter`` b: treated units' rate x max(1 + b k, 0), k = calendar quarters
+  since the quarter of ``baseline_start`` (a treated-only linear trend; not an effect).
+
 Onset day uniform among the exposed days of the month. Duration: with probability 0.88 short,
 a geometric(p = 0.30) on 1..14 days truncated at 14 (mean ~3 days); with probability 0.12 long,
 floor(15 * 12**U) for U ~ U(0, 1), i.e. log-uniform on 15..180 days. Spell extent 100 % (85 %),
@@ -163,6 +174,11 @@ class SimulationSpec:
     effect: float = 0.12  # true relative reduction of sick-leave onsets for treated units
     defect_rate: float = 0.0  # share of delivered rows turned into defects
     seed: int = 20260101
+    # Departures from parallel trends / equal levels (defaults leave the output unchanged):
+    treated_level_ratio: float = 1.0  # treated units' onset rate x this (level difference)
+    common_shock: float = 0.0  # proportional drop in every unit's onset rate from ...
+    common_shock_start: date | None = None  # ... this day (None = intervention_start)
+    treated_trend_per_quarter: float = 0.0  # treated rate x (1 + this x quarters since start)
 
 
 @dataclass(frozen=True)
@@ -204,6 +220,14 @@ def _validate(spec: SimulationSpec) -> None:
         raise ValueError("defect_rate must be in [0, 0.5]")
     if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
         raise ValueError("seed must be a non-negative int")
+    if not (isinstance(spec.treated_level_ratio, int | float) and spec.treated_level_ratio > 0):
+        raise ValueError("treated_level_ratio must be > 0")
+    if not 0.0 <= spec.common_shock < 1.0:
+        raise ValueError("common_shock must be in [0, 1)")
+    if spec.common_shock_start is not None and not isinstance(spec.common_shock_start, date):
+        raise ValueError("common_shock_start must be a datetime.date or None")
+    if not -1.0 < spec.treated_trend_per_quarter < 1.0:
+        raise ValueError("treated_trend_per_quarter must be in (-1, 1)")
 
 
 def _luhn(nine: np.ndarray) -> np.ndarray:
@@ -368,6 +392,19 @@ def simulate(spec: SimulationSpec) -> SimulatedDeliveries:
         * season[None, :]
         * shock[unit_idx][:, m_quarter]
     )
+    # Scenario factors; applied only when not at their defaults, so the default output is
+    # bit-for-bit what it was before they existed.
+    if spec.treated_level_ratio != 1.0 or spec.treated_trend_per_quarter != 0.0:
+        trend = np.maximum(1.0 + spec.treated_trend_per_quarter * m_quarter, 0.0)
+        treated_factor = spec.treated_level_ratio * trend  # per month
+        lam = lam * np.where(is_treated_unit[unit_idx][:, None], treated_factor[None, :], 1.0)
+    if spec.common_shock != 0.0:
+        shock_day = _day(spec.common_shock_start or spec.intervention_start)
+        m_first = months.astype("datetime64[D]").astype(np.int64)
+        m_last = (months + 1).astype("datetime64[D]").astype(np.int64) - 1
+        after = np.clip(m_last - np.maximum(m_first, shock_day) + 1, 0, None)
+        share_after = after / (m_last - m_first + 1)  # of the calendar month
+        lam = lam * (1.0 - spec.common_shock * share_after)[None, :]
     counts = _rng(seed, "onsets").poisson(lam).ravel()
     del lam
     cells = np.flatnonzero(counts)
@@ -598,6 +635,10 @@ def simulate(spec: SimulationSpec) -> SimulatedDeliveries:
             "effect": float(spec.effect),
             "defect_rate": float(spec.defect_rate),
             "seed": int(seed),
+            "treated_level_ratio": float(spec.treated_level_ratio),
+            "common_shock": float(spec.common_shock),
+            "common_shock_start": (spec.common_shock_start or spec.intervention_start).isoformat(),
+            "treated_trend_per_quarter": float(spec.treated_trend_per_quarter),
         },
         "model": {
             "base_onsets_per_employee_year": _BASE_ONSETS_PER_YEAR,
