@@ -142,6 +142,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -752,23 +753,7 @@ def _randomization(
     alpha = 1.0 - confidence
 
     def bound(direction: float) -> float:
-        step = max(spread, abs(estimate) * 1e-6, 1e-12)
-        inside = estimate
-        outside = estimate + direction * step
-        k = 0
-        while pval(outside) > alpha:
-            inside, step = outside, step * 2.0
-            outside = estimate + direction * step
-            k += 1
-            if k > 60:  # p never falls to alpha: the interval is unbounded on this side
-                return direction * math.inf
-        while abs(outside - inside) > tol:
-            mid = 0.5 * (inside + outside)
-            if pval(mid) > alpha:
-                inside = mid
-            else:
-                outside = mid
-        return inside
+        return _inverted_bound(pval, estimate, direction, spread, alpha, tol)
 
     if 1.0 / n_assign > alpha:  # no assignment set can reject at this level
         low, high = -math.inf, math.inf
@@ -855,23 +840,7 @@ def _wild_bootstrap(
     alpha = 1.0 - confidence
 
     def bound(direction: float) -> float:
-        step = max(se, abs(estimate) * 1e-6, 1e-12)
-        inside = estimate
-        outside = estimate + direction * step
-        k = 0
-        while pval(outside) > alpha:
-            inside, step = outside, step * 2.0
-            outside = estimate + direction * step
-            k += 1
-            if k > 60:  # p never falls to alpha: the interval is unbounded on this side
-                return direction * math.inf
-        while abs(outside - inside) > tol:
-            mid = 0.5 * (inside + outside)
-            if pval(mid) > alpha:
-                inside = mid
-            else:
-                outside = mid
-        return inside
+        return _inverted_bound(pval, estimate, direction, se, alpha, tol)
 
     if se > 0:
         low, high = bound(-1.0), bound(1.0)
@@ -1043,3 +1012,34 @@ def _period_means(
         rec["n_comparison"] = n_c
         out.append(rec)
     return out
+
+
+def _inverted_bound(
+    pval: Callable[[float], float],
+    estimate: float,
+    direction: float,
+    scale: float,
+    alpha: float,
+    tol: float,
+) -> float:
+    """One end of a confidence set by test inversion: the farthest null value on the
+    `direction` side of `estimate` whose p-value is still above `alpha`. Steps out from
+    `estimate` by doubling steps (starting at `scale`), then bisects to `tol`; infinite
+    when the p-value never falls to `alpha` (too few units to reject)."""
+    step = max(scale, abs(estimate) * 1e-6, 1e-12)
+    inside = estimate
+    outside = estimate + direction * step
+    k = 0
+    while pval(outside) > alpha:
+        inside, step = outside, step * 2.0
+        outside = estimate + direction * step
+        k += 1
+        if k > 60:  # p never falls to alpha: the interval is unbounded on this side
+            return direction * math.inf
+    while abs(outside - inside) > tol:
+        mid = 0.5 * (inside + outside)
+        if pval(mid) > alpha:
+            inside = mid
+        else:
+            outside = mid
+    return inside
