@@ -57,7 +57,7 @@ from utfall.design import simulated_panel  # noqa: E402
 from utfall.estimators.did import did_2x2  # noqa: E402
 from utfall.pipeline import WEIGHTS  # noqa: E402
 from utfall.plan import Plan, load_plan  # noqa: E402
-from utfall.simulate import SimulationSpec  # noqa: E402
+from utfall.simulate import SimulationSpec, spec_for_plan  # noqa: E402
 
 SCALES = ("absolute", "relative")
 
@@ -104,19 +104,8 @@ def scenario_plan(base: Plan, scenario: Scenario, workdir: Path) -> Plan:
 
 
 def spec_for(plan: Plan, scenario: Scenario, employees: int, seed: int) -> SimulationSpec:
-    b0, _ = plan.period("baseline")
-    m0, m1 = plan.period("measurement")
-    return SimulationSpec(
-        treated_units=tuple(plan.treated_units),
-        comparison_units=tuple(plan.comparison_units),
-        baseline_start=b0,
-        intervention_start=m0,
-        measurement_end=m1,
-        employees=employees,
-        effect=scenario.effect,
-        defect_rate=0.0,
-        seed=seed,
-        **scenario.sim,
+    return spec_for_plan(
+        plan, employees=employees, effect=scenario.effect, seed=seed, **scenario.sim
     )
 
 

@@ -57,17 +57,11 @@ def simulate_deliveries(
 
     ``scenario``: further :class:`utfall.simulate.SimulationSpec` fields (treated_level_ratio,
     common_shock, common_shock_start, treated_trend_per_quarter)."""
-    from utfall.simulate import SimulationSpec, simulate
+    from utfall.simulate import simulate, spec_for_plan
 
     plan = load_plan(plan_path)
-    b0, _ = plan.period("baseline")
-    m0, m1 = plan.period("measurement")
-    spec = SimulationSpec(
-        treated_units=tuple(plan.treated_units),
-        comparison_units=tuple(plan.comparison_units),
-        baseline_start=b0,
-        intervention_start=m0,
-        measurement_end=m1,
+    spec = spec_for_plan(
+        plan,
         employees=employees,
         effect=effect,
         defect_rate=defect_rate,

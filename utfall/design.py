@@ -39,7 +39,7 @@ from utfall.estimators.did import did_2x2
 from utfall.payments import propose
 from utfall.pipeline import WEIGHTS
 from utfall.plan import Plan
-from utfall.simulate import SimulationSpec, simulate
+from utfall.simulate import SimulationSpec, simulate, spec_for_plan
 from utfall.warehouse.runs import Run
 
 POWER = 0.80
@@ -99,19 +99,7 @@ def default_grid(plan: Plan) -> list[float]:
 
 
 def _spec(plan: Plan, employees: int, effect: float, seed: int) -> SimulationSpec:
-    b0, _ = plan.period("baseline")
-    m0, m1 = plan.period("measurement")
-    return SimulationSpec(
-        treated_units=tuple(plan.treated_units),
-        comparison_units=tuple(plan.comparison_units),
-        baseline_start=b0,
-        intervention_start=m0,
-        measurement_end=m1,
-        employees=employees,
-        effect=effect,
-        defect_rate=0.0,
-        seed=seed,
-    )
+    return spec_for_plan(plan, employees=employees, effect=effect, seed=seed)
 
 
 def simulated_effect(plan: Plan, employees: int, effect: float, seed: int) -> dict[str, Any]:

@@ -104,9 +104,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    from utfall.plan import Plan
 
 __all__ = ["SimulatedDeliveries", "SimulationSpec", "simulate"]
 
@@ -300,6 +304,33 @@ def _short_term(
 
 def _exposure(a: np.ndarray, b: np.ndarray, lo: int, hi: int) -> int:
     return int(np.maximum(np.minimum(b, hi) - np.maximum(a, lo) + 1, 0).sum())
+
+
+def spec_for_plan(
+    plan: Plan,
+    *,
+    employees: int,
+    effect: float,
+    seed: int,
+    defect_rate: float = 0.0,
+    **factors: Any,
+) -> SimulationSpec:
+    """A simulation of the plan's own units and periods (`factors`: the scenario fields,
+    e.g. treated_level_ratio, common_shock); the one place that maps a plan to a spec."""
+    b0, _ = plan.period("baseline")
+    m0, m1 = plan.period("measurement")
+    return SimulationSpec(
+        treated_units=tuple(plan.treated_units),
+        comparison_units=tuple(plan.comparison_units),
+        baseline_start=b0,
+        intervention_start=m0,
+        measurement_end=m1,
+        employees=employees,
+        effect=effect,
+        defect_rate=defect_rate,
+        seed=seed,
+        **factors,
+    )
 
 
 def simulate(spec: SimulationSpec) -> SimulatedDeliveries:
