@@ -54,8 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from utfall.cli import EXAMPLE_PLAN  # noqa: E402
 from utfall.design import simulated_panel  # noqa: E402
-from utfall.estimators.did import did_2x2  # noqa: E402
-from utfall.pipeline import WEIGHTS  # noqa: E402
+from utfall.estimators.did import WEIGHTS, did_2x2  # noqa: E402
 from utfall.plan import Plan, load_plan  # noqa: E402
 from utfall.simulate import SimulationSpec, spec_for_plan  # noqa: E402
 

@@ -35,9 +35,8 @@ import duckdb
 import polars as pl
 
 from utfall import metrics
-from utfall.estimators.did import did_2x2
+from utfall.estimators.did import WEIGHTS, did_2x2
 from utfall.payments import propose
-from utfall.pipeline import WEIGHTS
 from utfall.plan import Plan
 from utfall.simulate import SimulationSpec, simulate, spec_for_plan
 from utfall.warehouse.runs import Run

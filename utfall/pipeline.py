@@ -21,10 +21,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from utfall import metrics, payments, personnummer, report, warehouse
+from utfall import estimators, metrics, payments, personnummer, report, warehouse
 from utfall.cohort import CohortCheck, CohortError, check_cohort
 from utfall.errors import MeasurementError, QualityBlocked, UserError, WarehouseError
-from utfall.estimators.did import did_2x2
+from utfall.estimators.base import Design
 from utfall.estimators.result import EffectResult
 from utfall.ingest import Delivery, ingest_source
 from utfall.plan import Plan
@@ -33,8 +33,6 @@ from utfall.warehouse import runs
 from utfall.warehouse.deliveries import changes_since_published, describe_change, history_run
 from utfall.warehouse.runs import Run
 
-#: Plan weight names -> estimator weight argument.
-WEIGHTS = {"exposure": "denominator", "equal": None}
 #: Errors that mean the delivery was refused (the run is `rejected`, not `failed`).
 REJECTIONS = (DeliveryRejected, QualityBlocked, CohortError)
 
@@ -105,8 +103,7 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
     """Run the plan's counterfactual method for every outcome of the run's panel."""
     panel = _scoped(con, "work.outcome_panel", run, "outcome, unit_id, period_start")
     cf = plan.counterfactual
-    params = plan.counterfactual_parameters
-    weight = WEIGHTS[params["weight"]]
+    estimator = estimators.get(cf["method"])
     results = []
     for outcome in plan.outcomes:
         sub = panel.filter(pl.col("outcome") == outcome["id"])
@@ -115,14 +112,17 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
                 f"outcome {outcome['id']!r}: no eligible employees in any cohort unit, so "
                 "there is nothing to measure"
             )
-        r = did_2x2(
+        r = estimator.fit(
             sub,
-            outcome=outcome["id"],
-            confidence=float(cf["confidence"]),
-            weight=weight,
-            inference=params["inference"],
-            seed=int(cf["seed"]),
-            scale=params["scale"],
+            Design(
+                outcome=outcome["id"],
+                parameters=plan.counterfactual_parameters,
+                confidence=float(cf["confidence"]),
+                seed=int(cf["seed"]),
+                baseline=plan.period("baseline"),
+                measurement=plan.period("measurement"),
+                frequency=plan.data["periods"]["frequency"],
+            ),
         )
         ri = r.diagnostics.get("randomization")
         wb = r.diagnostics.get("wild_bootstrap")

@@ -33,6 +33,8 @@ from typing import Any
 import yaml
 
 from utfall.errors import UserError
+from utfall.estimators.base import registry as estimator_registry
+from utfall.params import ParamSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
 
@@ -54,23 +56,6 @@ SOURCE_KINDS: dict[str, dict[str, bool]] = {
         "extent": True,
     },
 }
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter of a metric or method: its type, allowed values and default.
-
-    `type` is "integer" (an int, never a bool or 14.0), "number" (int or float, not a
-    bool) or "string". `minimum`/`maximum` bound numbers (inclusive); `choices` lists the
-    allowed strings.
-    """
-
-    type: str
-    default: Any
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] | None = None
-    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,37 +131,11 @@ METRICS: dict[str, MetricSpec] = {
 #: Which source kind each metric reads its events from (derived from METRICS).
 METRIC_SOURCE_KIND: dict[str, str] = {name: m.source_kind for name, m in METRICS.items()}
 
-#: Counterfactual methods the engine implements (the JSON Schema's enum must match).
+#: Counterfactual methods the engine implements, from the estimator registry (one module
+#: per method in utfall/estimators); the plan schema's method enum is filled from it.
 METHOD_SPECS: dict[str, MethodSpec] = {
-    "did_2x2": MethodSpec(
-        parameters={
-            "weight": ParamSpec(
-                "string",
-                default="exposure",
-                choices=("exposure", "equal"),
-                description="units weighted by exposure (the rate's denominator) or equally",
-            ),
-            "inference": ParamSpec(
-                "string",
-                default="analytic",
-                choices=("analytic", "randomization", "wild_bootstrap"),
-                description="interval of the effect: analytic (cluster-robust CR2, t with "
-                "Bell-McCaffrey df), randomization (test inversion over assignments of "
-                "units to treatment, seeded by counterfactual.seed) or wild_bootstrap "
-                "(test inversion of a restricted wild cluster bootstrap by unit, seeded by "
-                "counterfactual.seed; absolute scale only)",
-            ),
-            "scale": ParamSpec(
-                "string",
-                default="absolute",
-                choices=("absolute", "relative"),
-                description="parallel trends in levels (absolute: difference of mean changes) "
-                "or in ratios (relative: ratio-of-means DiD on the log scale); the other scale "
-                "is reported as a sensitivity",
-            ),
-        },
-        description="difference in differences, two periods, two groups",
-    ),
+    name: MethodSpec(parameters=e.parameters, description=e.description)
+    for name, e in estimator_registry().items()
 }
 #: Each method's parameter names (derived from METHOD_SPECS).
 METHODS: dict[str, tuple[str, ...]] = {
@@ -387,7 +346,12 @@ def _read_yaml(text: str) -> tuple[Any, list[tuple[str, str]]]:
 
 @cache
 def plan_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    """The plan's JSON Schema, with the allowed counterfactual methods filled in from the
+    estimator registry (so a new estimator module needs no schema edit)."""
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    method = schema["properties"]["counterfactual"]["properties"]["method"]
+    method["enum"] = sorted(METHOD_SPECS)
+    return schema
 
 
 @dataclass(frozen=True)
@@ -802,18 +766,10 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         cf_params,
     )
     problems += cf_problems
-    if (
-        not cf_problems
-        and cf_params.get("inference") == "wild_bootstrap"
-        and cf_params.get("scale", "absolute") != "absolute"
-    ):
-        problems.append(
-            (
-                "counterfactual.parameters.inference",
-                "wild_bootstrap is available on the absolute scale only "
-                f"(scale is {cf_params['scale']!r}); use analytic or randomization",
-            )
-        )
+    check = estimator_registry()[cf["method"]].check
+    if not cf_problems and check is not None:
+        given = _with_defaults(METHOD_SPECS[cf["method"]].parameters, cf_params)
+        problems += [(f"counterfactual.parameters.{key}", text) for key, text in check(given)]
 
     control_file = data.get("quality", {}).get("control_file")
     if control_file is not None:

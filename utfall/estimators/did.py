@@ -150,8 +150,10 @@ import polars as pl
 from scipy import stats
 
 from utfall.errors import MeasurementError
+from utfall.estimators.base import Design, Estimator
 from utfall.estimators.event_study import event_study
 from utfall.estimators.result import EffectResult
+from utfall.params import ParamSpec
 
 __all__ = [
     "did_2x2",
@@ -1043,3 +1045,94 @@ def _inverted_bound(
         else:
             outside = mid
     return inside
+
+
+#: Plan weight names -> did_2x2 weight argument.
+WEIGHTS = {"exposure": "denominator", "equal": None}
+
+
+def _check(params: dict) -> list[tuple[str, str]]:
+    if params["inference"] == "wild_bootstrap" and params["scale"] != "absolute":
+        return [
+            (
+                "inference",
+                "wild_bootstrap is available on the absolute scale only "
+                f"(scale is {params['scale']!r}); use analytic or randomization",
+            )
+        ]
+    return []
+
+
+def _fit(panel: pl.DataFrame, design: Design) -> EffectResult:
+    p = design.parameters
+    return did_2x2(
+        panel,
+        outcome=design.outcome,
+        confidence=design.confidence,
+        weight=WEIGHTS[p["weight"]],
+        inference=p["inference"],
+        seed=design.seed,
+        scale=p["scale"],
+    )
+
+
+ESTIMATOR = Estimator(
+    name=METHOD,
+    data="unit_panel",
+    estimand="ATT",
+    fit=_fit,
+    parameters={
+        "weight": ParamSpec(
+            "string",
+            default="exposure",
+            choices=("exposure", "equal"),
+            description="units weighted by exposure (the rate's denominator) or equally",
+        ),
+        "inference": ParamSpec(
+            "string",
+            default="analytic",
+            choices=("analytic", "randomization", "wild_bootstrap"),
+            description="interval of the effect: analytic (cluster-robust CR2, t with "
+            "Bell-McCaffrey df), randomization (test inversion over assignments of "
+            "units to treatment, seeded by counterfactual.seed) or wild_bootstrap "
+            "(test inversion of a restricted wild cluster bootstrap by unit, seeded by "
+            "counterfactual.seed; absolute scale only)",
+        ),
+        "scale": ParamSpec(
+            "string",
+            default="absolute",
+            choices=("absolute", "relative"),
+            description="parallel trends in levels (absolute: difference of mean changes) "
+            "or in ratios (relative: ratio-of-means DiD on the log scale); the other scale "
+            "is reported as a sensitivity",
+        ),
+    },
+    published_diagnostics=frozenset(
+        (
+            "inference",
+            "scale",
+            "df",
+            "p_value",
+            "analytic",
+            "relative",
+            "scale_sensitivity",
+            "cr1",
+            "randomization",
+            "wild_bootstrap",
+            "df_relative",
+            "std_error_relative",
+            "variance_components",
+            "group_df",
+            "group_levels",
+            "n_periods",
+            "pre_trend",
+            "event_study",
+            "period_means",
+            "units",
+            "excluded_units",
+            "warnings",
+        )
+    ),
+    description="difference in differences, two periods, two groups",
+    check=_check,
+)

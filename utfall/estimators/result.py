@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,11 @@ class EffectResult:
     All levels are in outcome units (e.g. short-term sick days per employee per quarter).
     ``estimate`` is treated observed minus treated counterfactual: negative = reduction.
     ``relative_estimate`` = ``estimate / counterfactual`` (e.g. -0.12 = a 12 % reduction).
+    ``period`` names what the estimate covers ("measurement", or a sub-period such as
+    "2025Q3" or "12m"); ``estimand`` says which effect it is ("ATT", "ATE", ...).
+    ``diagnostics`` may be published (only the keys the estimator declares); ``restricted``
+    holds per-unit or per-person detail that stays in the warehouse and never reaches a
+    report (it is not in :meth:`to_dict`). ``warnings`` are sentences the report shows.
     """
 
     outcome: str
@@ -64,6 +69,10 @@ class EffectResult:
     relative_ci_high: float
     diagnostics: dict
     parameters: dict
+    period: str = "measurement"
+    estimand: str = "ATT"
+    restricted: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready dict with the fields in declaration order (stable keys).
@@ -71,4 +80,12 @@ class EffectResult:
         Floats are plain Python floats; non-finite values are ``None``; nested numpy values and
         dates inside ``diagnostics``/``parameters`` are converted as in :func:`to_jsonable`.
         """
-        return {f.name: to_jsonable(getattr(self, f.name)) for f in fields(self)}
+        return {
+            f.name: to_jsonable(getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "restricted"
+        }
+
+    def restricted_dict(self) -> dict:
+        """The restricted detail, JSON-ready (kept in the warehouse, never in a report)."""
+        return to_jsonable(self.restricted)
