@@ -546,11 +546,13 @@ def test_a_fixed_rule_takes_no_target(tmp_path, data):
     assert _problems(tmp_path, data) == [
         (
             "payment.rules[1].target_relative_reduction",
-            "a fixed rule has no target; only linear_to_target takes one",
+            "a fixed rule takes no target_relative_reduction; only guaranteed_conditional, "
+            "linear_to_target take one",
         ),
         (
             "payment.basis",
-            "basis threshold needs a linear_to_target rule: it decides what those pay",
+            "basis threshold needs a rule that pays on the effect (guaranteed_conditional, "
+            "linear_to_target, share_of_savings, threshold_tiers): it decides what those pay",
         ),
     ]
 
@@ -1055,7 +1057,8 @@ def test_threshold_basis_needs_a_linear_rule(tmp_path, data):
     assert _problems(tmp_path, data) == [
         (
             "payment.basis",
-            "basis threshold needs a linear_to_target rule: it decides what those pay",
+            "basis threshold needs a rule that pays on the effect (guaranteed_conditional, "
+            "linear_to_target, share_of_savings, threshold_tiers): it decides what those pay",
         )
     ]
 

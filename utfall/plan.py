@@ -35,6 +35,9 @@ import yaml
 from utfall.errors import UserError
 from utfall.estimators.base import registry as estimator_registry
 from utfall.params import ParamSpec
+from utfall.payments.base import registry as payment_registry
+from utfall.payments.base import rule_problems as payment_rule_problems
+from utfall.payments.base import rules_item_schema as payment_rules_item_schema
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
 
@@ -351,6 +354,8 @@ def plan_schema() -> dict[str, Any]:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     method = schema["properties"]["counterfactual"]["properties"]["method"]
     method["enum"] = sorted(METHOD_SPECS)
+    rules = schema["properties"]["payment"]["properties"]["rules"]
+    rules["items"] = payment_rules_item_schema()  # from the payment rule registry
     return schema
 
 
@@ -794,30 +799,8 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                 f"unknown outcome {payment['outcome']!r}; plan outcomes: {', '.join(outcome_ids)}",
             )
         )
-    total = Decimal(0)
-    for i, rule in enumerate(payment["rules"]):
-        amount = Decimal(rule["amount"])  # the schema's pattern makes this exact
-        total += amount
-        if amount <= 0:
-            problems.append((f"payment.rules[{i}].amount", "must be greater than 0"))
-        if rule["kind"] == "linear_to_target" and "target_relative_reduction" not in rule:
-            problems.append(
-                (f"payment.rules[{i}].target_relative_reduction", "required key is missing")
-            )
-        if rule["kind"] != "linear_to_target" and "target_relative_reduction" in rule:
-            problems.append(
-                (
-                    f"payment.rules[{i}].target_relative_reduction",
-                    f"a {rule['kind']} rule has no target; only linear_to_target takes one",
-                )
-            )
-    if total >= MAX_AMOUNT_EXCLUSIVE:
-        problems.append(
-            (
-                "payment.rules",
-                f"the amounts sum to {total}, too large for DECIMAL(18,2) (must be below 10^16)",
-            )
-        )
+    problems += payment_rule_problems(payment["rules"])
+    problems += _payment_period_problems(payment, ranges["measurement"])
     problems += _payment_basis_problems(payment)
     return problems
 
@@ -870,11 +853,67 @@ def _payment_basis_problems(payment: dict[str, Any]) -> list[tuple[str, str]]:
                     "better result must not pay a smaller share",
                 )
             )
-    if not any(r["kind"] == "linear_to_target" for r in payment["rules"]):
+    on_effect = [
+        k for k, r in payment_registry().items() if r.reads & {"effect", "effect_absolute"}
+    ]
+    if not any(r["kind"] in on_effect and r.get("savings") != "total" for r in payment["rules"]):
         problems.append(
             (
                 "payment.basis",
-                "basis threshold needs a linear_to_target rule: it decides what those pay",
+                f"basis threshold needs a rule that pays on the effect ({', '.join(on_effect)}): "
+                "it decides what those pay",
             )
         )
+    return problems
+
+
+def _payment_period_problems(
+    payment: dict[str, Any], measurement: tuple[dt.date, dt.date]
+) -> list[tuple[str, str]]:
+    """Payment periods: unique names, ascending `through` dates within the measurement
+    period, interim ones then one final one that ends with the measurement period."""
+    periods = payment.get("periods")
+    if not periods:
+        if "clawback" in payment:
+            return [("payment.clawback", "clawback needs payment periods; list them or remove it")]
+        return []
+    problems: list[tuple[str, str]] = []
+    start, end = measurement
+    seen: dict[str, int] = {}
+    for j, p in enumerate(periods):
+        at = f"payment.periods[{j}]"
+        if p["name"] in seen:
+            problems.append(
+                (
+                    f"{at}.name",
+                    f"duplicate period name {p['name']!r} (also periods[{seen[p['name']]}])",
+                )
+            )
+        seen.setdefault(p["name"], j)
+        through = dt.date.fromisoformat(p["through"])
+        if not start <= through <= end:
+            problems.append(
+                (f"{at}.through", f"{through} is outside the measurement period {start}..{end}")
+            )
+        if j and through <= dt.date.fromisoformat(periods[j - 1]["through"]):
+            problems.append(
+                (
+                    f"{at}.through",
+                    f"{through} is not after the previous period's {periods[j - 1]['through']}",
+                )
+            )
+        last = j == len(periods) - 1
+        if last and p["kind"] != "final":
+            problems.append((f"{at}.kind", "the last period must be the final one"))
+        if not last and p["kind"] == "final":
+            problems.append(
+                (f"{at}.kind", "only the last period can be final; the others are interim")
+            )
+        if last and p["kind"] == "final" and through != end:
+            problems.append(
+                (
+                    f"{at}.through",
+                    f"the final period must end with the measurement period, on {end}",
+                )
+            )
     return problems
