@@ -167,3 +167,69 @@ def test_terms_override_compares_bases_on_one_effect(example_plan, point_plan):
     assert propose(example_plan, effect)["total"] == "600000.00"
     assert propose(example_plan, effect, terms=point_plan.payment)["total"] == "1766666.67"
     assert propose(point_plan, effect)["total"] == "1766666.67"
+
+
+GOLDEN_TIERS = [
+    {"min_relative_reduction": 0.0, "share": 0.25},
+    {"min_relative_reduction": 0.03, "share": 0.5},
+    {"min_relative_reduction": 0.06, "share": 1},
+]
+
+
+def test_proposals_are_byte_identical_to_the_single_module_version(example_plan):
+    """735 proposals (the example plan and four variants of its basis, over a grid of point
+    estimates and bounds, boundaries included) hash to what `utfall/payments.py` gave before
+    it became a package of rules (sha256 of report.dumps of each, in order)."""
+    import hashlib
+    import itertools
+
+    from utfall.report import dumps
+
+    plans = [
+        example_plan,
+        _with_terms(example_plan, tiers=GOLDEN_TIERS),
+        _with_terms(example_plan, threshold_relative_reduction=0.03),
+        _with_terms(example_plan, basis="point_estimate", threshold_relative_reduction=None),
+        _with_terms(example_plan, basis="conservative_ci_bound", threshold_relative_reduction=None),
+    ]
+    grid = itertools.product(
+        [-0.3, -0.12, -0.1, -0.06, -0.0, 0.05, -0.123456789],
+        [-0.4, -0.18, -0.05],
+        [-0.07, -0.03, -0.0001, 0.0, -0.00004, 0.01, 0.02],
+    )
+    effects = [{**_effect(r, lo, hi), "confidence": 0.95} for r, lo, hi in grid]
+    digest = hashlib.sha256()
+    for plan in plans:
+        for e in effects:
+            digest.update(dumps(propose(plan, e)).encode())
+    assert digest.hexdigest() == "25368778427cff8fc5d6726b1d4dd60c49d12e7dba5102b75051ad7745e17811"
+
+
+def test_example_proposal_in_full(example_plan):
+    p = propose(example_plan, {**_effect(-0.1, low=-0.18, high=-0.05), "confidence": 0.95})
+    assert p["lines"] == [
+        {
+            "rule": 0,
+            "kind": "fixed",
+            "description": "Fixed part of the provider's fee",
+            "max_amount": "600000.00",
+            "achievement": "1.000000",
+            "amount": "600000.00",
+            "explanation": "fixed amount",
+        },
+        {
+            "rule": 1,
+            "kind": "linear_to_target",
+            "description": (
+                "Outcome part, paid in proportion to the reduction achieved, in full at 12 %"
+            ),
+            "max_amount": "1400000.00",
+            "achievement": "0.833333",
+            "amount": "1166666.67",
+            "explanation": "improvement 0.1000 / target 0.12, clamped to 0..1 = 0.833333",
+        },
+    ]
+    assert set(p) == {
+        "currency", "outcome", "basis", "decision", "confidence", "measured_improvement",
+        "lines", "total", "variable", "maximum", "variable_maximum", "range", "status",
+    }  # fmt: skip

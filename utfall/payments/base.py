@@ -59,8 +59,8 @@ def decimal(x: float | int | str | Decimal) -> Decimal:
 
 
 def cents(x: Decimal) -> Decimal:
-    """Round money once, to öre, half to even."""
-    return x.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    """Round money once, to öre, half to even (never "-0.00": adding 0 drops a zero's sign)."""
+    return x.quantize(CENT, rounding=ROUND_HALF_EVEN) + 0
 
 
 def show(share: Decimal) -> str:

@@ -61,7 +61,9 @@ def improvement_at(plan: Plan, effect: Mapping[str, Any], point: str) -> Decimal
 def absolute_at(plan: Plan, effect: Mapping[str, Any], point: str) -> Decimal:
     """The effect in outcome units, in the desired direction (a cost that fell by 1 200 SEK
     per person is +1200), at `point`; rounded to 0.0001."""
-    return _read(plan, effect, point, ("estimate", "ci_low", "ci_high"))
+    # + 0: a saving of exactly 0 reads 0.0000, not -0.0000 (relative improvements keep their
+    # historical form, which the pinned proposals show)
+    return _read(plan, effect, point, ("estimate", "ci_low", "ci_high")) + 0
 
 
 def measured_improvement(plan: Plan, effect: Mapping[str, Any]) -> Decimal:
