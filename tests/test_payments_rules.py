@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
