@@ -33,6 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from utfall import payments  # noqa: E402
 from utfall.cli import EXAMPLE_PLAN, simulate_deliveries  # noqa: E402
 from utfall.payments import propose  # noqa: E402
 from utfall.plan import Plan, load_plan  # noqa: E402
@@ -132,9 +133,8 @@ def summarise(values: list[Decimal], at_risk: Decimal) -> dict[str, float]:
 
 
 def variable_maximum(plan: Plan) -> Decimal:
-    return sum(
-        (Decimal(r["amount"]) for r in plan.payment["rules"] if r["kind"] != "fixed"), Decimal(0)
-    )
+    """The amount at risk: what the plan's outcome-dependent rules can pay at most."""
+    return payments.variable_maximum(plan.payment)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,12 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=5000)
     args = parser.parse_args(argv)
     plan = load_plan(args.plan)
-    target = next(
+    targets = [
         float(r["target_relative_reduction"])
         for r in plan.payment["rules"]
-        if r["kind"] == "linear_to_target"
-    )
-    effects = args.effects or [0.0, target / 2, target]
+        if "target_relative_reduction" in r
+    ]
+    if not args.effects and not targets:
+        parser.error("the plan's rules state no target_relative_reduction; give --effects")
+    effects = args.effects or [0.0, targets[0] / 2, targets[0]]
     at_risk = variable_maximum(plan)
     t0 = time.perf_counter()
     results = simulate_payments(plan, effects, args.replications, args.employees, args.seed)

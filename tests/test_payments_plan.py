@@ -97,6 +97,10 @@ def test_schema_kinds_come_from_the_registry():
             ),
         ),
         (
+            [{**BOND, "return_cap": -1, "return_floor": -1}],  # nothing could ever be repaid
+            ("payment.rules[0].return_cap", "must be greater than -1, got -1"),
+        ),
+        (
             [{**BOND, "conditional_share": 0.5}],
             (
                 "payment.rules[0].conditional_share",

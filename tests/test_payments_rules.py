@@ -111,6 +111,9 @@ def test_threshold_tiers_maximum_below_one(tmp_path):
     plan = make_plan(tmp_path, [{"kind": "threshold_tiers", "amount": "1000.00", "tiers": tiers}])
     p = propose(plan, effect(-0.5))
     assert amounts(p) == ["800.00"] and p["maximum"] == "800.00"  # 1000 x 0.8
+    assert p["lines"][0]["achievement"] == "1.000000"  # of the rule's maximum
+    p = propose(plan, effect(-0.075))  # 0.2 + 0.6 x 0.025 / 0.05 = 0.5 -> 500.00 = 0.625 x 800
+    assert amounts(p) == ["500.00"] and p["lines"][0]["achievement"] == "0.625000"
 
 
 @pytest.mark.parametrize(
@@ -324,9 +327,9 @@ def test_rate_card_caps_per_person_and_contract_in_a_stated_order(tmp_path):
     assert claims == [
         (2, "paid", "10000.00"),  # 02-01 p-a: 10 000 (contract 10 000)
         (1, "paid", "10000.00"),  # 02-01 p-b: 10 000 (20 000)
-        (3, "already_claimed", "0"),  # 03-01 p-a's entry was claimed by row 2
+        (3, "already_claimed", "0.00"),  # 03-01 p-a's entry was claimed by row 2
         (6, "paid", "10000.00"),  # 04-01 p-c: 10 000 (30 000)
-        (4, "too_short", "0"),  # 05-01 p-a: 90 < 91 days
+        (4, "too_short", "0.00"),  # 05-01 p-a: 90 < 91 days
         (5, "capped_contract", "15000.00"),  # 06-01 p-a: 25 000 -> person cap leaves
         #   30 000 - 10 000 = 20 000 -> contract cap leaves 45 000 - 30 000 = 15 000
         (7, "capped_contract", "0.00"),  # 06-15 p-b: the contract cap is reached

@@ -31,7 +31,7 @@ from utfall.payments.basis import (
     improvement_at,
     measured_improvement,
 )
-from utfall.payments.proposal import on_effect, propose
+from utfall.payments.proposal import on_effect, propose, variable_maximum
 
 __all__ = [
     "BASES",
@@ -52,4 +52,5 @@ __all__ = [
     "registry",
     "rule_problems",
     "rules_item_schema",
+    "variable_maximum",
 ]

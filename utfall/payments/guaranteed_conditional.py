@@ -131,7 +131,9 @@ RULE = Rule(
         },
         "target_relative_reduction": TARGET,
         "return_cap": {
-            **RETURN,
+            "type": "number",
+            "exclusiveMinimum": -1,
+            "maximum": 10,
             "description": "the highest return on the capital over the term (0.10 = +10 %)",
         },
         "return_floor": {

@@ -55,6 +55,19 @@ def on_effect(rule: Mapping[str, Any]) -> bool:
     return "effect_absolute" in reads and rule.get("savings", "per_person_effect") != "total"
 
 
+def variable_maximum(terms: Mapping[str, Any]) -> Decimal:
+    """The amount at risk: the most the rules that depend on the outcome can pay."""
+    chosen = [registry()[r["kind"]] for r in terms["rules"]]
+    return sum(
+        (
+            cents(rule.maximum(r))
+            for rule, r in zip(chosen, terms["rules"], strict=True)
+            if rule.variable
+        ),
+        Decimal(0),
+    ).quantize(CENT)
+
+
 def _paid_before(
     terms: Mapping[str, Any], period: str | None, earlier: Sequence[Mapping[str, Any]]
 ) -> tuple[dict[str, Any] | None, list[Decimal]]:

@@ -103,7 +103,7 @@ def pay(rule: Mapping[str, Any], inputs: Inputs) -> Due:
         price = Decimal(prices[r["event"]]["price"])
         minimum = prices[r["event"]].get("min_duration_days")
         key = (r["person_id"], r["event"])
-        amount = Decimal(0)
+        amount = Decimal("0.00")
         if inputs.through is not None and r["achieved_on"] > inputs.through:
             status = "after_period"
         elif minimum is not None and (r["duration_days"] is None or r["duration_days"] < minimum):

@@ -77,7 +77,9 @@ def pay(rule: Mapping[str, Any], inputs: Inputs) -> Due:
         steps.append(f"capped at the share the evidence allows, {show(cap)}")
         share = cap
     steps.append(f"{amount} x {show(share)}")
-    return Due(amount * share, share, steps)
+    top = tiers[-1][1]
+    # achievement: the share of the rule's maximum (amount x the top tier's share)
+    return Due(amount * share, share / top if top else Decimal(0), steps)
 
 
 def check(rule: Mapping[str, Any]) -> list[tuple[str, str]]:
