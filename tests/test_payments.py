@@ -233,3 +233,11 @@ def test_example_proposal_in_full(example_plan):
         "currency", "outcome", "basis", "decision", "confidence", "measured_improvement",
         "lines", "total", "variable", "maximum", "variable_maximum", "range", "status",
     }  # fmt: skip
+
+
+def test_a_callers_decimal_context_does_not_change_a_payment(example_plan):
+    import decimal
+
+    with decimal.localcontext(decimal.Context(prec=3, rounding=decimal.ROUND_DOWN)):
+        p = propose(example_plan, _effect(-0.1, low=-0.18, high=-0.05))
+    assert p["lines"][1]["amount"] == "1166666.67" and p["total"] == "1766666.67"

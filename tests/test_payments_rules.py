@@ -201,6 +201,29 @@ def test_share_of_savings_total(tmp_path):
         propose(plan, None)
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            1000.5,
+            "savings_total must be an exact decimal (a string such as '1250000.00', an int or "
+            "a Decimal), not float 1000.5",
+        ),
+        (
+            "12,5",
+            "savings_total must be an exact decimal (a string such as '1250000.00', an int or "
+            "a Decimal), not str '12,5'",
+        ),
+        ("NaN", "savings_total must be a finite amount, not 'NaN'"),
+    ],
+)
+def test_share_of_savings_total_must_be_exact(tmp_path, value, message):
+    plan = make_plan(tmp_path, [{**SAVINGS, "savings": "total"}])
+    with pytest.raises(PaymentInputError) as err:
+        propose(plan, None, savings_total=value)
+    assert str(err.value) == message
+
+
 def test_share_of_savings_needs_persons_treated(tmp_path):
     plan = make_plan(tmp_path, [SAVINGS])
     with pytest.raises(PaymentInputError) as err:

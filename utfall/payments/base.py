@@ -63,6 +63,15 @@ def cents(x: Decimal) -> Decimal:
     return x.quantize(CENT, rounding=ROUND_HALF_EVEN) + 0
 
 
+def money(x: Decimal) -> str:
+    """An amount in an explanation step: to the öre when it is whole öre, else to six
+    decimals (the amount is computed from the unrounded value and rounded once at the end)."""
+    whole = x.quantize(CENT) + 0
+    if whole == x:
+        return str(whole)
+    return str(x.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN) + 0)
+
+
 def show(share: Decimal) -> str:
     """A share for display (six decimals); amounts are computed from the unrounded value."""
     return str(share.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN))

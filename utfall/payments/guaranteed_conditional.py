@@ -29,6 +29,7 @@ from utfall.payments.base import (
     Inputs,
     Rule,
     decimal,
+    money,
     positive,
     require_improvement,
     show,
@@ -51,31 +52,31 @@ def pay(rule: Mapping[str, Any], inputs: Inputs) -> Due:
     achievement = max(Decimal(0), improvement / target)
     conditional = c * capital * achievement
     steps = [
-        f"guaranteed part {g} x {capital} = {guaranteed}",
+        f"guaranteed part {g} x {capital} = {money(guaranteed)}",
         f"achievement max(0, improvement {improvement} / target {target}) = {show(achievement)}; "
-        f"conditional part {c} x {capital} x {show(achievement)} = {show(conditional)}",
+        f"conditional part {c} x {capital} x {show(achievement)} = {money(conditional)}",
     ]
     room = _max(rule) - guaranteed
     if conditional > room:
         steps.append(
-            f"capped where the return reaches the cap {decimal(rule['return_cap'])}: {room}"
+            f"capped where the return reaches the cap {decimal(rule['return_cap'])}: {money(room)}"
         )
         conditional = room
     evidence = inputs.evidence_share
     if evidence is not None and conditional > evidence * room:
         steps.append(
             f"capped at the share the evidence allows, {show(evidence)} x {room} = "
-            f"{evidence * room}"
+            f"{money(evidence * room)}"
         )
         conditional = evidence * room
     repayment = guaranteed + conditional
     steps.append(
-        f"repayment {show(repayment)}: a return of {show(repayment / capital - 1)} on the capital"
+        f"repayment {money(repayment)}: a return of {show(repayment / capital - 1)} on the capital"
     )
     if "return_floor" in rule:
         floor = capital * (1 + decimal(rule["return_floor"]))
         if repayment < floor:
-            steps.append(f"raised to the floor {decimal(rule['return_floor'])}: {floor}")
+            steps.append(f"raised to the floor {decimal(rule['return_floor'])}: {money(floor)}")
             repayment = floor
     return Due(repayment, repayment / _max(rule), steps)
 

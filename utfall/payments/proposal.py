@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from utfall.payments.base import (
@@ -37,7 +37,6 @@ from utfall.payments.base import (
     PaymentInputError,
     Rule,
     cents,
-    decimal,
     registry,
     show,
 )
@@ -79,7 +78,7 @@ def _paid_before(
             raise PaymentInputError(
                 "the plan's payment has no periods; propose without a period or earlier payments"
             )
-        return None, [Decimal(0)] * n
+        return None, [Decimal("0.00")] * n
     names = [p["name"] for p in periods]
     if period is None:
         raise PaymentInputError(
@@ -94,7 +93,7 @@ def _paid_before(
             f"period {period!r} needs the proposals of the periods before it, in order "
             f"({', '.join(names[:index]) or 'none'}); got: {', '.join(map(str, given)) or 'none'}"
         )
-    paid = [Decimal(0)] * n
+    paid = [Decimal("0.00")] * n
     for e in earlier:
         kinds = [line["kind"] for line in e["lines"]]
         if kinds != [r["kind"] for r in terms["rules"]] or e.get("currency") != terms["currency"]:
@@ -184,12 +183,27 @@ def propose(
     `counts` (e.g. persons_treated), `savings_total` and `events` (a polars frame, see
     `utfall.payments.rate_card`) feed the rules that read them.
     """
+    # A fixed context: a caller's decimal settings must not change a payment.
+    with localcontext(Context(prec=28, rounding=ROUND_HALF_EVEN)):
+        return _propose(plan, effect, terms, period, earlier, counts, savings_total, events)
+
+
+def _propose(
+    plan: Plan,
+    effect: Mapping[str, Any] | None,
+    terms: Mapping[str, Any] | None,
+    period: str | None,
+    earlier: Sequence[Mapping[str, Any]],
+    counts: Mapping[str, int] | None,
+    savings_total: Any,
+    events: Any,
+) -> dict[str, Any]:
     terms = plan.payment if terms is None else terms
     period_info, paid = _paid_before(terms, period, earlier)
     through = dt.date.fromisoformat(period_info["through"]) if period_info else None
     common = {
         "counts": dict(counts or {}),
-        "savings_total": None if savings_total is None else decimal(savings_total),
+        "savings_total": None if savings_total is None else _savings_total(savings_total),
         "events": events,
         "through": through,
     }
@@ -258,6 +272,22 @@ def propose(
         out["cumulative_due"] = _total(lines, "cumulative_due")
         out["paid_before"] = _total(lines, "paid_before")
     return out
+
+
+def _savings_total(value: Any) -> Decimal:
+    """A measured savings total as an exact, finite Decimal (a string, int or Decimal)."""
+    try:
+        if isinstance(value, float | bool):
+            raise TypeError
+        total = Decimal(value)
+    except (TypeError, ValueError, ArithmeticError):
+        raise PaymentInputError(
+            f"savings_total must be an exact decimal (a string such as '1250000.00', an int "
+            f"or a Decimal), not {type(value).__name__} {value!r}"
+        ) from None
+    if not total.is_finite():
+        raise PaymentInputError(f"savings_total must be a finite amount, not {value!r}")
+    return total
 
 
 def _no_effect_decision(terms: Mapping[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from utfall.payments.base import (
     PaymentInputError,
     Rule,
     decimal,
+    money,
     positive,
     show,
 )
@@ -58,7 +59,7 @@ def _savings(rule: Mapping[str, Any], inputs: Inputs) -> tuple[Decimal, str]:
             "no effect was given"
         )
     savings = per_person * persons
-    return savings, f"saving per person {per_person} x {persons} persons treated = {savings}"
+    return savings, f"saving per person {per_person} x {persons} persons treated = {money(savings)}"
 
 
 def pay(rule: Mapping[str, Any], inputs: Inputs) -> Due:
@@ -66,7 +67,7 @@ def pay(rule: Mapping[str, Any], inputs: Inputs) -> Due:
     cap = Decimal(rule["cap"])
     savings, step = _savings(rule, inputs)
     due = share * savings
-    steps = [step, f"x share {share} = {due}"]
+    steps = [step, f"x share {share} = {money(due)}"]
     if due < 0 and not rule.get("allow_negative", False):
         steps.append("savings are negative and the plan pays nothing back: 0")
         due = Decimal(0)
@@ -81,7 +82,7 @@ def pay(rule: Mapping[str, Any], inputs: Inputs) -> Due:
         if due > evidence * cap:
             steps.append(
                 f"capped at the share the evidence allows, {show(evidence)} x {cap} = "
-                f"{evidence * cap}"
+                f"{money(evidence * cap)}"
             )
             due = evidence * cap
     return Due(due, due / cap, steps)
