@@ -253,6 +253,8 @@ BOND = {
     [
         (0.12, "10000000.00"),  # 4 000 000 + 0.6 x 10 000 000 x 1 = the capital: return 0
         (0.09, "8500000.00"),  # 4 000 000 + 6 000 000 x 0.75 = 8 500 000: return -15 %
+        (0.0801, "8005000.00"),  # 0.0801 / 0.12 = 0.6675: 4 000 000 + 4 005 000, above the floor
+        (0.08, "8000000.00"),  # 0.08 / 0.12 = 2/3: 4 000 000 + 4 000 000 = exactly the floor
         (0.06, "8000000.00"),  # 4 000 000 + 3 000 000 = 7 000 000 (-30 %) -> floor -20 %
         (0.0, "8000000.00"),  # only the guaranteed 4 000 000 -> floor 8 000 000
         (-0.05, "8000000.00"),  # worse: achievement 0, the floor holds
@@ -359,6 +361,18 @@ def test_rate_card_caps_per_person_and_contract_in_a_stated_order(tmp_path):
     ]
     assert amounts(p) == ["45000.00"] and p["lines"][0]["max_amount"] == "45000.00"
     assert p["variable"] == "45000.00" and p["lines"][0]["achievement"] == "1.000000"
+
+
+def test_rate_card_contract_cap_reached_exactly(tmp_path):
+    plan = make_plan(tmp_path, [{**CARD, "contract_cap": "30000.00"}])
+    claims = propose(plan, effect(-0.1), events=frame())["lines"][0]["claims"]
+    # rows 2, 1, 6 pay 10 000 each = 30 000, exactly the cap: still "paid"; then nothing is left
+    assert [(c["row"], c["status"], c["amount"]) for c in claims if c["amount"] != "0.00"] == [
+        (2, "paid", "10000.00"),
+        (1, "paid", "10000.00"),
+        (6, "paid", "10000.00"),
+    ]
+    assert {c["row"]: c["status"] for c in claims}[5] == "capped_contract"
 
 
 def test_rate_card_cap_per_person(tmp_path):
