@@ -442,6 +442,17 @@ def test_rate_card_without_events_pays_nothing(tmp_path):
             frame([("p-a", "sustained_13_weeks", "2025-01-01", -3)]),
             "rate card events: row 1: duration_days is negative",
         ),
+        (
+            # Skatteverket's test personnummer where a pseudonym belongs: refused, not echoed
+            frame(
+                [
+                    ("p-a", "entered_work", "2025-01-01", None),
+                    ("19121212-1212", "entered_work", "2025-01-01", None),
+                ]
+            ),
+            "rate card events: 'person_id' (1 row) hold personal identity numbers; pass the "
+            "pseudonyms made at ingest, never identity numbers",
+        ),
     ],
 )
 def test_rate_card_bad_events(tmp_path, events, message):

@@ -29,6 +29,7 @@ row is listed with its status and amount in the line's ``claims``; none is dropp
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -59,6 +60,19 @@ def _rows(events: Any, prices: dict[str, Mapping[str, Any]]) -> list[dict[str, A
             f"rate card events: column 'duration_days' is {events.schema['duration_days']}, "
             "expected an integer type"
         )
+    if events.height:
+        from utfall.identity import identity_like_columns
+
+        year = events["achieved_on"].max()
+        found = identity_like_columns(
+            events.select("person_id", "event"), year.year if year else dt.date.today().year
+        )
+        if found:
+            where = ", ".join(f"{k!r} ({n} row{'s' * (n != 1)})" for k, n in found.items())
+            raise PaymentInputError(
+                f"rate card events: {where} hold personal identity numbers; pass the "
+                "pseudonyms made at ingest, never identity numbers"
+            )
     rows = events.select([*COLUMNS, "duration_days"]).to_dicts()
     for n, row in enumerate(rows, start=1):
         for name in COLUMNS:
