@@ -150,10 +150,16 @@ def _lines(
     inputs: Inputs,
     paid: list[Decimal],
     period: dict[str, Any] | None,
+    reuse: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    """Each rule's line; with `reuse` (the proposal's own lines), a rule that does not pay
+    on the effect keeps its line, since it pays the same at every point of the interval (a
+    rate card over many events is then computed once, not four times)."""
     clawback = bool(terms.get("clawback", False))
     return [
-        _line(i, given, registry()[given["kind"]], inputs, paid[i], period, clawback)
+        reuse[i]
+        if reuse is not None and not on_effect(given)
+        else _line(i, given, registry()[given["kind"]], inputs, paid[i], period, clawback)
         for i, given in enumerate(terms["rules"])
     ]
 
@@ -235,7 +241,7 @@ def _propose(
         lines = _lines(terms, inputs_at(point, cap), paid, period_info)
         payment_range = []
         for p in POINTS:
-            at_lines = _lines(terms, inputs_at(p, None), paid, period_info)
+            at_lines = _lines(terms, inputs_at(p, None), paid, period_info, reuse=lines)
             payment_range.append(
                 {
                     "at": p,
