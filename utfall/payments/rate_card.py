@@ -109,10 +109,10 @@ def pay(rule: Mapping[str, Any], inputs: Inputs) -> Due:
     contract_cap = Decimal(rule["contract_cap"])
     claimed: set[tuple[str, str]] = set()
     by_person: dict[str, Decimal] = {}
-    total = Decimal(0)
+    total = Decimal("0.00")
     claims = []
     counts: dict[str, int] = {}
-    priced_total = Decimal(0)
+    priced_total = Decimal("0.00")
     for r in rows:
         price = Decimal(prices[r["event"]]["price"])
         minimum = prices[r["event"]].get("min_duration_days")
