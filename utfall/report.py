@@ -197,6 +197,9 @@ def unit_results(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> dict[str, 
     `employees` is the unit's smallest period headcount (the smallest cell its levels rest
     on), the number suppression is judged on. Group totals hold every unit, suppressed ones
     included, so suppression is secondary as well as primary (see :func:`suppress_cells`).
+    Whether a unit was hidden for its own size or to protect another is not published:
+    knowing that a hidden cell is at least `k` would narrow down the other. Denominators
+    are not published either, so hidden levels cannot be solved from the group levels.
     """
     need = {"outcome", "unit_id", "group", "phase", "employees", "numerator", "denominator"}
     if panel.height == 0 or not need <= set(panel.columns):
@@ -239,7 +242,7 @@ def unit_results(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> dict[str, 
                     "baseline": None if hide else _round(b),
                     "measurement": None if hide else _round(m),
                     "change": None if hide else _round(change),
-                    "suppressed": status[r["unit_id"]],
+                    "suppressed": hide,
                 }
             )
         gs = sub.filter(pl.col("group") == group)
@@ -261,7 +264,7 @@ def unit_results(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> dict[str, 
                 "employees": None if small_total else total_n,
                 "baseline": None if small_total else _round(level["baseline"]),
                 "measurement": None if small_total else _round(level["measurement"]),
-                "suppressed": "primary" if small_total else None,
+                "suppressed": small_total,
             }
         )
     return {"outcome": outcome_id, "rows": rows, "totals": totals}
@@ -435,7 +438,8 @@ def method_section(plan: Plan) -> dict[str, Any]:
     cf = plan.counterfactual
     est = get(cf["method"])
     text = METHOD_TEXT.get(est.name)
-    params = plan.counterfactual_parameters
+    given = cf.get("parameters") or {}
+    params = {n: given.get(n, spec.default) for n, spec in est.parameters.items()}
     return {
         "name": est.name,
         "description": est.description,
