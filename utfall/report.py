@@ -808,7 +808,7 @@ def svg_coefficients(coefs_in: list[dict[str, Any]], label: str) -> str:
     coefs = [c for c in coefs_in if c.get("estimate") is not None]
     if not coefs:
         return ""
-    width, height, left, right, top, bottom = 820, 240, 64, 20, 16, 40
+    width, height, left, right, top, bottom = 640, 240, 56, 12, 16, 40
     lows = [c["ci_low"] if c.get("ci_low") is not None else c["estimate"] for c in coefs]
     highs = [c["ci_high"] if c.get("ci_high") is not None else c["estimate"] for c in coefs]
     lo, hi = min(min(lows), 0.0), max(max(highs), 0.0)
@@ -833,7 +833,7 @@ def svg_coefficients(coefs_in: list[dict[str, Any]], label: str) -> str:
     for k in range(5):
         v = lo + (hi - lo) * k / 4
         parts.append(
-            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">'
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="14" text-anchor="end">'
             f"{v:.3g}</text>"
         )
     first_meas = next((i for i, c in enumerate(coefs) if c.get("phase") == "measurement"), None)
@@ -857,7 +857,7 @@ def svg_coefficients(coefs_in: list[dict[str, Any]], label: str) -> str:
         )
         if str(c["period_start"]).endswith("-01-01"):
             parts.append(
-                f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="11" '
+                f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="14" '
                 f'text-anchor="middle">{str(c["period_start"])[:4]}</text>'
             )
     parts.append("</svg>")
@@ -868,8 +868,8 @@ def svg_chart(outcome: Mapping[str, Any], intervention_start: str) -> str:
     """Inline SVG: treated, comparison and treated counterfactual per period. The legend
     sits below the plot (never clipped at any width) and the measurement period is shaded
     and labelled, so it stays visible when the chart is scaled down to a phone's width."""
-    width, left, right, top, bottom = 820, 64, 16, 16, 40
-    legend_h = 26
+    width, left, right, top, bottom = 640, 56, 12, 16, 40
+    legend_h = 44
     plot_h = 220
     height = top + plot_h + bottom + legend_h
     starts = sorted({r["period_start"] for r in outcome["series"]})
@@ -921,7 +921,7 @@ def svg_chart(outcome: Mapping[str, Any], intervention_start: str) -> str:
         parts.append(
             f'<rect x="{xi:.1f}" y="{top}" width="{left + plot_w - xi:.1f}" height="{plot_h}" '
             'fill="#fbeaea"/>'
-            f'<text x="{xi + 4:.1f}" y="{top + 14}" font-size="13" fill="#7a1020">'
+            f'<text x="{xi + 4:.1f}" y="{top + 16}" font-size="15" fill="#7a1020">'
             "measurement</text>"
         )
     parts.append(
@@ -930,13 +930,13 @@ def svg_chart(outcome: Mapping[str, Any], intervention_start: str) -> str:
     for k in range(5):
         v = lo + (hi - lo) * k / 4
         parts.append(
-            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">'
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="14" text-anchor="end">'
             f"{v:.3g}</text>"
         )
     for s in starts:
         if s.endswith("-01-01"):
             parts.append(
-                f'<text x="{x(s):.1f}" y="{top + plot_h + 16}" font-size="11" '
+                f'<text x="{x(s):.1f}" y="{top + plot_h + 16}" font-size="14" '
                 f'text-anchor="middle">{s[:4]}</text>'
             )
     for n, (name, pts) in enumerate(lines.items()):
@@ -947,12 +947,12 @@ def svg_chart(outcome: Mapping[str, Any], intervention_start: str) -> str:
                 f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"'
                 f"{dash}/>"
             )
-        lx = left + n * 250
-        ly = top + plot_h + bottom + 8
+        lx = 8 + n * 212
+        ly = top + plot_h + bottom + 10
         parts.append(
             f'<line x1="{lx}" y1="{ly}" x2="{lx + 24}" y2="{ly}" '
             f'stroke="{colour}" stroke-width="2"{dash}/>'
-            f'<text x="{lx + 30}" y="{ly + 4}" font-size="12">{labels[name]}</text>'
+            f'<text x="{lx + 30}" y="{ly + 5}" font-size="14">{labels[name]}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
