@@ -451,3 +451,46 @@ def test_html_fetches_nothing(report):
     assert not re.search(r"<(script|link|img|iframe)\b", html)
     urls = set(re.findall(r"https?://[^\s\"'<>]+", html))
     assert urls <= {"http://www.w3.org/2000/svg"}
+
+
+def test_population_counts_from_the_warehouse(example_plan):
+    """Persons per group: in the plan's units, eligible (extent and dates), analysed."""
+    import duckdb
+
+    from utfall.report import population_counts
+    from utfall.warehouse.runs import Run
+
+    con = duckdb.connect(":memory:")
+    con.sql("CREATE SCHEMA work")
+    con.sql(
+        "CREATE TABLE work.staging_employee_roster (contract_id VARCHAR, run_id VARCHAR, "
+        "source VARCHAR, person_id VARCHAR, unit_id VARCHAR, employment_extent BIGINT, "
+        "employed_from DATE, employed_to DATE)"
+    )
+    con.sql(
+        "CREATE TABLE work.outcome_panel (contract_id VARCHAR, run_id VARCHAR, unit_id VARCHAR)"
+    )
+    c = example_plan.contract_id
+    rows = [
+        (c, "r", "roster", "p1", "HEMTJ-01", 100, "2020-01-01", None),  # counted throughout
+        (c, "r", "roster", "p2", "HEMTJ-01", 20, "2022-01-01", None),  # extent under 25
+        (c, "r", "roster", "p3", "HEMTJ-02", 100, "2019-01-01", "2021-12-31"),  # before
+        (c, "r", "roster", "p4", "HEMTJ-02", 50, "2026-01-01", None),  # after
+        (c, "r", "roster", "p5", "FSK-01", 100, "2023-01-01", None),  # unit not in panel
+        (c, "r", "roster", "p6", "HEMTJ-01", 100, "2022-01-01", "2023-06-30"),  # moved:
+        (c, "r", "roster", "p6", "SKOLA-01", 100, "2023-07-01", None),  # in both groups
+        (c, "r", "roster", "p7", "OTHER-9", 100, "2022-01-01", None),  # not a plan unit
+        (c, "r", "other_source", "p8", "HEMTJ-01", 100, "2022-01-01", None),
+        (c, "old", "roster", "p9", "HEMTJ-01", 100, "2022-01-01", None),  # another run
+        ("other", "r", "roster", "p10", "HEMTJ-01", 100, "2022-01-01", None),
+    ]
+    con.executemany("INSERT INTO work.staging_employee_roster VALUES (?,?,?,?,?,?,?,?)", rows)
+    con.executemany(
+        "INSERT INTO work.outcome_panel VALUES (?,?,?)",
+        [(c, "r", "HEMTJ-01"), (c, "r", "HEMTJ-02"), (c, "r", "SKOLA-01"), (c, "old", "FSK-01")],
+    )
+    got = population_counts(con, example_plan, Run(run_id="r", contract_id=c))
+    assert got == [
+        {"group": "treated", "in_roster": 6, "eligible": 3, "analysed": 2},
+        {"group": "comparison", "in_roster": 1, "eligible": 1, "analysed": 1},
+    ]
