@@ -300,6 +300,27 @@ def test_report_renders_at_desktop_and_phone_width(written, browser):
         assert (DOCS_IMG / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+PRINT_OVERFLOW = """(() => {
+  const vw = window.innerWidth, bad = [];
+  for (const el of document.querySelectorAll('table, svg, dl, p, li, figure, code')) {
+    const r = el.getBoundingClientRect();
+    if (r.right > vw + 1) bad.push(el.tagName + ': ' + el.textContent.slice(0, 50));
+  }
+  return {scrollWidth: document.documentElement.scrollWidth, width: vw, bad: bad};
+})()"""
+
+
+def test_print_layout_fits_an_a4_page(written, browser):
+    """In print media at an A4 page's content width (210 mm - 2 x 14 mm = 688 px) nothing
+    runs off the page: no clipped table, chart or legend in report.pdf."""
+    _, paths = written
+    s = browser.open(paths["report.html"].resolve().as_uri(), 688, 1000, mobile=False)
+    browser.send("Emulation.setEmulatedMedia", {"media": "print"}, s)
+    got = browser.evaluate(PRINT_OVERFLOW, s)
+    assert got["bad"] == [] and got["scrollWidth"] <= got["width"]
+    assert browser.problems() == []
+
+
 def test_problem_detector_catches_console_errors_and_requests(browser, tmp_path):
     """The check above can fail: a page with a console error and a network fetch."""
     page = tmp_path / "bad.html"

@@ -161,7 +161,13 @@ def public_effect(effect: Mapping[str, Any]) -> dict[str, Any]:
             f"Only {effect['n_treated']} treated units: the interval rests on very few "
             "clusters and may be too narrow or too wide."
         )
-    return {**effect, "diagnostics": diagnostics, "warnings": warnings}
+    return {
+        "period": "measurement",
+        "estimand": "ATT",
+        **effect,
+        "diagnostics": diagnostics,
+        "warnings": warnings,
+    }
 
 
 # --- small-cell suppression -------------------------------------------------------------
