@@ -48,6 +48,15 @@ def test_report_content(runs, example_plan, truth):
     root, _ = runs[0]
     report = json.loads((root / "report" / "report.json").read_text(encoding="utf-8"))
     assert report["plan"]["hash"] == example_plan.hash
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    from tests.test_report import SCHEMA  # the published schema holds for a real run too
+
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    errors = list(Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(report))
+    assert not errors, [e.message for e in errors[:3]]
+    pop = {g["group"]: g for g in report["population"]["groups"]}
+    assert 0 < pop["treated"]["analysed"] <= pop["treated"]["eligible"]
     assert {i["file"] for i in report["inputs"]} == {"roster.csv", "sick_leave.csv"}
     assert all(len(i["sha256"]) == 64 for i in report["inputs"])
     for r in report["reconciliation"]:
