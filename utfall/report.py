@@ -105,8 +105,9 @@ def _round(x: float | None, digits: int = 6) -> float | None:
 
 def outcome_series(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> list[dict[str, Any]]:
     """Group values per period, with cells under the disclosure threshold suppressed."""
-    if panel.height == 0 or "outcome" not in panel.columns:
-        return []
+    need = {"outcome", "group", "period_start", "phase", "employees", "numerator", "denominator"}
+    if panel.height == 0 or not need <= set(panel.columns):
+        return []  # no panel of periods (a person-level method): nothing to chart
     series = group_series(panel, outcome_id)
     k = plan.min_cell_size
     rows = []
