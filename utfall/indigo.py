@@ -17,7 +17,8 @@ does not (no INDIGO ids, no organisation records, no USD amounts, no investments
   ``outcome_validation_method`` (from the codelist in its description, see
   :data:`VALIDATION_METHODS`), ``data_source_for_outcome_validation``;
 - ``outcome_pricings[]``: for the paid outcome, the currency,
-  ``maximum_price_if_all_targets_achieved`` and the rules as ``price_description``;
+  ``maximum_price_if_all_targets_achieved`` (a decimal string: the standard types it as
+  text) and the rules as ``price_description``;
 - ``results[]``: one per outcome over the measurement period, ``result_level``
   "Outcome level", ``result_type`` "Final", ``outcomes_achieved`` (effect and interval in
   words), ``number_engaged_in_impact_bond`` (treated persons analysed, if published);
@@ -203,7 +204,8 @@ def to_indigo(report: dict[str, Any], decision: dict[str, Any] | None = None) ->
             {
                 "outcome_metric_id": _v(payment["outcome"]),
                 "currency": _v(currency),
-                "maximum_price_if_all_targets_achieved": {"amount": _v(_money(payment["maximum"]))},
+                # a string in INDIGO 4.1.0 (object_with_value_string), unlike other amounts
+                "maximum_price_if_all_targets_achieved": {"amount": _v(payment["maximum"])},
                 "price_description": _v(
                     "; ".join(
                         f"{line['description']} (up to {line['max_amount']} {currency})"
