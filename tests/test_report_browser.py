@@ -6,7 +6,7 @@ chart's measurement period is on screen, that the browser logged no console mess
 exception or failed request, writes the screenshots in docs/img/, and reads the
 report.pdf that `write_report` prints back with pypdf: A4 pages, page numbers, the
 running header, every section heading of the HTML, table headers repeated on each page
-a table runs onto.
+a table runs onto. `UTFALL_DOCS_IMG=1` writes the screenshots into docs/img.
 
 Skipped, with the reason, where no Chromium binary is found."""
 
@@ -30,6 +30,8 @@ import pytest
 from tests.test_report import sample_report, with_contract
 from utfall.report import write_report
 
+#: `UTFALL_DOCS_IMG=1` writes the screenshots into docs/img (for the README); otherwise they
+#: go to a temporary folder, so running the suite leaves the checkout unchanged.
 DOCS_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 
 
@@ -273,7 +275,12 @@ def browser(tmp_path_factory):
     b.close()
 
 
-def test_report_renders_at_desktop_and_phone_width(written, browser):
+@pytest.fixture
+def img_dir(tmp_path) -> Path:
+    return DOCS_IMG if os.environ.get("UTFALL_DOCS_IMG") == "1" else tmp_path
+
+
+def test_report_renders_at_desktop_and_phone_width(written, browser, img_dir):
     report, paths = written
     url = paths["report.html"].resolve().as_uri()
     html = paths["report.html"].read_text(encoding="utf-8")
@@ -286,18 +293,18 @@ def test_report_renders_at_desktop_and_phone_width(written, browser):
     assert d["headings"] == expected
     assert d["charts"] == d["chartsDrawn"] >= 3  # two outcomes and the event studies
     assert d["scrollWidth"] <= d["width"]
-    browser.screenshot(DOCS_IMG / "report.png", desktop)
+    browser.screenshot(img_dir / "report.png", desktop)
     phone = browser.open(url, 390, 844, mobile=True)
     p = browser.evaluate(LAYOUT, phone)
     assert p["width"] == 390 and p["headings"] == expected
     assert p["scrollWidth"] <= 390, "the page scrolls sideways at 390 px"
     assert p["chartsInside"] and p["tableBoxesInside"]
     assert p["measurementLabels"] == len(report["outcomes"]) and p["measurementInside"]
-    browser.screenshot(DOCS_IMG / "report-390.png", phone)
-    browser.screenshot(DOCS_IMG / "report-390-chart.png", phone, clip=p["firstChart"])
+    browser.screenshot(img_dir / "report-390.png", phone)
+    browser.screenshot(img_dir / "report-390-chart.png", phone, clip=p["firstChart"])
     assert browser.problems() == []
     for name in ("report.png", "report-390.png", "report-390-chart.png"):
-        assert (DOCS_IMG / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (img_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 PRINT_OVERFLOW = """(() => {
