@@ -494,3 +494,19 @@ def test_population_counts_from_the_warehouse(example_plan):
         {"group": "treated", "in_roster": 6, "eligible": 3, "analysed": 2},
         {"group": "comparison", "in_roster": 1, "eligible": 1, "analysed": 1},
     ]
+
+
+def test_payment_steps_recompute_the_total(report):
+    from decimal import Decimal
+
+    steps = report["payment"]["steps"]
+    lines = report["payment"]["lines"]
+    assert len(steps) == 3 + len(lines) + 1
+    for line, step in zip(lines, steps[3:-1], strict=True):
+        assert step.endswith(f"= {line['amount']} SEK.")
+        assert Decimal(line["achievement"]) * Decimal(line["max_amount"]) == Decimal(line["amount"])
+    total = sum(Decimal(line["amount"]) for line in lines)
+    assert steps[-1].startswith("Total: ") and f"= {report['payment']['total']} SEK" in steps[-1]
+    assert total == Decimal(report["payment"]["total"])
+    html = render_html(report)
+    assert all(s.replace("'", "&#39;")[:40] in html for s in steps)

@@ -480,19 +480,25 @@ def payment_steps(payment: Mapping[str, Any], effect: Mapping[str, Any] | None) 
             f"relative to the counterfactual ({round(effect['confidence'] * 100)} % interval "
             f"{effect['relative_ci_low']:+.4f} to {effect['relative_ci_high']:+.4f})."
         )
-    steps.append(
-        f"Improvement in the desired direction, rounded to 0.0001: "
-        f"{payment['measured_improvement']} on the basis "
-        f"{str(payment['basis']).replace('_', ' ')}."
-    )
+    if payment.get("measured_improvement") is not None:
+        steps.append(
+            f"Improvement in the desired direction, rounded to 0.0001: "
+            f"{payment['measured_improvement']} on the basis "
+            f"{str(payment.get('basis', '')).replace('_', ' ')}."
+        )
     decision = payment.get("decision") or {}
     if decision.get("reason"):
         steps.append(f"Basis: {decision['reason']}.")
     for line in payment["lines"]:
+        how = f"{line['explanation']}; " if line.get("explanation") else ""
+        times = (
+            f"{line['achievement']} x {line['max_amount']} = "
+            if line.get("achievement") is not None
+            else ""
+        )
         steps.append(
-            f"Rule {line['rule']} ({line['kind']}, {line['description']}): "
-            f"{line['explanation']}; {line['achievement']} x {line['max_amount']} = "
-            f"{line['amount']} {payment['currency']}."
+            f"Rule {line['rule']} ({line['kind']}, {line.get('description', '')}): "
+            f"{how}{times}{line['amount']} {payment['currency']}."
         )
     steps.append(
         "Total: "
