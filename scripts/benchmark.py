@@ -57,6 +57,7 @@ def main() -> int:
     ap.add_argument("--defect-rate", type=float, default=0.01)
     args = ap.parse_args()
     os.environ.setdefault("UTFALL_PSEUDONYM_KEY", "benchmark-key-not-secret-0000000000000")
+    os.environ.setdefault("UTFALL_CHROMIUM", "off")  # no report.pdf per run (3-10 s)
     plan = load_plan(EXAMPLE_PLAN)
     tmp = Path(tempfile.mkdtemp(prefix="utfall-bench-"))
     deliveries, db = tmp / "deliveries", tmp / "w.duckdb"

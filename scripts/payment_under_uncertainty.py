@@ -93,6 +93,7 @@ def simulate_payments(
     from utfall.pipeline import run
 
     os.environ.setdefault("UTFALL_PSEUDONYM_KEY", SIMULATION_KEY)
+    os.environ.setdefault("UTFALL_CHROMIUM", "off")  # no report.pdf per run (3-10 s)
     say = progress or (lambda msg: print(msg, file=sys.stderr))
     terms = bases(plan)
     out: dict[float, dict[str, list[Decimal]]] = {}

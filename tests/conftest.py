@@ -16,6 +16,8 @@ TEST_KEY = "test-key-not-secret-0123456789abcdef"
 @pytest.fixture(autouse=True)
 def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
+    # report.pdf costs 3-10 s of Chromium per run; tests/test_report_browser.py prints it.
+    monkeypatch.setenv("UTFALL_CHROMIUM", "off")
     return TEST_KEY
 
 

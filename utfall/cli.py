@@ -202,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("plan")
     show.set_defaults(func=_plan_show)
 
+    from utfall.commands import export
+
+    export.register(sub)
+
     sim = sub.add_parser("simulate", help="write synthetic deliveries with a known true effect")
     sim.add_argument("plan")
     sim.add_argument("--out", required=True, help="directory for the delivery files")

@@ -267,6 +267,7 @@ def assemble_report(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dic
         notes=run_notes(con, plan, run, info),
         cohort=cohort.to_dicts(),
         quality=quality.to_dicts(),
+        population=report.population_counts(con, plan, run),
     )
 
 
@@ -313,7 +314,7 @@ def publish_report(
     tmp = out_dir.parent / f".{out_dir.name}.{run.run_id}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    report.write_report(doc, tmp, run_id=run.run_id)
+    written = report.write_report(doc, tmp, run_id=run.run_id)
     write_data_docs(con, plan, run, tmp)
     runs.publish(con, run, plan.hash)
     old = out_dir.parent / f".{out_dir.name}.{run.run_id}.old"
@@ -322,7 +323,7 @@ def publish_report(
     tmp.replace(out_dir)
     if old.exists():
         shutil.rmtree(old)
-    return {name: out_dir / name for name in ("report.json", "report.html", "manifest.json")}
+    return {name: out_dir / name for name in written}
 
 
 @dataclass(frozen=True)
@@ -427,7 +428,7 @@ def run(
         paths = step(
             "report and publish",
             lambda: publish_report(con, plan, current, out_dir),
-            lambda ps: str(ps["report.html"]),
+            report.written_line,
         )
     finally:
         con.close()

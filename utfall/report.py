@@ -1,9 +1,28 @@
-"""The validator report: report.json (machine-readable), report.html (readable), manifest.
+"""The validator report: report.json (machine-readable), report.html and report.pdf
+(readable), manifest.json.
 
-`report.json` and `report.html` depend only on the inputs, the plan and the code version,
-so a re-run gives the same bytes; the run's timestamp and the git commit go into
-`manifest.json`, which also lists the sha256 of each report file and of each input, so a
-validator can tell that nothing was changed after the run.
+`report.json` and `report.html` depend only on the inputs, the plan and the code version
+(package version and git commit), so a re-run gives the same bytes; the run's id and time go
+into `manifest.json`, which also lists the sha256 of each report file and of each input, so
+a validator can tell that nothing was changed after the run. `report.pdf` is printed from
+the same HTML by headless Chromium (:mod:`utfall.pdf`) with the run's time added; its bytes
+are not deterministic and it is listed apart in the manifest.
+
+**Report hash.** The sha256 of report.json's bytes as written by :func:`dumps` (keys sorted,
+2-space indent, UTF-8, one trailing newline): ``sha256sum report.json`` reproduces it. The
+HTML and PDF show it in their header, so a printed page names the exact JSON it came from.
+
+**Plan hash.** ``sha256:`` + the sha256 of the plan's canonical JSON (the YAML read into
+data, then keys sorted, no whitespace, UTF-8; :func:`utfall.plan.canonical_json`), so
+re-formatting the YAML or re-ordering its keys keeps the hash and any change of meaning
+changes it. ``sha256sum plan.yaml`` hashes the file's bytes (comments, spacing) and so
+differs; ``utfall plan show PLAN`` prints the plan hash.
+
+The report assembles; it computes no estimate. Per-unit results are shown with small-cell
+suppression (:func:`suppress_cells`): primary (fewer than ``disclosure.min_cell_size``
+employees) and secondary (complementary cells, so that a group total minus the published
+cells never gives one suppressed cell away). Diagnostics are rendered generically from the
+estimator's allow-list (:func:`utfall.estimators.publishable`), never by method name.
 """
 
 from __future__ import annotations
@@ -12,6 +31,7 @@ import datetime as dt
 import hashlib
 import json
 import subprocess
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,8 +42,61 @@ import utfall
 from utfall.metrics import group_series
 from utfall.plan import Plan
 
-REPORT_FORMAT = 1
+REPORT_FORMAT = 2
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+#: Diagnostics with per-unit or per-quarter values: kept in `marts.effects`, left out of
+#: the report even if an estimator's allow-list names them, where they would bypass
+#: small-cell suppression (the report's per-unit table is suppressed instead).
+UNIT_LEVEL_DIAGNOSTICS = ("units", "period_means")
+
+HASH_METHOD = (
+    "sha256 of the plan's canonical JSON: the YAML read into data, keys sorted, no "
+    "whitespace, UTF-8. Re-formatting the YAML or re-ordering keys keeps it; sha256sum of the "
+    "YAML file hashes its bytes (comments, spacing) and so differs. Reproduce it with "
+    "utfall plan show PLAN."
+)
+REPORT_HASH_METHOD = (
+    "sha256 of report.json's bytes as written (keys sorted, 2-space indent, UTF-8, trailing "
+    "newline): sha256sum report.json reproduces it."
+)
+
+#: Plain words per method: what it does, what must hold, what it cannot tell. A method with
+#: no entry is described from its registry entry and says that no summary was written.
+METHOD_TEXT: dict[str, dict[str, Any]] = {
+    "did_2x2": {
+        "plain": (
+            "Difference in differences on units: each unit's outcome level before (baseline) "
+            "and during the measurement period, the change of the treated units compared "
+            "with the change of the comparison units over the same time. The comparison "
+            "units' change stands in for what would have happened to the treated units "
+            "without the intervention."
+        ),
+        "assumptions": [
+            "Parallel trends: without the intervention, treated and comparison units would "
+            "have changed alike (in levels on the absolute scale, in ratios on the relative "
+            "scale).",
+            "No spill-over: the intervention does not change the comparison units' outcome.",
+            "No anticipation: the treated units did not change before the start.",
+            "The units, not the employees, were assigned: uncertainty is clustered by unit.",
+        ],
+        "limitations": [
+            "The pre-trend tests have moderate power: a clean pre-test is no proof of "
+            "parallel trends.",
+            "With few units (under about 5 treated) the analytic interval rests on very few "
+            "clusters; randomization inference or the wild bootstrap is more reliable.",
+            "Anything else that changed for the treated units only at the start (a "
+            "reorganisation, a new manager) is counted as effect.",
+        ],
+    },
+}
+
+GENERAL_LIMITATIONS = [
+    "Only what is delivered is measured: rows that break a rule are quarantined and counted "
+    "nowhere (see data quality); a systematic error that breaks no rule is not detected.",
+    "The estimate is uncertain: the interval, not the point, shows what the data support; "
+    "the payment range shows what that uncertainty means in money.",
+]
 
 
 def _round(x: float | None, digits: int = 6) -> float | None:
@@ -31,7 +104,10 @@ def _round(x: float | None, digits: int = 6) -> float | None:
 
 
 def outcome_series(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> list[dict[str, Any]]:
-    """Group values per quarter, with cells under the disclosure threshold suppressed."""
+    """Group values per period, with cells under the disclosure threshold suppressed."""
+    need = {"outcome", "group", "period_start", "phase", "employees", "numerator", "denominator"}
+    if panel.height == 0 or not need <= set(panel.columns):
+        return []  # no panel of periods (a person-level method): nothing to chart
     series = group_series(panel, outcome_id)
     k = plan.min_cell_size
     rows = []
@@ -51,7 +127,7 @@ def outcome_series(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> list[dic
 
 
 def counterfactual_series(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Treated counterfactual per quarter: comparison value + the pooled baseline gap."""
+    """Treated counterfactual per period: comparison value + the pooled baseline gap."""
     by = {(r["group"], r["period_start"]): r for r in series}
     starts = sorted({r["period_start"] for r in series})
     base = [s for s in starts if by.get(("treated", s), {}).get("phase") == "baseline"]
@@ -72,17 +148,372 @@ def counterfactual_series(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-#: Diagnostics with per-unit or per-quarter values: kept in `marts.effects`, left out of
-#: the report, where they would bypass small-cell suppression.
-UNIT_LEVEL_DIAGNOSTICS = ("units", "period_means")
+def public_effect(effect: Mapping[str, Any]) -> dict[str, Any]:
+    """An effect result fit for the report: the estimator's publishable diagnostics only
+    (its allow-list), minus per-unit detail, and its warnings as one list."""
+    from utfall.estimators import publishable
 
-
-def public_effect(effect: dict[str, Any]) -> dict[str, Any]:
-    """An effect result fit for the report: aggregate diagnostics only."""
-    diagnostics = {
-        k: v for k, v in effect["diagnostics"].items() if k not in UNIT_LEVEL_DIAGNOSTICS
+    diagnostics = {k: v for k, v in publishable(effect).items() if k not in UNIT_LEVEL_DIAGNOSTICS}
+    own = list(effect.get("warnings") or [])
+    warnings = own + [w for w in diagnostics.pop("warnings", None) or [] if w not in own]
+    inference = diagnostics.get("inference")
+    if effect.get("n_treated", 5) < 5 and inference in (None, "analytic", "wild_bootstrap"):
+        warnings.append(
+            f"Only {effect['n_treated']} treated units: the interval rests on very few "
+            "clusters and may be too narrow or too wide."
+        )
+    return {
+        "period": "measurement",
+        "estimand": "ATT",
+        **effect,
+        "diagnostics": diagnostics,
+        "warnings": warnings,
     }
-    return {**effect, "diagnostics": diagnostics}
+
+
+# --- small-cell suppression -------------------------------------------------------------
+
+
+def suppress_cells(counts: Mapping[str, int], k: int) -> dict[str, str | None]:
+    """Which cells of one group to hide, given their counts and the threshold `k`.
+
+    Primary: a cell with fewer than `k` (and more than 0) persons. Secondary: while the
+    hidden cells of the group are exactly one, or hold together fewer than `k` persons,
+    the smallest published cell is hidden too, so the group's total minus its published
+    cells gives neither one cell nor a small sum. Returns cell -> "primary", "secondary"
+    or None. Ties are broken by cell name, so the choice is deterministic.
+    """
+    status: dict[str, str | None] = {c: None for c in counts}
+    for c, n in counts.items():
+        if 0 < n < k:
+            status[c] = "primary"
+    hidden = [c for c, s in status.items() if s]
+    if not hidden:
+        return status
+    order = sorted((n, c) for c, n in counts.items() if status[c] is None)
+    while order and (len(hidden) < 2 or sum(counts[c] for c in hidden) < k):
+        _, c = order.pop(0)
+        status[c] = "secondary"
+        hidden.append(c)
+    return status
+
+
+def unit_results(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> dict[str, Any]:
+    """Per unit: its level in each phase and the change, with the group totals.
+
+    `employees` is the unit's smallest period headcount (the smallest cell its levels rest
+    on), the number suppression is judged on. Group totals hold every unit, suppressed ones
+    included, so suppression is secondary as well as primary (see :func:`suppress_cells`).
+    Whether a unit was hidden for its own size or to protect another is not published:
+    knowing that a hidden cell is at least `k` would narrow down the other. Denominators
+    are not published either, so hidden levels cannot be solved from the group levels.
+    """
+    need = {"outcome", "unit_id", "group", "phase", "employees", "numerator", "denominator"}
+    if panel.height == 0 or not need <= set(panel.columns):
+        return {"outcome": outcome_id, "rows": [], "totals": []}
+    sub = panel.filter(pl.col("outcome") == outcome_id)
+    if sub.height == 0:
+        return {"outcome": outcome_id, "rows": [], "totals": []}
+    per = (
+        sub.group_by("unit_id", "group")
+        .agg(
+            pl.col("employees").min().alias("employees"),
+            *[
+                (
+                    pl.col("numerator").filter(pl.col("phase") == p).sum()
+                    / pl.col("denominator").filter(pl.col("phase") == p).sum()
+                ).alias(p)
+                for p in ("baseline", "measurement")
+            ],
+        )
+        .sort("group", "unit_id")
+    )
+    k = plan.min_cell_size
+    rows: list[dict[str, Any]] = []
+    totals: list[dict[str, Any]] = []
+    for group in ("treated", "comparison"):
+        g = per.filter(pl.col("group") == group)
+        if g.height == 0:
+            continue
+        counts = dict(zip(g["unit_id"], g["employees"], strict=True))
+        status = suppress_cells(counts, k)
+        for r in g.iter_rows(named=True):
+            hide = status[r["unit_id"]] is not None
+            b, m = r["baseline"], r["measurement"]
+            change = None if b is None or m is None else m - b
+            rows.append(
+                {
+                    "unit_id": r["unit_id"],
+                    "group": group,
+                    "employees": None if hide else int(r["employees"]),
+                    "baseline": None if hide else _round(b),
+                    "measurement": None if hide else _round(m),
+                    "change": None if hide else _round(change),
+                    "suppressed": hide,
+                }
+            )
+        gs = sub.filter(pl.col("group") == group)
+        level = {
+            p: (
+                gs.filter(pl.col("phase") == p)["numerator"].sum()
+                / gs.filter(pl.col("phase") == p)["denominator"].sum()
+                if gs.filter(pl.col("phase") == p).height
+                else None
+            )
+            for p in ("baseline", "measurement")
+        }
+        total_n = int(g["employees"].sum())
+        small_total = total_n < k
+        totals.append(
+            {
+                "group": group,
+                "units": g.height,
+                "employees": None if small_total else total_n,
+                "baseline": None if small_total else _round(level["baseline"]),
+                "measurement": None if small_total else _round(level["measurement"]),
+                "suppressed": small_total,
+            }
+        )
+    return {"outcome": outcome_id, "rows": rows, "totals": totals}
+
+
+# --- sections ---------------------------------------------------------------------------
+
+
+def population_flow(
+    reconciliation: list[dict[str, Any]], groups: list[dict[str, Any]] | None, k: int
+) -> dict[str, Any]:
+    """Delivered -> valid (after quarantine) per source; valid -> eligible -> analysed per
+    group (persons). Counts under `k` are suppressed; a person moved between groups counts
+    in both."""
+    sources = [
+        {
+            "source": r["source"],
+            "delivered": r["delivered"],
+            "quarantined": r["quarantined"],
+            "valid": r["loaded"],
+            "balances": r["delivered"] == r["loaded"] + r["quarantined"],
+        }
+        for r in reconciliation
+    ]
+    out_groups = []
+    for g in groups or []:
+        row = {"group": g["group"]}
+        for stage in ("in_roster", "eligible", "analysed"):
+            n = g.get(stage)
+            row[stage] = None if n is None or 0 < n < k else int(n)
+        out_groups.append(row)
+    return {"sources": sources, "groups": out_groups}
+
+
+def population_counts(con: Any, plan: Plan, run: Any) -> list[dict[str, Any]]:
+    """Persons per group in the run's valid roster: in the plan's units, eligible (an
+    employment row of at least the plan's extent overlapping the plan's periods) and
+    analysed (eligible in a unit the panel holds). Empty when the plan has no roster."""
+    from utfall import warehouse
+
+    roster = (plan.data.get("cohort") or {}).get("roster_source")
+    if not roster or not plan.treated_units:
+        return []
+    b0, _ = plan.period("baseline")
+    _, m1 = plan.period("measurement")
+    units = [(u, "treated") for u in plan.treated_units] + [
+        (u, "comparison") for u in plan.comparison_units
+    ]
+    values = ", ".join(f"($u{i}, $g{i})" for i in range(len(units)))
+    params: dict[str, Any] = {**run.scope, "source": roster, "b0": b0, "m1": m1}
+    params["k"] = plan.min_employment_extent
+    for i, (u, g) in enumerate(units):
+        params[f"u{i}"], params[f"g{i}"] = u, g
+    sql = f"""
+        WITH plan_units(unit_id, grp) AS (VALUES {values}),
+        r AS (
+            SELECT s.person_id, s.unit_id, p.grp,
+                   s.employment_extent >= $k
+                   AND s.employed_from <= $m1
+                   AND coalesce(s.employed_to, $m1) >= $b0 AS eligible
+            FROM work.staging_employee_roster s JOIN plan_units p USING (unit_id)
+            WHERE s.contract_id = $contract_id AND s.run_id = $run_id AND s.source = $source
+        ),
+        analysed_units AS (
+            SELECT DISTINCT unit_id FROM work.outcome_panel
+            WHERE contract_id = $contract_id AND run_id = $run_id
+        )
+        SELECT grp AS "group",
+               count(DISTINCT person_id) AS in_roster,
+               count(DISTINCT person_id) FILTER (WHERE eligible) AS eligible,
+               count(DISTINCT person_id) FILTER (
+                   WHERE eligible AND unit_id IN (SELECT unit_id FROM analysed_units)
+               ) AS analysed
+        FROM r GROUP BY grp ORDER BY grp DESC
+    """
+    return warehouse.read_table(con, sql, params).to_dicts()
+
+
+def deviations(
+    plan: Plan,
+    notes: Mapping[str, Any],
+    cohort_rows: list[dict[str, Any]],
+    quality_rows: list[dict[str, Any]],
+    effects: list[dict[str, Any]],
+) -> list[dict[str, str]]:
+    """What differs from the plan as agreed, and why. Empty when nothing does."""
+    out: list[dict[str, str]] = []
+    contract = plan.data["contract"]
+    m0, _ = plan.period("measurement")
+    agreed = contract.get("agreed_on")
+    if agreed is None:
+        out.append(
+            {
+                "kind": "plan",
+                "what": "the plan states no agreement date (contract.agreed_on)",
+                "why": "a validator cannot confirm from the plan that it was fixed before the "
+                "measurement began",
+            }
+        )
+    elif dt.date.fromisoformat(agreed) > m0:
+        out.append(
+            {
+                "kind": "plan",
+                "what": f"the plan was agreed on {agreed}, after the measurement began ({m0})",
+                "why": "terms agreed after outcome data could be seen may have been chosen "
+                "with hindsight",
+            }
+        )
+    for c in cohort_rows:
+        if c["status"] == "missing":
+            out.append(
+                {
+                    "kind": "unit missing",
+                    "what": f"{c['group']} unit {c['unit_id']} does not occur in the roster"
+                    + (f" ({c['note']})" if c["note"] else ""),
+                    "why": "the plan allows it (cohort.unit_check: warn); the unit is left "
+                    "out of the analysis",
+                }
+            )
+    unnamed = [c["unit_id"] for c in cohort_rows if c["status"] == "not_in_plan"]
+    if unnamed:
+        out.append(
+            {
+                "kind": "units not in plan",
+                "what": "roster units the plan does not name: " + ", ".join(unnamed),
+                "why": "not in the cohort; their employees are not analysed",
+            }
+        )
+    for e in effects:
+        excluded = e["diagnostics"].get("excluded_units") or []
+        if excluded:
+            names = ", ".join(
+                str(x.get("unit_id", x)) if isinstance(x, dict) else str(x) for x in excluded
+            )
+            out.append(
+                {
+                    "kind": "units excluded",
+                    "what": f"{e['outcome']}: {len(excluded)} unit(s) excluded by the "
+                    f"method: {names}",
+                    "why": "the method needs data in both periods for every unit",
+                }
+            )
+    for q in quality_rows:
+        if not q["success"]:
+            out.append(
+                {
+                    "kind": "data quality",
+                    "what": f"{q['source']}: expectation {q['expectation']} not met: "
+                    f"{q['observed']}",
+                    "why": f"its severity is {q['severity']}: the plan lets the measurement go on",
+                }
+            )
+    for change in notes.get("delivery_changes") or []:
+        out.append({"kind": "re-delivery", "what": change, "why": "a file was delivered again"})
+    if notes.get("key_change"):
+        out.append(
+            {
+                "kind": "pseudonymisation key",
+                "what": notes["key_change"],
+                "why": "the key was replaced",
+            }
+        )
+    return out
+
+
+def method_section(plan: Plan) -> dict[str, Any]:
+    """The plan's method in plain words, from the registry and METHOD_TEXT."""
+    from utfall.estimators import get
+    from utfall.estimators.base import DATA_SHAPES
+
+    cf = plan.counterfactual
+    est = get(cf["method"])
+    text = METHOD_TEXT.get(est.name)
+    given = cf.get("parameters") or {}
+    params = {n: given.get(n, spec.default) for n, spec in est.parameters.items()}
+    return {
+        "name": est.name,
+        "description": est.description,
+        "estimand": est.estimand,
+        "data": DATA_SHAPES[est.data],
+        "confidence": cf["confidence"],
+        "seed": cf["seed"],
+        "parameters": [
+            {
+                "name": name,
+                "value": params.get(name),
+                "description": spec.description,
+            }
+            for name, spec in sorted(est.parameters.items())
+        ],
+        "plain": text["plain"]
+        if text
+        else f"{est.description} (estimand {est.estimand}). No plain-language summary has "
+        f"been written for this method; its formulas are in utfall/estimators.",
+        "assumptions": list(text["assumptions"]) if text else [],
+        "limitations": (list(text["limitations"]) if text else []) + GENERAL_LIMITATIONS,
+    }
+
+
+def payment_steps(payment: Mapping[str, Any], effect: Mapping[str, Any] | None) -> list[str]:
+    """The payment as a validator recomputes it, one sentence per step."""
+    steps = []
+    if effect is not None:
+        steps.append(
+            f"Measured effect on {effect['outcome']}: {effect['relative_estimate']:+.4f} "
+            f"relative to the counterfactual ({round(effect['confidence'] * 100)} % interval "
+            f"{effect['relative_ci_low']:+.4f} to {effect['relative_ci_high']:+.4f})."
+        )
+    if payment.get("measured_improvement") is not None:
+        steps.append(
+            f"Improvement in the desired direction, rounded to 0.0001: "
+            f"{payment['measured_improvement']} on the basis "
+            f"{str(payment.get('basis', '')).replace('_', ' ')}."
+        )
+    decision = payment.get("decision") or {}
+    if decision.get("reason"):
+        steps.append(f"Basis: {decision['reason']}.")
+    for line in payment["lines"]:
+        how = f"{line['explanation']}; " if line.get("explanation") else ""
+        times = (
+            f"{line['achievement']} x {line['max_amount']} = "
+            if line.get("achievement") is not None
+            else ""
+        )
+        steps.append(
+            f"Rule {line['rule']} ({line['kind']}, {line.get('description', '')}): "
+            f"{how}{times}{line['amount']} {payment['currency']}."
+        )
+    steps.append(
+        "Total: "
+        + " + ".join(str(line["amount"]) for line in payment["lines"])
+        + f" = {payment['total']} {payment['currency']} (at most {payment['maximum']})."
+    )
+    return steps
+
+
+def decision_section(decision: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The validator's decision (decision.json beside the report), or pending."""
+    if not decision:
+        return {"status": "pending", "details": {}}
+    status = decision.get("decision") or decision.get("status") or "recorded"
+    return {"status": str(status), "details": {k: v for k, v in sorted(decision.items())}}
 
 
 def build_report(
@@ -96,13 +527,18 @@ def build_report(
     notes: dict[str, Any] | None = None,
     cohort: list[dict[str, Any]] | None = None,
     quality: list[dict[str, Any]] | None = None,
+    population: list[dict[str, Any]] | None = None,
+    decision: Mapping[str, Any] | None = None,
+    report_version: int = 1,
 ) -> dict[str, Any]:
     """The content of report.json: everything a validator needs to trace each number.
 
     `notes` holds what differs from the contract's published run (changed deliveries, a
     changed key) and the key fingerprint; `cohort` the plan units against the roster;
-    `quality` the data-quality expectations. Nothing here may name the run itself, so a
-    re-run with the same inputs gives the same bytes (the run id is in the manifest).
+    `quality` the data-quality expectations; `population` persons per group in the roster,
+    eligible and analysed (:func:`population_counts`); `decision` a validator's decision
+    (decision.json). Nothing here may name the run itself, so a re-run with the same inputs
+    gives the same bytes (the run id and time are in the manifest).
     """
     notes = notes or {}
     k_min = plan.min_cell_size
@@ -121,26 +557,9 @@ def build_report(
         {k: q[k] for k in ("source", "expectation", "severity", "success", "observed")}
         for q in (quality or [])
     ]
-    warnings = list(notes.get("delivery_changes") or [])
-    if notes.get("key_change"):
-        warnings.append(notes["key_change"])
-    for c in cohort_rows:
-        if c["status"] == "missing":
-            warnings.append(
-                f"{c['group']} unit {c['unit_id']} does not occur in the roster"
-                + (f" ({c['note']})" if c["note"] else "")
-            )
-    unnamed = [c["unit_id"] for c in cohort_rows if c["status"] == "not_in_plan"]
-    if unnamed:
-        warnings.append(
-            "roster units the plan does not name (not in the cohort): " + ", ".join(unnamed)
-        )
-    for q in quality_rows:
-        if not q["success"]:
-            warnings.append(
-                f"data quality, {q['source']}: {q['expectation']} ({q['severity']}): "
-                f"{q['observed']}"
-            )
+    public = [public_effect(e) for e in effects]
+    devs = deviations(plan, notes, cohort_rows, quality_rows, public)
+    warnings = [d["what"] for d in devs if d["kind"] != "plan"]
     outcomes = []
     for o in plan.outcomes:
         series = outcome_series(plan, panel, o["id"])
@@ -153,20 +572,38 @@ def build_report(
                 "parameters": plan.outcome_parameters(o["id"]),  # defaults filled in
                 "series": series,
                 "counterfactual_series": counterfactual_series(series),
+                "unit_results": unit_results(plan, panel, o["id"]),
             }
         )
     b0, b1 = plan.period("baseline")
     m0, m1 = plan.period("measurement")
+    contract = plan.data["contract"]
+    pay_effect = next((e for e in public if e["outcome"] == payment.get("outcome")), None)
+    suppressed = sum(1 for o in outcomes for r in o["series"] if r["suppressed"])
+    suppressed_units = sum(
+        1 for o in outcomes for r in o["unit_results"]["rows"] if r["suppressed"]
+    )
     return {
         "report_format": REPORT_FORMAT,
+        "report_version": report_version,
         "code_version": utfall.__version__,
+        "code": {"version": utfall.__version__, "git_commit": git_commit()},
         "contract": {
             "id": plan.contract_id,
-            "title": plan.data["contract"]["title"],
-            "instrument": plan.data["contract"]["instrument"],
+            "title": contract["title"],
+            "instrument": contract["instrument"],
+            "description": contract.get("description"),
+            "agreed_on": contract.get("agreed_on"),
+            "agreement_text": contract.get("agreement_text"),
             "parties": plan.data["parties"],
         },
-        "plan": {"file": plan.path.name, "hash": plan.hash},
+        "plan": {
+            "file": plan.path.name,
+            "hash": plan.hash,
+            "hash_method": HASH_METHOD,
+            "reproduce": f"utfall plan show {plan.path.name}",
+        },
+        "report_hash_method": REPORT_HASH_METHOD,
         "periods": {
             "baseline": {"start": b0.isoformat(), "end": b1.isoformat()},
             "measurement": {"start": m0.isoformat(), "end": m1.isoformat()},
@@ -178,25 +615,38 @@ def build_report(
             "min_employment_extent": plan.min_employment_extent,
         },
         "counterfactual": plan.counterfactual,
+        "method": method_section(plan),
         "inputs": inputs,
         "key_fingerprint": notes.get("key_fingerprint"),
         "warnings": warnings,
+        "deviations": devs,
+        "population": population_flow(reconciliation, population, k_min),
         "cohort_units": cohort_rows,
         "data_quality": quality_rows,
         "reconciliation": reconciliation,
         "outcomes": outcomes,
-        "effects": [public_effect(e) for e in effects],
-        "payment": payment,
+        "effects": public,
+        "payment": {**payment, "steps": payment_steps(payment, pay_effect)},
+        "decision": decision_section(decision),
         "disclosure": {
-            "min_cell_size": plan.min_cell_size,
-            "suppressed_cells": sum(1 for o in outcomes for r in o["series"] if r["suppressed"]),
+            "min_cell_size": k_min,
+            "suppressed_cells": suppressed,
+            "suppressed_units": suppressed_units,
         },
     }
+
+
+# --- files ------------------------------------------------------------------------------
 
 
 def dumps(data: Any) -> str:
     """Stable JSON text: sorted keys, fixed indentation, UTF-8, trailing newline."""
     return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def report_hash(report: Mapping[str, Any]) -> str:
+    """sha256 of report.json's bytes as written (see the module docstring)."""
+    return "sha256:" + hashlib.sha256(dumps(report).encode("utf-8")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -221,65 +671,159 @@ def git_commit() -> str | None:
 def write_report(
     report: dict[str, Any], out_dir: Path, run_id: str | None = None
 ) -> dict[str, Path]:
-    """Write report.json, report.html and manifest.json into `out_dir`; return their paths.
+    """Write report.json, report.html, report.pdf (when Chromium is found) and
+    manifest.json into `out_dir`; return their paths (report.pdf only if written).
 
     Files are written to temporary names and renamed, so a crash never leaves a half
-    report beside a manifest that vouches for it.
+    report beside a manifest that vouches for it. The manifest's ``pdf`` entry says whether
+    the PDF was written, and why not.
     """
+    from utfall import pdf
+
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / name for name in ("report.json", "report.html", "manifest.json")}
-    contents = {"report.json": dumps(report), "report.html": render_html(report)}
+    decision_file = out_dir / "decision.json"
+    decision = (
+        json.loads(decision_file.read_text(encoding="utf-8")) if decision_file.exists() else None
+    )
+    contents = {
+        "report.json": dumps(report),
+        "report.html": render_html(report, decision=decision),
+    }
     for name, text in contents.items():
         tmp = paths[name].with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(paths[name])
+    generated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    commit = git_commit()
+    run = {"run_id": run_id, "generated_at": generated_at, "git_commit": commit}
+    pdf_note = pdf.write_pdf(
+        render_html(report, decision=decision, run=run), out_dir / "report.pdf"
+    )
     manifest = {
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "generated_at": generated_at,
         "run_id": run_id,
         "code_version": utfall.__version__,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "plan_hash": report["plan"]["hash"],
+        "report_hash": report_hash(report),
         "inputs": [{"file": i["file"], "sha256": i["sha256"]} for i in report["inputs"]],
         "files": {name: sha256_file(paths[name]) for name in contents},
+        "pdf": pdf_note,
     }
     tmp = paths["manifest.json"].with_suffix(".tmp")
     tmp.write_text(dumps(manifest), encoding="utf-8")
     tmp.replace(paths["manifest.json"])
+    if pdf_note["written"]:
+        paths["report.pdf"] = out_dir / "report.pdf"
     return paths
 
 
-def render_html(report: dict[str, Any]) -> str:
+# --- HTML -------------------------------------------------------------------------------
+
+
+def _num(x: Any, d: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}".replace(",", "\u202f")
+    if isinstance(x, float):
+        return f"{x:,.{d}f}".replace(",", "\u202f")
+    return str(x)
+
+
+def _cell(x: Any) -> str:
+    """A diagnostic value as text: numbers to 4 significant decimals, None as a dash."""
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.4g}" if abs(x) < 1e-3 or abs(x) >= 1e5 else f"{x:.4f}"
+    if isinstance(x, list) and all(not isinstance(v, (dict, list)) for v in x):
+        return ", ".join(_cell(v) for v in x)
+    return str(x)
+
+
+def coefficient_lists(diagnostics: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Every list of per-period coefficients among the diagnostics (any method, found by
+    shape: dicts with period_start and estimate), by dotted path; they get a chart."""
+    found: dict[str, list[dict[str, Any]]] = {}
+
+    def walk(v: Any, path: str) -> None:
+        if isinstance(v, dict):
+            for k, sub in v.items():
+                walk(sub, f"{path}.{k}" if path else k)
+        elif (
+            isinstance(v, list)
+            and v
+            and all(isinstance(r, dict) and {"period_start", "estimate"} <= set(r) for r in v)
+        ):
+            found[path] = v
+
+    walk(dict(diagnostics), "")
+    return found
+
+
+def render_html(
+    report: Mapping[str, Any],
+    decision: Mapping[str, Any] | None = None,
+    run: Mapping[str, Any] | None = None,
+) -> str:
+    """report.html from report.json's content. `decision` (decision.json) replaces the
+    report's pending decision; `run` (id, time, commit; only for the PDF) adds the run's
+    time to the header, which report.html leaves to the manifest to stay reproducible."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+    report = json.loads(dumps(report))  # as report.json reads back: one rendering for both
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html", "j2"]),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
-    env.filters["num"] = lambda x, d=3: "–" if x is None else f"{x:,.{d}f}".replace(",", " ")
+    env.filters["num"] = lambda x, d=3: _num(float(x) if isinstance(x, int) else x, d)
+    env.filters["count"] = _num
+    env.filters["columns"] = lambda rows: list(dict.fromkeys(k for row in rows for k in row))
+    env.filters["cell"] = _cell
     env.filters["money"] = lambda s: f"{Decimal(s):,}".replace(",", "\u202f")
     env.filters["pct"] = lambda x, d=1: "–" if x is None else f"{100 * x:.{d}f} %"
-    charts = {
-        o["id"]: svg_chart(o, report["periods"]["measurement"]["start"]) for o in report["outcomes"]
-    }
-    event_charts = {
-        e["outcome"]: svg_event_study(e["diagnostics"].get("event_study"))
+    env.filters["label"] = lambda s: str(s).replace("_", " ")
+    env.tests["mapping"] = lambda v: isinstance(v, dict)
+    env.tests["table"] = lambda v: (
+        isinstance(v, list) and bool(v) and all(isinstance(r, dict) for r in v)
+    )
+    m_start = report["periods"]["measurement"]["start"]
+    charts = {o["id"]: svg_chart(o, m_start) for o in report["outcomes"]}
+    coef_charts = {
+        e["outcome"]: {
+            path: svg_coefficients(rows, path)
+            for path, rows in coefficient_lists(e["diagnostics"]).items()
+        }
         for e in report["effects"]
     }
+    shown_decision = decision_section(decision) if decision else report["decision"]
     return env.get_template("report.html.j2").render(
-        r=report, charts=charts, event_charts=event_charts
+        r=report,
+        charts=charts,
+        coef_charts=coef_charts,
+        report_hash=report_hash(report),
+        decision=shown_decision,
+        run=run,
     )
 
 
-def svg_event_study(es: dict[str, Any] | None) -> str:
-    """Inline SVG: event-study coefficient per quarter with its interval, zero line, start."""
-    coefs = [c for c in (es or {}).get("coefficients", []) if c.get("estimate") is not None]
+def svg_coefficients(coefs_in: list[dict[str, Any]], label: str) -> str:
+    """Inline SVG: coefficient per period with its interval, zero line, start of the
+    measurement (the first coefficient whose phase is "measurement", if phases are given)."""
+    coefs = [c for c in coefs_in if c.get("estimate") is not None]
     if not coefs:
         return ""
-    width, height, left, right, top, bottom = 820, 240, 64, 20, 16, 40
-    lows = [c["ci_low"] if c["ci_low"] is not None else c["estimate"] for c in coefs]
-    highs = [c["ci_high"] if c["ci_high"] is not None else c["estimate"] for c in coefs]
+    width, height, left, right, top, bottom = 640, 240, 56, 12, 16, 40
+    lows = [c["ci_low"] if c.get("ci_low") is not None else c["estimate"] for c in coefs]
+    highs = [c["ci_high"] if c.get("ci_high") is not None else c["estimate"] for c in coefs]
     lo, hi = min(min(lows), 0.0), max(max(highs), 0.0)
     pad = (hi - lo) * 0.08 or 1.0
     lo, hi = lo - pad, hi + pad
@@ -292,9 +836,8 @@ def svg_event_study(es: dict[str, Any] | None) -> str:
         return top + plot_h * (1 - (v - lo) / (hi - lo))
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" '
-        'aria-label="event study: treated minus comparison by quarter">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'class="chart" role="img" aria-label="{label}: coefficient by period">',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
         'stroke="#999"/>',
         f'<line x1="{left}" y1="{y(0.0):.1f}" x2="{left + plot_w}" y2="{y(0.0):.1f}" '
@@ -303,10 +846,10 @@ def svg_event_study(es: dict[str, Any] | None) -> str:
     for k in range(5):
         v = lo + (hi - lo) * k / 4
         parts.append(
-            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">'
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="14" text-anchor="end">'
             f"{v:.3g}</text>"
         )
-    first_meas = next((i for i, c in enumerate(coefs) if c["phase"] == "measurement"), None)
+    first_meas = next((i for i, c in enumerate(coefs) if c.get("phase") == "measurement"), None)
     if first_meas is not None:
         xs = (x(first_meas) + x(first_meas - 1)) / 2 if first_meas else x(0)
         parts.append(
@@ -314,8 +857,8 @@ def svg_event_study(es: dict[str, Any] | None) -> str:
             'stroke-dasharray="2 3"/>'
         )
     for i, c in enumerate(coefs):
-        colour = "#b2182b" if c["phase"] == "measurement" else "#2166ac"
-        if c["ci_low"] is not None and c["ci_high"] is not None and not c.get("reference"):
+        colour = "#b2182b" if c.get("phase") == "measurement" else "#2166ac"
+        if c.get("ci_low") is not None and c.get("ci_high") is not None and not c.get("reference"):
             parts.append(
                 f'<line x1="{x(i):.1f}" y1="{y(c["ci_low"]):.1f}" x2="{x(i):.1f}" '
                 f'y2="{y(c["ci_high"]):.1f}" stroke="{colour}" stroke-width="1.5"/>'
@@ -325,18 +868,23 @@ def svg_event_study(es: dict[str, Any] | None) -> str:
             f'<circle cx="{x(i):.1f}" cy="{y(c["estimate"]):.1f}" r="3.5" fill="{fill}" '
             f'stroke="{colour}"/>'
         )
-        if c["period_start"].endswith("-01-01"):
+        if str(c["period_start"]).endswith("-01-01"):
             parts.append(
-                f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="11" '
-                f'text-anchor="middle">{c["period_start"][:4]}</text>'
+                f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="14" '
+                f'text-anchor="middle">{str(c["period_start"])[:4]}</text>'
             )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def svg_chart(outcome: dict[str, Any], intervention_start: str) -> str:
-    """Inline SVG: treated, comparison and treated counterfactual per quarter."""
-    width, height, left, right, top, bottom = 820, 300, 64, 190, 16, 40
+def svg_chart(outcome: Mapping[str, Any], intervention_start: str) -> str:
+    """Inline SVG: treated, comparison and treated counterfactual per period. The legend
+    sits below the plot (never clipped at any width) and the measurement period is shaded
+    and labelled, so it stays visible when the chart is scaled down to a phone's width."""
+    width, left, right, top, bottom = 640, 56, 12, 16, 40
+    legend_h = 44
+    plot_h = 220
+    height = top + plot_h + bottom + legend_h
     starts = sorted({r["period_start"] for r in outcome["series"]})
     lines = {
         "treated": [
@@ -357,7 +905,7 @@ def svg_chart(outcome: dict[str, Any], intervention_start: str) -> str:
     lo, hi = min(values), max(values)
     pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
     lo, hi = lo - pad, hi + pad
-    plot_w, plot_h = width - left - right, height - top - bottom
+    plot_w = width - left - right
 
     def x(s: str) -> float:
         i = starts.index(s)
@@ -377,29 +925,33 @@ def svg_chart(outcome: dict[str, Any], intervention_start: str) -> str:
         "counterfactual": "Treated counterfactual",
     }
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{outcome["id"]} by quarter">',
-        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
-        'stroke="#999"/>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart" '
+        f'role="img" aria-label="{outcome["id"]} by period">',
     ]
+    later = [s for s in starts if s >= intervention_start]
+    if later:
+        xi = x(later[0])
+        parts.append(
+            f'<rect x="{xi:.1f}" y="{top}" width="{left + plot_w - xi:.1f}" height="{plot_h}" '
+            'fill="#fbeaea"/>'
+            f'<text x="{xi + 4:.1f}" y="{top + 16}" font-size="15" fill="#7a1020">'
+            "measurement</text>"
+        )
+    parts.append(
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
+    )
     for k in range(5):
         v = lo + (hi - lo) * k / 4
         parts.append(
-            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">'
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="14" text-anchor="end">'
             f"{v:.3g}</text>"
         )
     for s in starts:
         if s.endswith("-01-01"):
             parts.append(
-                f'<text x="{x(s):.1f}" y="{height - bottom + 16}" font-size="11" '
+                f'<text x="{x(s):.1f}" y="{top + plot_h + 16}" font-size="14" '
                 f'text-anchor="middle">{s[:4]}</text>'
             )
-    if intervention_start in starts:
-        xi = x(intervention_start)
-        parts.append(
-            f'<line x1="{xi:.1f}" y1="{top}" x2="{xi:.1f}" y2="{top + plot_h}" stroke="#555" '
-            'stroke-dasharray="2 3"/>'
-        )
     for n, (name, pts) in enumerate(lines.items()):
         colour, dash = style[name]
         coords = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in pts if v is not None)
@@ -408,11 +960,26 @@ def svg_chart(outcome: dict[str, Any], intervention_start: str) -> str:
                 f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"'
                 f"{dash}/>"
             )
-        ly = top + 14 + 18 * n
+        lx = 8 + n * 212
+        ly = top + plot_h + bottom + 10
         parts.append(
-            f'<line x1="{width - right + 10}" y1="{ly}" x2="{width - right + 34}" y2="{ly}" '
+            f'<line x1="{lx}" y1="{ly}" x2="{lx + 24}" y2="{ly}" '
             f'stroke="{colour}" stroke-width="2"{dash}/>'
-            f'<text x="{width - right + 40}" y="{ly + 4}" font-size="11">{labels[name]}</text>'
+            f'<text x="{lx + 30}" y="{ly + 5}" font-size="14">{labels[name]}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def written_line(paths: Mapping[str, Path]) -> str:
+    """The run output's line for the report: the HTML's path and whether report.pdf was
+    written (and if not, why, from the manifest)."""
+    html = str(paths["report.html"])
+    if "report.pdf" in paths:
+        return f"{html} (and report.pdf)"
+    try:
+        manifest = json.loads(Path(paths["manifest.json"]).read_text(encoding="utf-8"))
+        reason = (manifest.get("pdf") or {}).get("reason") or "unknown reason"
+    except (OSError, ValueError):
+        reason = "unknown reason"
+    return f"{html} (no report.pdf: {reason})"
