@@ -9,8 +9,8 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
-from pipelines.definitions import build_assets, defs, job_name
-from pipelines.resources import ContractResource, resource_key
+from utfall.pipelines.definitions import build_assets, defs, job_name
+from utfall.pipelines.resources import ContractResource, WarehouseResource, resource_key
 from utfall import warehouse
 from utfall.cli import EXAMPLE_PLAN
 
@@ -43,7 +43,7 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
     result = materialize(
         [*assets, *checks],
         resources={
-            "duckdb": DuckDBResource(database=str(db)),
+            "duckdb": WarehouseResource(database=str(db)),
             resource_key(example_plan): ContractResource(
                 plan_path=str(EXAMPLE_PLAN),
                 deliveries_dir=str(deliveries),
@@ -81,7 +81,7 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
 def test_every_plan_in_the_folder_gets_its_prefixed_graph_and_job(tmp_path, monkeypatch):
     import yaml
 
-    from pipelines.definitions import build_definitions
+    from utfall.pipelines.definitions import build_definitions
 
     data = yaml.safe_load(EXAMPLE_PLAN.read_text(encoding="utf-8"))
     shutil.copy(EXAMPLE_PLAN, tmp_path / "a.yaml")
@@ -107,7 +107,7 @@ def test_rejected_delivery_in_dagster_publishes_nothing(example_plan, deliveries
 
     def resources(d):
         return {
-            "duckdb": DuckDBResource(database=str(db)),
+            "duckdb": WarehouseResource(database=str(db)),
             resource_key(example_plan): ContractResource(
                 plan_path=str(EXAMPLE_PLAN),
                 deliveries_dir=str(d),

@@ -36,7 +36,8 @@ from utfall.errors import UserError
 from utfall.estimators.base import registry as estimator_registry
 from utfall.params import ParamSpec
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
+#: Package data (in the repository, utfall/schemas links to the card's schemas/ folder).
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "plan.schema.json"
 
 #: Source kinds and the canonical columns each must map (optional ones may be absent).
 SOURCE_KINDS: dict[str, dict[str, bool]] = {
