@@ -140,9 +140,9 @@ def _open_waiting(
             waited = time.monotonic() - started
             if waited >= timeout:
                 raise WarehouseLocked(
-                    f"{path}: waited {waited:.0f} s for the warehouse lock held by another "
-                    f"process (timeout {timeout:g} s, ${LOCK_TIMEOUT_ENV}); close the other "
-                    "connection or let its run finish, then try again"
+                    f"{path}: the warehouse is open for writing in another process; waited "
+                    f"{waited:.0f} s for its lock (timeout {timeout:g} s, ${LOCK_TIMEOUT_ENV}); "
+                    "close the other connection or let its run finish, then try again"
                 ) from None
             pause = min(LOCK_POLL, timeout - waited)
             on_wait(
