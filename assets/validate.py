@@ -200,15 +200,22 @@ def _quality_check(plan: Plan, name: str) -> AssetChecksDefinition:
                 "ORDER BY expectation",
                 {"contract_id": plan.contract_id, "run_id": context.run.run_id, "source": name},
             ).to_dicts()
-        failed = [r for r in rows if not r["success"]]
-        blocking = [r for r in failed if r["severity"] == "block"]
+        passed, severity = check_severity(rows)
         return AssetCheckResult(
-            passed=not failed,
-            severity=AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN,
+            passed=passed,
+            severity=severity,
             metadata={
                 "expectations": len(rows),
-                "failed": MetadataValue.json(failed),
+                "failed": MetadataValue.json([r for r in rows if not r["success"]]),
             },
         )
 
     return _check
+
+
+def check_severity(rows: list[dict]) -> tuple[bool, AssetCheckSeverity]:
+    """(passed, severity) of a source's expectation results: a failed `block` expectation
+    is an ERROR (it also stopped the run), a failed `warn` one a WARN."""
+    failed = [r for r in rows if not r["success"]]
+    blocking = any(r["severity"] == "block" for r in failed)
+    return not failed, AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN

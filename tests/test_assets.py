@@ -9,10 +9,10 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
-from utfall.pipelines.definitions import build_assets, defs, job_name
-from utfall.pipelines.resources import ContractResource, WarehouseResource, resource_key
 from utfall import warehouse
 from utfall.cli import EXAMPLE_PLAN
+from utfall.pipelines.definitions import build_assets, defs, job_name
+from utfall.pipelines.resources import ContractResource, WarehouseResource, resource_key
 
 CONTRACT = "demokommun-korttidssjuk-2025"
 
@@ -76,6 +76,31 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert AssetKey([CONTRACT, "reports", "validator_report"]) in materialized
     assert len(materialized) == len(assets)
+    _check_metadata(result, assets)
+
+
+def _check_metadata(result, assets) -> None:
+    """Row counts everywhere; column schemas from the Pandera models; previews without
+    identifiers; the effect chart as markdown."""
+    by_key = {
+        tuple(e.asset_key.path[1:]): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    for path, meta in by_key.items():
+        if path != ("reports", "validator_report"):
+            assert meta["dagster/row_count"].value >= 1, path
+    specs = {tuple(k.path[1:]): a.specs_by_key[k] for a in assets for k in a.keys}
+    staged = specs[("staging", "roster")].metadata["dagster/column_schema"].schema
+    types = {c.name: c.type for c in staged.columns}
+    assert types["employed_from"] == "Date" and types["employment_extent"] == "Int64"
+    raw = specs[("raw", "sick_leave")].metadata["dagster/column_schema"].schema
+    assert {c.name: c.type for c in raw.columns}["spell_start"] == "String"
+    for path in (("staging", "roster"), ("staging", "sick_leave"), ("marts", "outcome_panel")):
+        text = by_key[path]["preview"].value
+        assert "person_id" not in text and "| " in text, path
+    assert "| unit | rows |" in by_key[("staging", "roster")]["preview"].value
+    chart = by_key[("marts", "effects")]["effect_chart"].value
+    assert "### short_term_sick_days" in chart and "█" in chart and "CI" in chart
 
 
 def test_every_plan_in_the_folder_gets_its_prefixed_graph_and_job(tmp_path, monkeypatch):
