@@ -114,7 +114,7 @@ def group_series(panel: pl.DataFrame) -> pl.DataFrame:
 
 
 def panel_preview(panel: pl.DataFrame, minimum: int) -> MetadataValue:
-    """The panel's group means by quarter (the first outcome's), small groups suppressed."""
+    """Each outcome's group means by measurement quarter, small groups suppressed."""
     series = group_series(panel)
     rows = []
     for r in series.iter_rows(named=True):
@@ -130,7 +130,8 @@ def panel_preview(panel: pl.DataFrame, minimum: int) -> MetadataValue:
             }
         )
     cols = ["outcome", "quarter", "phase", "group", "employees", "value"]
-    return MetadataValue.md(markdown_table(rows[:32], cols))
+    shown = [r for r in rows if r["phase"] == "measurement"] or rows
+    return MetadataValue.md(markdown_table(shown[:40], cols))
 
 
 def effect_chart(panel: pl.DataFrame, results: list[Any], minimum: int) -> MetadataValue:
