@@ -60,10 +60,18 @@ def contract_definitions(plan: Plan) -> Definitions:
         tags={"utfall/contract": plan.contract_id},
     )
     keys = [k for a in assets for k in a.keys]
+    quarters = quarter_asset(plan, resource_key(plan))
+    quarters_job = define_asset_job(
+        "quarters_" + job.name.removeprefix("measure_"),
+        selection=AssetSelection.assets(quarters),
+        description=f"{plan.contract_id}'s published outcomes per measurement quarter, one "
+        "partition (quarter) per run; backfill all quarters after a new publication.",
+        tags={"utfall/contract": plan.contract_id},
+    )
     return Definitions(
-        assets=[*assets, quarter_asset(plan, resource_key(plan))],
+        assets=[*assets, quarters],
         asset_checks=checks,
-        jobs=[job],
+        jobs=[job, quarters_job],
         sensors=[
             delivery_sensor(plan, job.name, resource_key(plan)),
             cli_runs_sensor(plan, job.name, keys),

@@ -84,6 +84,9 @@ def test_every_contract_is_grouped_by_stage_tagged_and_scheduled(example_plan):
         assert k.path[0] == CONTRACT
     job = defs.resolve_job_def(job_name(example_plan))
     assert job.tags["utfall/contract"] == CONTRACT
+    quarters_job = defs.resolve_job_def("quarters_demokommun_korttidssjuk_2025")
+    assert quarters_job.tags["utfall/contract"] == CONTRACT
+    assert quarters_job.partitions_def.get_partition_keys()[0] == "2025-01-01"
     assert {s.name for s in defs.sensors} == {
         "deliveries_demokommun_korttidssjuk_2025",
         "cli_runs_demokommun_korttidssjuk_2025",
