@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import time
 from pathlib import Path
 
 from dagster import (
@@ -51,23 +53,59 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def delivery_hash(plan: Plan, folder: Path) -> tuple[str, list[str]]:
-    """(sha256 over the plan's delivered files, their paths); UserError when a source has
-    no file yet (the message names the source and folder)."""
+#: A file changed less than this many seconds ago may still be being written: wait.
+SETTLE_SECONDS = 60.0
+
+
+class StillArriving(UserError):
+    """A delivered file changed moments ago (a copy may be in progress)."""
+
+
+def delivered(plan: Plan, folder: Path) -> list[Path]:
+    """The plan's files in `folder` (every source's, and the control file when named);
+    UserError naming the source when one has no file yet."""
     files: list[Path] = []
     for source in plan.sources:
         files += delivery_files(source, folder)
     control = plan.quality.get("control_file")
     if control and (folder / control).is_file():
         files.append(folder / control)
-    lines = []
-    for path in sorted(set(files)):
+    return sorted(set(files))
+
+
+def delivery_hash(
+    plan: Plan,
+    folder: Path,
+    known: dict[str, list] | None = None,
+    settle: float = SETTLE_SECONDS,
+) -> tuple[str, dict[str, list]]:
+    """(sha256 over the lines "<path> TAB <file sha256>", the files' [size, mtime_ns,
+    sha256] by path). A file whose size and mtime match `known` is not read again; one
+    modified within `settle` seconds raises StillArriving."""
+    known = known or {}
+    now = time.time()
+    stats: dict[str, list] = {}
+    for path in delivered(plan, folder):
         rel = path.relative_to(folder).as_posix()
-        lines.append(f"{rel}\t{file_sha256(path)}\n")
-    return hashlib.sha256("".join(lines).encode()).hexdigest(), [x.split("\t")[0] for x in lines]
+        st = path.stat()
+        age = now - st.st_mtime
+        if age < settle:
+            raise StillArriving(
+                f"{folder / rel} changed {age:.0f} s ago; waiting until it has been unchanged "
+                f"for {settle:.0f} s"
+            )
+        prior = known.get(rel)
+        if prior and prior[:2] == [st.st_size, st.st_mtime_ns]:
+            stats[rel] = prior
+        else:
+            stats[rel] = [st.st_size, st.st_mtime_ns, file_sha256(path)]
+    lines = "".join(f"{rel}\t{stats[rel][2]}\n" for rel in sorted(stats))
+    return hashlib.sha256(lines.encode()).hexdigest(), stats
 
 
-def delivery_sensor(plan: Plan, job: str, resource: str) -> SensorDefinition:
+def delivery_sensor(
+    plan: Plan, job: str, resource: str, settle: float = SETTLE_SECONDS
+) -> SensorDefinition:
     contract = plan.contract_id
 
     @sensor(
@@ -81,19 +119,32 @@ def delivery_sensor(plan: Plan, job: str, resource: str) -> SensorDefinition:
     )
     def _deliveries(context: SensorEvaluationContext):
         folder = getattr(context.resources, resource).deliveries(plan)
+        cursor = _cursor(context.cursor)
         try:
-            digest, files = delivery_hash(plan, folder)
+            digest, stats = delivery_hash(plan, folder, cursor["files"], settle)
         except UserError as exc:
             return SkipReason(f"waiting for a complete delivery: {exc}")
-        if context.cursor == digest:
+        if cursor["requested"] == digest:
+            context.update_cursor(json.dumps({"requested": digest, "files": stats}))
             return SkipReason(f"delivery {digest[:12]} was already requested")
-        context.update_cursor(digest)
+        context.update_cursor(json.dumps({"requested": digest, "files": stats}))
         return RunRequest(
             run_key=digest,
             tags={"utfall/contract": contract, "utfall/delivery": digest},
         )
 
     return _deliveries
+
+
+def _cursor(text: str | None) -> dict:
+    """The delivery sensor's cursor: the last requested hash and the files' stats."""
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    return {"requested": data.get("requested"), "files": data.get("files") or {}}
 
 
 def measure_schedule(plan: Plan, job: str) -> ScheduleDefinition:

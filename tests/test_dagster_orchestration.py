@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,13 @@ def _expected_run_key(folder: Path, names: list[str]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+def _age(folder: Path, seconds: float = 120) -> None:
+    """Make the delivered files look settled (written `seconds` ago)."""
+    t = time.time() - seconds
+    for p in folder.iterdir():
+        os.utime(p, (t, t))
+
+
 def test_delivery_sensor_runs_a_delivery_once(example_plan, deliveries, tmp_path):
     folder = tmp_path / "incoming"
     resource = resource_key(example_plan)
@@ -116,11 +125,17 @@ def test_delivery_sensor_runs_a_delivery_once(example_plan, deliveries, tmp_path
         ctx = build_sensor_context(cursor=cursor, resources=resources)
         return sensor.evaluate_tick(ctx), ctx.cursor
 
+    data, cursor = tick(None)  # no folder yet
+    assert data.run_requests == [] and "does not exist" in data.skip_message
     folder.mkdir()
     shutil.copy(deliveries / "roster.csv", folder)
-    data, cursor = tick(None)  # one source delivered, the other not yet: wait
+    _age(folder)
+    data, cursor = tick(cursor)  # one source delivered, the other not yet: wait
     assert data.run_requests == [] and "sick_leave" in data.skip_message
     shutil.copy(deliveries / "sick_leave.csv", folder)
+    data, cursor = tick(cursor)  # just written: a copy may still be in progress
+    assert data.run_requests == [] and "changed 0 s ago" in data.skip_message
+    _age(folder)
     data, cursor = tick(cursor)
     assert len(data.run_requests) == 1
     request: RunRequest = data.run_requests[0]
@@ -128,7 +143,12 @@ def test_delivery_sensor_runs_a_delivery_once(example_plan, deliveries, tmp_path
     assert request.tags["utfall/contract"] == CONTRACT
     data, cursor = tick(cursor)  # the same files again: nothing
     assert data.run_requests == [] and "already requested" in data.skip_message
+    os.utime(folder / "roster.csv")  # touched, same content: still the same delivery
+    _age(folder)
+    data, cursor = tick(cursor)
+    assert data.run_requests == [] and "already requested" in data.skip_message
     (folder / "sick_leave.csv").write_bytes((folder / "sick_leave.csv").read_bytes()[:-40] + b"\n")
+    _age(folder)
     data, _ = tick(cursor)  # a changed file is a new delivery
     assert len(data.run_requests) == 1 and data.run_requests[0].run_key != request.run_key
 
