@@ -19,6 +19,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from utfall import paths, warehouse
+from utfall.errors import UserError
 from utfall.plan import Plan, load_plan
 
 PLAN_ENV = "UTFALL_PLAN"
@@ -31,7 +32,13 @@ def plan_paths() -> list[Path]:
     example plans)."""
     if os.environ.get(PLAN_ENV):
         return [Path(os.environ[PLAN_ENV])]
-    return sorted(p for p in paths.plans_dir().glob("*.y*ml") if p.is_file())
+    folder = paths.plans_dir()
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such plans folder (${PLANS_ENV} or data/plans)")
+    found = sorted(p for p in folder.glob("*.y*ml") if p.is_file())
+    if not found:
+        raise UserError(f"{folder}: no measurement plan (*.yaml) in the plans folder")
+    return found
 
 
 def resource_key(plan: Plan) -> str:

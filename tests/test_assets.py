@@ -161,3 +161,16 @@ def test_rejected_delivery_in_dagster_publishes_nothing(example_plan, deliveries
         assert statuses[good.run_id] == "published"
         assert statuses[failed.run_id] == "rejected"
         assert con.sql("SELECT run_id FROM ledger.published").fetchall() == [(good.run_id,)]
+
+
+def test_a_missing_or_empty_plans_folder_is_an_error(tmp_path, monkeypatch):
+    from utfall.errors import UserError
+    from utfall.pipelines.resources import plan_paths
+
+    monkeypatch.delenv("UTFALL_PLAN", raising=False)
+    monkeypatch.setenv("UTFALL_PLANS", str(tmp_path / "nope"))
+    with pytest.raises(UserError, match="nope: no such plans folder"):
+        plan_paths()
+    monkeypatch.setenv("UTFALL_PLANS", str(tmp_path))
+    with pytest.raises(UserError, match="no measurement plan"):
+        plan_paths()

@@ -283,9 +283,14 @@ def test_cli_runs_are_reported_to_dagster_once(published):
     keys = [k for a in assets for k in a.keys]
     sensor = cli_runs_sensor(plan, job_name(plan), keys)
     resources = {"duckdb": WarehouseResource(database=str(db))}
-    ctx = build_sensor_context(resources=resources, instance=DagsterInstance.ephemeral())
+    instance = DagsterInstance.ephemeral()
+    ctx = build_sensor_context(resources=resources, instance=instance)
     data = sensor.evaluate_tick(ctx)
     events = data.asset_events
+    for e in events:  # as the daemon records them: the asset graph then shows the CLI run
+        instance.report_runless_asset_event(e)
+    latest = instance.get_latest_materialization_event(keys[-1]).asset_materialization
+    assert latest.metadata["utfall_run_id"].value == run_id
     assert {e.asset_key for e in events} == set(keys) and len(events) == len(keys)
     assert {e.metadata["utfall_run_id"].value for e in events} == {run_id}
     assert {e.metadata["origin"].value for e in events} == {"cli"}
