@@ -30,12 +30,36 @@ DDL = (
     "value DOUBLE, suppressed BOOLEAN NOT NULL, run_id VARCHAR NOT NULL, "
     "plan_hash VARCHAR NOT NULL)"
 )
-COMMENT = (
-    f"COMMENT ON TABLE {TABLE} IS 'Per contract, measurement quarter (period_start, the "
-    "Dagster partition) and group: the published run''s pooled outcome (sum of numerators / "
-    "sum of denominators); groups of fewer employees than the plan''s min_cell_size are "
-    "suppressed (NULL, suppressed = true).'"
+TABLE_COMMENT = (
+    "Per contract, measurement quarter (period_start, the Dagster partition) and group: the "
+    "published run's pooled outcome (sum of numerators / sum of denominators); groups of "
+    "fewer employees than the plan's min_cell_size are suppressed (NULL, suppressed = true)."
 )
+COLUMN_COMMENTS = {
+    "contract_id": "The contract (plan contract.id).",
+    "period_start": "First day of the measurement quarter; the Dagster partition key.",
+    "period_end": "Last day of the quarter.",
+    "outcome": "The plan's outcome id.",
+    "unit_group": "treated or comparison.",
+    "employees": "Employees counted in the group's units this quarter (NULL if suppressed).",
+    "numerator": "Sum of the units' numerators (NULL if suppressed).",
+    "denominator": "Sum of the units' denominators (NULL if suppressed).",
+    "value": "numerator / denominator (NULL if suppressed).",
+    "suppressed": "True when the group had fewer employees than the plan's min_cell_size.",
+    "run_id": "The published run these rows come from (ledger.runs).",
+    "plan_hash": "Hash of the plan the run was made under.",
+}
+
+
+def _describe(con) -> None:
+    """COMMENT ON the table and each column (DuckDB keeps them in its catalog)."""
+
+    def quote(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    con.execute(f"COMMENT ON TABLE {TABLE} IS {quote(TABLE_COMMENT)}")
+    for column, text in COLUMN_COMMENTS.items():
+        con.execute(f"COMMENT ON COLUMN {TABLE}.{column} IS {quote(text)}")
 
 
 def quarter_rows(con, plan: Plan, quarter: dt.date) -> tuple[pl.DataFrame, dict]:
@@ -75,7 +99,7 @@ def quarter_rows(con, plan: Plan, quarter: dt.date) -> tuple[pl.DataFrame, dict]
 def write_quarter(con, plan: Plan, quarter: dt.date) -> pl.DataFrame:
     """Replace the contract's rows of `quarter` (delete, insert, verify: one transaction)."""
     con.execute(DDL)
-    con.execute(COMMENT)
+    _describe(con)
     frame, _ = quarter_rows(con, plan, quarter)
     with warehouse.transaction(con):
         warehouse.insert_rows(

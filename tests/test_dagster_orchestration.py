@@ -221,9 +221,13 @@ def _quarter_rows(db: Path) -> dict:
             "SELECT data_type FROM information_schema.columns WHERE table_schema = 'marts' "
             "AND table_name = 'quarter_outcomes' AND column_name = 'period_start'"
         ).fetchall()
+        undescribed = con.sql(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'marts' "
+            "AND table_name = 'quarter_outcomes' AND (comment IS NULL OR comment = '')"
+        ).fetchall()
     finally:
         con.close()
-    return {"rows": rows, "type": kind[0][0]}
+    return {"rows": rows, "type": kind[0][0], "undescribed": undescribed}
 
 
 def test_one_quarter_rematerialises_alone(published):
@@ -237,6 +241,7 @@ def test_one_quarter_rematerialises_alone(published):
         assert materialize([asset], partition_key=q, resources=resources).success
     before = _quarter_rows(db)
     assert before["type"] == "DATE"
+    assert before["undescribed"] == []
     # 4 quarters x 2 outcomes x 2 groups, all from the published run
     assert len(before["rows"]) == 16 and {r[-1] for r in before["rows"]} == {run_id}
     con = warehouse.connect(db)
