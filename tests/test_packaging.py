@@ -59,6 +59,9 @@ def test_paths_follow_utfall_home_or_the_working_directory(tmp_path, monkeypatch
     monkeypatch.setenv("UTFALL_HOME", str(tmp_path / "home"))
     assert paths.deliveries_root() == tmp_path / "home" / "data" / "deliveries"
     assert paths.reports_root() == tmp_path / "home" / "data" / "reports"
+    from utfall.cli import REPORTS_ROOT  # the old name, now following UTFALL_HOME
+
+    assert REPORTS_ROOT == tmp_path / "home" / "data" / "reports"
     monkeypatch.setenv("UTFALL_WAREHOUSE", str(tmp_path / "elsewhere.duckdb"))
     assert paths.warehouse() == tmp_path / "elsewhere.duckdb"
     assert paths.EXAMPLE_PLAN.is_file()

@@ -20,6 +20,16 @@ from utfall.plan import load_plan
 from utfall.warehouse import default_path
 
 
+def __getattr__(name: str) -> Path:
+    """DELIVERIES_ROOT and REPORTS_ROOT as they are now (they follow the working directory
+    and $UTFALL_HOME, so they are looked up when used, not fixed at import)."""
+    if name == "DELIVERIES_ROOT":
+        return paths.deliveries_root()
+    if name == "REPORTS_ROOT":
+        return paths.reports_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _plan_show(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     d = plan.data

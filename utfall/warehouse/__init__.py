@@ -25,6 +25,9 @@ from utfall.errors import WarehouseError
 from utfall.warehouse import layout
 
 WAREHOUSE_ENV = paths.WAREHOUSE_ENV
+#: The source checkout (for files such as requirements.lock); never where data goes: data
+#: paths come from `utfall.paths` (the working directory or $UTFALL_HOME).
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 #: Seconds to wait for another process's lock on the warehouse before giving up.
 LOCK_TIMEOUT_ENV = "UTFALL_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 60.0
