@@ -123,7 +123,7 @@ def delivery_sensor(
         try:
             digest, stats = delivery_hash(plan, folder, cursor["files"], settle)
         except UserError as exc:
-            return SkipReason(f"waiting for a complete delivery: {exc}")
+            return SkipReason(f"no run yet: {exc}")
         if cursor["requested"] == digest:
             context.update_cursor(json.dumps({"requested": digest, "files": stats}))
             return SkipReason(f"delivery {digest[:12]} was already requested")

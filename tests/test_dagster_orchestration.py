@@ -149,8 +149,14 @@ def test_delivery_sensor_runs_a_delivery_once(example_plan, deliveries, tmp_path
     assert data.run_requests == [] and "already requested" in data.skip_message
     (folder / "sick_leave.csv").write_bytes((folder / "sick_leave.csv").read_bytes()[:-40] + b"\n")
     _age(folder)
-    data, _ = tick(cursor)  # a changed file is a new delivery
+    data, cursor = tick(cursor)  # a changed file is a new delivery
     assert len(data.run_requests) == 1 and data.run_requests[0].run_key != request.run_key
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes((folder / "sick_leave.csv").read_bytes())
+    (folder / "sick_leave_extra.csv").symlink_to(outside)  # matches sick_leave*.csv
+    _age(folder)
+    data, _ = tick(cursor)  # a file leading outside the folder is refused, never hashed
+    assert data.run_requests == [] and "outside the deliveries folder" in data.skip_message
 
 
 def test_schedule_evaluates_with_the_plans_cron_or_the_default(example_plan, tmp_path):
