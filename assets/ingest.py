@@ -2,9 +2,11 @@
 
 from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, asset
 
-from assets.common import GROUPS, key, open_run
+from utfall.assets.common import GROUPS, key, open_run
+from utfall.assets.metadata import column_schema
 from utfall.ingest import ingest_source
 from utfall.pipeline import stage
+from utfall.pipelines.calendar import calendar
 from utfall.plan import Plan
 
 
@@ -16,6 +18,8 @@ def raw_asset(plan: Plan, source: dict, resource: str) -> AssetsDefinition:
         group_name=GROUPS["ingest"],
         kinds={"duckdb"},
         required_resource_keys={"duckdb", resource},
+        freshness_policy=calendar(plan).freshness(),
+        metadata={"dagster/column_schema": column_schema(source["kind"], typed=False)},
         description=f"Delivered rows of source '{name}' ({source['kind']}, {source['path']}) "
         "for this run, identity numbers replaced by a keyed hash; ledger in "
         "ledger.deliveries. Published (raw.<kind>) only when the whole run succeeds.",
@@ -32,6 +36,7 @@ def raw_asset(plan: Plan, source: dict, resource: str) -> AssetsDefinition:
         context.add_output_metadata(
             {
                 "rows": sum(d.rows or 0 for d in ledger),
+                "dagster/row_count": sum(d.rows or 0 for d in ledger),
                 "files": MetadataValue.json([d.to_dict() for d in ledger]),
                 "plan_hash": plan_.hash,
                 "utfall_run_id": run.run_id,

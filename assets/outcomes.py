@@ -2,7 +2,9 @@
 
 from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, asset
 
-from assets.common import GROUPS, key, open_run
+from utfall import warehouse
+from utfall.assets.common import GROUPS, key, open_run
+from utfall.assets.metadata import effect_chart, markdown_table, panel_preview
 from utfall.metrics import build_outcome_panel
 from utfall.pipeline import estimate_effects, propose_payment, stage
 from utfall.plan import Plan
@@ -22,7 +24,14 @@ def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
             panel = stage(
                 con, plan_, run, "outcome panel", lambda: build_outcome_panel(con, plan_, run)
             )
-        context.add_output_metadata({"rows": panel.height, "units": panel["unit_id"].n_unique()})
+        context.add_output_metadata(
+            {
+                "rows": panel.height,
+                "dagster/row_count": panel.height,
+                "units": panel["unit_id"].n_unique(),
+                "preview": panel_preview(panel, plan_.min_cell_size),
+            }
+        )
 
     @asset(
         key=key(plan, "marts", "effects"),
@@ -35,16 +44,26 @@ def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
     def _effects(context: AssetExecutionContext) -> None:
         with open_run(context, resource) as (con, plan_, run, _c, _k):
             results = stage(con, plan_, run, "effects", lambda: estimate_effects(con, plan_, run))
+            panel = warehouse.read_table(
+                con,
+                "SELECT * FROM work.outcome_panel WHERE contract_id = $contract_id "
+                "AND run_id = $run_id ORDER BY outcome, unit_id, period_start",
+                run.scope,
+            )
         context.add_output_metadata(
             {
-                r.outcome: MetadataValue.json(
-                    {
-                        "estimate": r.estimate,
-                        "ci": [r.ci_low, r.ci_high],
-                        "relative": r.relative_estimate,
-                    }
-                )
-                for r in results
+                "dagster/row_count": len(results),
+                "effect_chart": effect_chart(panel, results, plan_.min_cell_size),
+                **{
+                    r.outcome: MetadataValue.json(
+                        {
+                            "estimate": r.estimate,
+                            "ci": [r.ci_low, r.ci_high],
+                            "relative": r.relative_estimate,
+                        }
+                    )
+                    for r in results
+                },
             }
         )
 
@@ -62,8 +81,14 @@ def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
             proposal = stage(con, plan_, run, "payment", lambda: propose_payment(con, plan_, run))
         context.add_output_metadata(
             {
+                "dagster/row_count": len(proposal["lines"]),
                 "total": f"{proposal['total']} {proposal['currency']}",
                 "lines": MetadataValue.json(proposal["lines"]),
+                "preview": MetadataValue.md(
+                    markdown_table(
+                        proposal["lines"], ["rule", "kind", "achievement", "max_amount", "amount"]
+                    )
+                ),
             }
         )
 

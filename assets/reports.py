@@ -2,7 +2,7 @@
 
 from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, asset
 
-from assets.common import GROUPS, key, open_run
+from utfall.assets.common import GROUPS, key, open_run
 from utfall.pipeline import publish_report, stage
 from utfall.plan import Plan
 

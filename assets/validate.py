@@ -13,8 +13,9 @@ from dagster import (
     asset_check,
 )
 
-from assets.common import GROUPS, key, open_run
 from utfall import warehouse
+from utfall.assets.common import GROUPS, key, open_run
+from utfall.assets.metadata import column_schema, staging_preview
 from utfall.cohort import check_cohort
 from utfall.pipeline import check_quality, stage
 from utfall.plan import Plan
@@ -34,6 +35,7 @@ def staging_asset(plan: Plan, source: dict, resource: str) -> AssetsDefinition:
         group_name=GROUPS["validate"],
         kinds={"duckdb", "pandera"},
         required_resource_keys={"duckdb", resource},
+        metadata={"dagster/column_schema": column_schema(source["kind"], typed=True)},
         description=f"Validated, typed rows of '{name}'; failing rows go to quarantine with "
         "the rule they broke."
         + (" Then the plan's units are checked against the roster." if name == roster else ""),
@@ -48,6 +50,7 @@ def staging_asset(plan: Plan, source: dict, resource: str) -> AssetsDefinition:
                 "loaded": summary.loaded,
                 "quarantined": summary.quarantined,
                 "quarantined_by_rule": MetadataValue.json(summary.by_rule),
+                **staging_preview(con, plan_, run, name, source["kind"]),
             }
             if name == roster:
                 cohort = stage(
@@ -89,6 +92,7 @@ def quality_asset(plan: Plan, resource: str) -> AssetsDefinition:
             )
         context.add_output_metadata(
             {
+                "dagster/row_count": len(results),
                 "met": sum(r["success"] for r in results),
                 "expectations": len(results),
                 "failed": MetadataValue.json(
@@ -152,7 +156,7 @@ def staging_checks(plan: Plan, source: dict, resource: str) -> list[AssetChecksD
         description="The staged rows satisfy the source's Pandera set model.",
     )
     def _contract(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        from schemas import MODELS
+        from utfall.schemas import MODELS
 
         _, set_model = MODELS[kind]
         with context.resources.duckdb.get_connection() as con:
@@ -196,15 +200,22 @@ def _quality_check(plan: Plan, name: str) -> AssetChecksDefinition:
                 "ORDER BY expectation",
                 {"contract_id": plan.contract_id, "run_id": context.run.run_id, "source": name},
             ).to_dicts()
-        failed = [r for r in rows if not r["success"]]
-        blocking = [r for r in failed if r["severity"] == "block"]
+        passed, severity = check_severity(rows)
         return AssetCheckResult(
-            passed=not failed,
-            severity=AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN,
+            passed=passed,
+            severity=severity,
             metadata={
                 "expectations": len(rows),
-                "failed": MetadataValue.json(failed),
+                "failed": MetadataValue.json([r for r in rows if not r["success"]]),
             },
         )
 
     return _check
+
+
+def check_severity(rows: list[dict]) -> tuple[bool, AssetCheckSeverity]:
+    """(passed, severity) of a source's expectation results: a failed `block` expectation
+    is an ERROR (it also stopped the run), a failed `warn` one a WARN."""
+    failed = [r for r in rows if not r["success"]]
+    blocking = any(r["severity"] == "block" for r in failed)
+    return not failed, AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN

@@ -1,10 +1,13 @@
-"""The Definitions `dagster dev -w workspace.yaml` loads: every plan's assets and job.
+"""The Definitions `dagster dev -w workspace.yaml` (and `dg check defs`) load: per plan, the
+contract's assets, checks, job, delivery sensor, schedule and CLI-run sensor, merged.
 
 One asset graph per measurement plan in the plans folder (or $UTFALL_PLAN alone), keys
-prefixed by the contract id: raw and staging per delivery source, data quality, then
-panel, effects, payment, report. Each contract has its job `measure_<contract id>`; one
-job run is one utfall run, published by its report asset. DuckDB allows one writer, so
-everything runs in the in-process executor.
+prefixed by the contract id and grouped by stage (ingest, validate, measure, pay, report):
+raw and staging per delivery source, data quality, then panel, effects, payment, report,
+and the outcomes per measurement quarter (partitioned). Each contract has its job
+`measure_<contract id>` (runs tagged `utfall/contract`); one job run is one utfall run,
+published by its report asset. DuckDB allows one writer, so everything runs in the
+in-process executor, and a run waits (logging) for another's lock.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from dagster import (
     in_process_executor,
 )
 
-from assets.ingest import raw_asset
-from assets.outcomes import measure_assets
-from assets.reports import report_asset
-from assets.validate import quality_asset, quality_checks, staging_asset, staging_checks
-from pipelines.resources import default_resources, plan_paths, resource_key
+from utfall.assets.ingest import raw_asset
+from utfall.assets.outcomes import measure_assets
+from utfall.assets.periods import quarter_asset
+from utfall.assets.reports import report_asset
+from utfall.assets.validate import quality_asset, quality_checks, staging_asset, staging_checks
 from utfall.pipeline import validation_order
+from utfall.pipelines.resources import default_resources, plan_paths, resource_key
+from utfall.pipelines.sensors import cli_runs_sensor, delivery_sensor, measure_schedule
 from utfall.plan import Plan, load_plan
 
 
 def build_assets(plan: Plan) -> tuple[list[AssetsDefinition], list[AssetChecksDefinition]]:
-    """One contract's assets and their checks, in dependency order."""
+    """One contract's measure-job assets and their checks, in dependency order."""
     resource = resource_key(plan)
     sources = [plan.source(name) for name in validation_order(plan)]
     assets = [raw_asset(plan, s, resource) for s in sources]
@@ -44,6 +49,37 @@ def job_name(plan: Plan) -> str:
     return "measure_" + plan.contract_id.replace("-", "_")
 
 
+def contract_definitions(plan: Plan) -> Definitions:
+    """Everything Dagster knows of one contract (resources excepted)."""
+    assets, checks = build_assets(plan)
+    job = define_asset_job(
+        job_name(plan),
+        selection=AssetSelection.assets(*assets),
+        description=f"Measure {plan.contract_id}: ingest, validate, data quality, "
+        "outcomes, effects, payment, report; publishes the run when complete.",
+        tags={"utfall/contract": plan.contract_id},
+    )
+    keys = [k for a in assets for k in a.keys]
+    quarters = quarter_asset(plan, resource_key(plan))
+    quarters_job = define_asset_job(
+        "quarters_" + job.name.removeprefix("measure_"),
+        selection=AssetSelection.assets(quarters),
+        description=f"{plan.contract_id}'s published outcomes per measurement quarter, one "
+        "partition (quarter) per run; backfill all quarters after a new publication.",
+        tags={"utfall/contract": plan.contract_id},
+    )
+    return Definitions(
+        assets=[*assets, quarters],
+        asset_checks=checks,
+        jobs=[job, quarters_job],
+        sensors=[
+            delivery_sensor(plan, job.name, resource_key(plan)),
+            cli_runs_sensor(plan, job.name, keys),
+        ],
+        schedules=[measure_schedule(plan, job.name)],
+    )
+
+
 def build_definitions() -> Definitions:
     plans = [load_plan(p) for p in plan_paths()]
     seen: dict[str, str] = {}
@@ -53,26 +89,9 @@ def build_definitions() -> Definitions:
                 f"{p.path} and {seen[p.contract_id]} both define contract {p.contract_id!r}"
             )
         seen[p.contract_id] = str(p.path)
-    all_assets, all_checks, jobs = [], [], []
-    for plan in plans:
-        assets, checks = build_assets(plan)
-        all_assets += assets
-        all_checks += checks
-        jobs.append(
-            define_asset_job(
-                job_name(plan),
-                selection=AssetSelection.assets(*assets),
-                description=f"Measure {plan.contract_id}: ingest, validate, data quality, "
-                "outcomes, effects, payment, report; publishes the run when complete.",
-                tags={"utfall/contract": plan.contract_id},
-            )
-        )
-    return Definitions(
-        assets=all_assets,
-        asset_checks=all_checks,
-        jobs=jobs,
-        resources=default_resources(plans),
-        executor=in_process_executor,
+    return Definitions.merge(
+        *(contract_definitions(plan) for plan in plans),
+        Definitions(resources=default_resources(plans), executor=in_process_executor),
     )
 
 

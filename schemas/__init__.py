@@ -5,8 +5,8 @@ delivered, as text). `*Set` checks rules across rows (duplicates, overlaps) on t
 that passed, with types. Every check's name is the quarantine rule a failing row gets.
 """
 
-from schemas.roster import RosterRows, RosterSet
-from schemas.sick_leave import SickLeaveRows, SickLeaveSet
+from utfall.schemas.roster import RosterRows, RosterSet
+from utfall.schemas.sick_leave import SickLeaveRows, SickLeaveSet
 
 #: Row- and set-level models for each source kind named in the plan.
 MODELS = {

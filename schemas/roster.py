@@ -12,8 +12,8 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from schemas.base import PersonRows
-from schemas.checks import as_date, is_date, is_int_between, is_repeat
+from utfall.schemas.base import PersonRows
+from utfall.schemas.checks import as_date, is_date, is_int_between, is_repeat
 
 DATA_COLUMNS = [
     "person_id",

@@ -9,10 +9,10 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
-from pipelines.definitions import build_assets, defs, job_name
-from pipelines.resources import ContractResource, resource_key
 from utfall import warehouse
 from utfall.cli import EXAMPLE_PLAN
+from utfall.pipelines.definitions import build_assets, defs, job_name
+from utfall.pipelines.resources import ContractResource, WarehouseResource, resource_key
 
 CONTRACT = "demokommun-korttidssjuk-2025"
 
@@ -43,7 +43,7 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
     result = materialize(
         [*assets, *checks],
         resources={
-            "duckdb": DuckDBResource(database=str(db)),
+            "duckdb": WarehouseResource(database=str(db)),
             resource_key(example_plan): ContractResource(
                 plan_path=str(EXAMPLE_PLAN),
                 deliveries_dir=str(deliveries),
@@ -76,12 +76,37 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert AssetKey([CONTRACT, "reports", "validator_report"]) in materialized
     assert len(materialized) == len(assets)
+    _check_metadata(result, assets)
+
+
+def _check_metadata(result, assets) -> None:
+    """Row counts everywhere; column schemas from the Pandera models; previews without
+    identifiers; the effect chart as markdown."""
+    by_key = {
+        tuple(e.asset_key.path[1:]): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    for path, meta in by_key.items():
+        if path != ("reports", "validator_report"):
+            assert meta["dagster/row_count"].value >= 1, path
+    specs = {tuple(k.path[1:]): a.specs_by_key[k] for a in assets for k in a.keys}
+    staged = specs[("staging", "roster")].metadata["dagster/column_schema"].schema
+    types = {c.name: c.type for c in staged.columns}
+    assert types["employed_from"] == "Date" and types["employment_extent"] == "Int64"
+    raw = specs[("raw", "sick_leave")].metadata["dagster/column_schema"].schema
+    assert {c.name: c.type for c in raw.columns}["spell_start"] == "String"
+    for path in (("staging", "roster"), ("staging", "sick_leave"), ("marts", "outcome_panel")):
+        text = by_key[path]["preview"].value
+        assert "person_id" not in text and "| " in text, path
+    assert "| unit | rows |" in by_key[("staging", "roster")]["preview"].value
+    chart = by_key[("marts", "effects")]["effect_chart"].value
+    assert "### short_term_sick_days" in chart and "█" in chart and "CI" in chart
 
 
 def test_every_plan_in_the_folder_gets_its_prefixed_graph_and_job(tmp_path, monkeypatch):
     import yaml
 
-    from pipelines.definitions import build_definitions
+    from utfall.pipelines.definitions import build_definitions
 
     data = yaml.safe_load(EXAMPLE_PLAN.read_text(encoding="utf-8"))
     shutil.copy(EXAMPLE_PLAN, tmp_path / "a.yaml")
@@ -107,7 +132,7 @@ def test_rejected_delivery_in_dagster_publishes_nothing(example_plan, deliveries
 
     def resources(d):
         return {
-            "duckdb": DuckDBResource(database=str(db)),
+            "duckdb": WarehouseResource(database=str(db)),
             resource_key(example_plan): ContractResource(
                 plan_path=str(EXAMPLE_PLAN),
                 deliveries_dir=str(d),
@@ -136,3 +161,16 @@ def test_rejected_delivery_in_dagster_publishes_nothing(example_plan, deliveries
         assert statuses[good.run_id] == "published"
         assert statuses[failed.run_id] == "rejected"
         assert con.sql("SELECT run_id FROM ledger.published").fetchall() == [(good.run_id,)]
+
+
+def test_a_missing_or_empty_plans_folder_is_an_error(tmp_path, monkeypatch):
+    from utfall.errors import UserError
+    from utfall.pipelines.resources import plan_paths
+
+    monkeypatch.delenv("UTFALL_PLAN", raising=False)
+    monkeypatch.setenv("UTFALL_PLANS", str(tmp_path / "nope"))
+    with pytest.raises(UserError, match="nope: no such plans folder"):
+        plan_paths()
+    monkeypatch.setenv("UTFALL_PLANS", str(tmp_path))
+    with pytest.raises(UserError, match="no measurement plan"):
+        plan_paths()

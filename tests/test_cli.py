@@ -82,9 +82,12 @@ def test_run_with_missing_deliveries_fails_clearly(tmp_path, pseudonym_key):
     assert not (tmp_path / "r").exists()
 
 
-def test_run_while_warehouse_is_locked_fails_clearly(tmp_path, pseudonym_key, deliveries):
+def test_run_while_warehouse_is_locked_fails_clearly(
+    tmp_path, pseudonym_key, deliveries, monkeypatch
+):
     import duckdb
 
+    monkeypatch.setenv("UTFALL_LOCK_TIMEOUT", "1")  # it waits for the lock, then gives up
     holder = duckdb.connect(str(tmp_path / "w.duckdb"))  # another writer, e.g. dagster dev
     try:
         res = _run(tmp_path, str(deliveries), str(tmp_path / "r"), pseudonym_key)
@@ -92,6 +95,7 @@ def test_run_while_warehouse_is_locked_fails_clearly(tmp_path, pseudonym_key, de
         holder.close()
     assert res.returncode == 2
     assert "open for writing in another process" in res.stderr and "Traceback" not in res.stderr
+    assert "locked by another process; waiting" in res.stderr
 
 
 def test_debug_shows_the_traceback_otherwise_one_line(tmp_path, pseudonym_key):

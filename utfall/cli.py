@@ -14,12 +14,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from utfall import paths
+from utfall.paths import EXAMPLE_PLAN
 from utfall.plan import load_plan
-from utfall.warehouse import REPO_ROOT, default_path
+from utfall.warehouse import default_path
 
-EXAMPLE_PLAN = REPO_ROOT / "data" / "plans" / "botkyrka_sick_leave.yaml"
-DELIVERIES_ROOT = REPO_ROOT / "data" / "deliveries"
-REPORTS_ROOT = REPO_ROOT / "data" / "reports"
+
+def __getattr__(name: str) -> Path:
+    """DELIVERIES_ROOT and REPORTS_ROOT as they are now (they follow the working directory
+    and $UTFALL_HOME, so they are looked up when used, not fixed at import)."""
+    if name == "DELIVERIES_ROOT":
+        return paths.deliveries_root()
+    if name == "REPORTS_ROOT":
+        return paths.reports_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _plan_show(args: argparse.Namespace) -> int:
@@ -114,8 +122,8 @@ def _run(args: argparse.Namespace) -> int:
     from utfall.pipeline import run
 
     plan = load_plan(args.plan)
-    deliveries = Path(args.deliveries or DELIVERIES_ROOT / plan.contract_id)
-    out = Path(args.out or REPORTS_ROOT / plan.contract_id)
+    deliveries = Path(args.deliveries or paths.deliveries_root() / plan.contract_id)
+    out = Path(args.out or paths.reports_root() / plan.contract_id)
     warehouse = Path(args.warehouse or default_path())
     result = run(plan, warehouse, deliveries, out)
     for note in result.notes:
@@ -141,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     plan = load_plan(EXAMPLE_PLAN)
-    deliveries = DELIVERIES_ROOT / plan.contract_id
+    deliveries = paths.deliveries_root() / plan.contract_id
     print(f"simulating deliveries for {plan.contract_id} into {deliveries}", file=sys.stderr)
     truth = simulate_deliveries(EXAMPLE_PLAN, deliveries, args.employees, 0.12, 0.01, None)
     args.plan, args.deliveries = str(EXAMPLE_PLAN), str(deliveries)

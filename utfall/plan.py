@@ -39,7 +39,8 @@ from utfall.payments.base import registry as payment_registry
 from utfall.payments.base import rule_problems as payment_rule_problems
 from utfall.payments.base import rules_item_schema as payment_rules_item_schema
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
+#: Package data (in the repository, utfall/schemas links to the card's schemas/ folder).
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "plan.schema.json"
 
 #: Source kinds and the canonical columns each must map (optional ones may be absent).
 SOURCE_KINDS: dict[str, dict[str, bool]] = {

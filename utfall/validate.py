@@ -68,7 +68,7 @@ class ValidationSummary:
 
 def typed(kind: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Rows that passed the row model, with their columns cast to real types."""
-    from schemas.checks import as_date, as_int
+    from utfall.schemas.checks import as_date, as_int
 
     if kind == "employee_roster":
         casts = [
@@ -145,7 +145,7 @@ def validate_frame(
     """
     import pandera.polars as pa
 
-    from schemas import MODELS
+    from utfall.schemas import MODELS
 
     row_model, set_model = MODELS[kind]
     raw = raw.with_row_index("_pos")

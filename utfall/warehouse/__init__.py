@@ -10,7 +10,9 @@ visible only when it is published (see `runs`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,23 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from utfall import paths
 from utfall.errors import WarehouseError
 from utfall.warehouse import layout
 
-WAREHOUSE_ENV = "UTFALL_WAREHOUSE"
+WAREHOUSE_ENV = paths.WAREHOUSE_ENV
+#: The source checkout (for files such as requirements.lock); never where data goes: data
+#: paths come from `utfall.paths` (the working directory or $UTFALL_HOME).
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-DEFAULT_WAREHOUSE = REPO_ROOT / "data" / "warehouse.duckdb"
+#: Seconds to wait for another process's lock on the warehouse before giving up.
+LOCK_TIMEOUT_ENV = "UTFALL_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 60.0
+#: Seconds between attempts while waiting (one log line per attempt).
+LOCK_POLL = 5.0
+
+
+class WarehouseLocked(WarehouseError):
+    """Another process holds the warehouse file's lock (DuckDB admits one writer)."""
 
 
 class WriteVerificationError(RuntimeError):
@@ -31,7 +44,8 @@ class WriteVerificationError(RuntimeError):
 
 
 def default_path() -> Path:
-    return Path(os.environ.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE)
+    """$UTFALL_WAREHOUSE, else data/warehouse.duckdb under $UTFALL_HOME or the working folder."""
+    return paths.warehouse()
 
 
 #: Words in DuckDB's errors for a file that is not (or no longer) a whole database.
@@ -44,7 +58,7 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
-            raise WarehouseError(
+            raise WarehouseLocked(
                 f"{path}: the warehouse is open for writing in another process; close it "
                 f"(or wait for its run to finish) and try again"
             ) from None
@@ -96,14 +110,73 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
     return False
 
 
-def connect(path: str | Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; a writer creates the layout when it is new."""
+def lock_timeout() -> float:
+    """$UTFALL_LOCK_TIMEOUT seconds (default 60): how long a run waits for the lock."""
+    text = os.environ.get(LOCK_TIMEOUT_ENV)
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise WarehouseError(
+            f"${LOCK_TIMEOUT_ENV}={text!r}: give the seconds to wait for the warehouse lock "
+            "as a number >= 0"
+        )
+    return value
+
+
+def _open_waiting(
+    path: Path, read_only: bool, timeout: float, on_wait: Callable[[str], None]
+) -> duckdb.DuckDBPyConnection:
+    """Open `path`, waiting up to `timeout` s while another process holds its lock.
+
+    DuckDB admits one writing process, and a reader cannot open a file a writer holds: a
+    run started while another runs (or an analyst has the file open) waits, saying so once
+    per attempt, then stops with an error naming the file and the time waited."""
+    started = time.monotonic()
+    while True:
+        try:
+            return _open(path, read_only)
+        except WarehouseLocked:
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                raise WarehouseLocked(
+                    f"{path}: the warehouse is open for writing in another process; waited "
+                    f"{waited:.0f} s for its lock (timeout {timeout:g} s, ${LOCK_TIMEOUT_ENV}); "
+                    "close the other connection or let its run finish, then try again"
+                ) from None
+            pause = min(LOCK_POLL, timeout - waited)
+            on_wait(
+                f"{path}: the warehouse is locked by another process; waiting "
+                f"(waited {waited:.0f} s of {timeout:g} s, next try in {pause:.0f} s)"
+            )
+            time.sleep(pause)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def connect(
+    path: str | Path | None = None,
+    read_only: bool = False,
+    *,
+    timeout: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; a writer creates the layout when it is new.
+
+    While another process holds the file's lock, wait up to `timeout` seconds (default
+    $UTFALL_LOCK_TIMEOUT or 60), reporting each wait to `on_wait` (default: stderr)."""
     path = Path(path) if path else default_path()
     if read_only and not path.exists():
         raise WarehouseError(f"{path}: no warehouse here yet; run a measurement first")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open(path, read_only)
+    wait = lock_timeout() if timeout is None else timeout
+    con = _open_waiting(path, read_only, wait, on_wait or _stderr)
     try:
         con.execute("SET python_enable_replacements=false")
         current = _check_version(con, path)
