@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from utfall.commands import validator
 from utfall.plan import load_plan
 from utfall.warehouse import REPO_ROOT, default_path
 
@@ -271,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--out", help="report directory (default: data/reports/<contract id>)")
         p.set_defaults(func=_run if name == "run" else _demo)
+    validator.register(sub)
     return parser
 
 

@@ -62,6 +62,12 @@ LEDGER_TABLES = {
         "bytes BIGINT NOT NULL, rows BIGINT, received_at TIMESTAMP, "
         "status VARCHAR NOT NULL"
     ),
+    # The append-only hash chain of published runs, decisions and payments (see `chain`).
+    "ledger.chain": (
+        "seq BIGINT NOT NULL, kind VARCHAR NOT NULL, contract_id VARCHAR NOT NULL, "
+        "recorded_at VARCHAR NOT NULL, payload_json VARCHAR NOT NULL, "
+        "prev_sha256 VARCHAR NOT NULL, sha256 VARCHAR NOT NULL"
+    ),
 }
 
 
