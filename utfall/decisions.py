@@ -158,7 +158,7 @@ def decide(
         "decision": decision,
         "reason": (reason or "").strip() or None,
         "version": manifest["version"],
-        "report_sha256": manifest["files"]["report.json"],
+        "report_sha256": manifest["package_files"]["report.json"],
         "manifest_sha256": v.digest,
         "plan_hash": manifest.get("plan_hash"),
         "amount": payment.get("total") if decision == "approved" else None,

@@ -10,7 +10,8 @@ A published report folder *is* the package. Beside `report.json`, `report.html` 
 * `context.json`: what the report records but cannot be recomputed from validated rows
   (delivered files and their sha256, reconciliation, quarantine counts by rule, cohort
   units, data-quality results, notes); `verify` checks it against the inputs where it can;
-* `manifest.json`: the sha256 of every file above, package version and the previous
+* `manifest.json`: `files` (the report files, as `report.write_report` lists them) and
+  `package_files` (the sha256 of every file above), package version and the previous
   version with what changed, code version (package version and git commit), the locked
   package versions of `requirements.lock`, and the pseudonymisation key's fingerprint.
 
@@ -178,7 +179,6 @@ def write_package(
         else describe_changes(current, prior, json.loads((root / "report.json").read_text()))
     )
     base = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    base.pop("files", None)
     manifest = {
         **base,
         "package_format": PACKAGE_FORMAT,
@@ -193,7 +193,9 @@ def write_package(
         "parquet": {k: v for k, v in PARQUET_SETTINGS.items()},
         "inputs_tables": {k: f"inputs/staging_{k}.parquet" for k in input_kinds(plan)},
         "plan_file": plan_copy.relative_to(root).as_posix(),
-        "files": {rel: sha256_file(root / rel) for rel in package_files(root) if rel != MANIFEST},
+        "package_files": {
+            rel: sha256_file(root / rel) for rel in package_files(root) if rel != MANIFEST
+        },
     }
     tmp = root / (MANIFEST + ".tmp")
     tmp.write_text(report.dumps(manifest), encoding="utf-8")
@@ -331,8 +333,8 @@ def load_manifest(package: Path) -> dict[str, Any]:
         raise PackageError(f"{path}: missing; this is not a replication package") from None
     except (OSError, ValueError) as exc:
         raise PackageError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        raise PackageError(f"{path}: has no `files` table; not a replication package")
+    if not isinstance(data, dict) or not isinstance(data.get("package_files"), dict):
+        raise PackageError(f"{path}: has no `package_files` table; not a replication package")
     if data.get("package_format") != PACKAGE_FORMAT:
         raise PackageError(
             f"{path}: package_format {data.get('package_format')!r}, this utfall reads "
@@ -359,7 +361,7 @@ def verify_package(
     digest = manifest_digest(manifest)
     v = Verification(root, [], [], manifest, digest)
     problems, info = v.problems, v.info
-    listed: dict[str, str] = manifest["files"]
+    listed: dict[str, str] = manifest["package_files"]
     present = set(package_files(root))
     for rel, sha in sorted(listed.items()):
         if rel not in present:
@@ -372,6 +374,12 @@ def verify_package(
     for rel in sorted(present - set(listed) - {MANIFEST}):
         if not _POST_MANIFEST.match(rel):
             problems.append(f"{rel}: not in manifest.json (added after the report was written)")
+    for rel, sha in sorted((manifest.get("files") or {}).items()):
+        if listed.get(rel) != sha:
+            problems.append(
+                f"manifest.json $.files.{rel}: {str(sha)[:16]}..., but $.package_files says "
+                f"{str(listed.get(rel))[:16]}..."
+            )
     say(f"files: {len(listed)} listed, {len(problems)} problem(s)")
 
     plan_rel = manifest.get("plan_file", "")
@@ -476,18 +484,17 @@ def _compare_report(
 
 
 def _first_line_difference(expected: str, found: str) -> str:
+    """Where two texts first differ: line, column and the text around it in both."""
     a, b = expected.splitlines(), found.splitlines()
     for i in range(max(len(a), len(b))):
         x = a[i] if i < len(a) else "(end of file)"
         y = b[i] if i < len(b) else "(end of file)"
         if x != y:
+            col = next((j for j, (c, d) in enumerate(zip(x, y, strict=False)) if c != d), None)
+            col = min(len(x), len(y)) if col is None else col
+            start = max(0, col - 20)
             return (
-                f"differs from the HTML rendered from the recomputed report at line {i + 1}: "
-                f"expected {_clip(x)!r}, found {_clip(y)!r}"
+                f"differs from the HTML rendered from the recomputed report at line {i + 1}, "
+                f"column {col + 1}: expected {x[start : col + 40]!r}, found {y[start : col + 40]!r}"
             )
     return "differs from the recomputed HTML (line endings or trailing bytes)"
-
-
-def _clip(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= 70 else text[:67] + "..."
