@@ -164,6 +164,7 @@ def write_package(
             f"longer {plan.hash}); re-run with the plan as it is now"
         )
     (root / CONTEXT).write_text(report.dumps(parts["context"]), encoding="utf-8")
+    normalise_data_docs(root / "data_docs")
 
     report_sha = sha256_file(root / "report.json")
     prior = _last_publication(con, plan.contract_id)
@@ -214,6 +215,28 @@ def write_package(
     return Package(root, manifest, digest, None if prior is None else prior["version"], payload)
 
 
+_GX_LOGO_QUERY = re.compile(r"(logo-long\.png)\?d=[0-9TZ.]+&(?:amp;)?dataContextId=[0-9a-f-]+")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def normalise_data_docs(folder: Path) -> None:
+    """Make Great Expectations' Data Docs depend on the results alone: GX puts the clock
+    and a random context id in its logo's URL and random UUIDs in element ids. The URL
+    loses its query; each UUID becomes `id-<n>` by order of first appearance in its file
+    (so an anchor and its target still match)."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*.html")):
+        text = path.read_text(encoding="utf-8")
+        text = _GX_LOGO_QUERY.sub(r"\1", text)
+        path.write_text(_number_uuids(text), encoding="utf-8")
+
+
+def _number_uuids(text: str) -> str:
+    ids: dict[str, str] = {}
+    return _UUID.sub(lambda m: ids.setdefault(m.group(0), f"id-{len(ids) + 1:04d}"), text)
+
+
 def _last_publication(con: duckdb.DuckDBPyConnection, contract_id: str) -> dict[str, Any] | None:
     chain.ensure(con)
     runs_ = [e for e in chain.entries(con, contract_id) if e.kind == "run"]
@@ -242,11 +265,20 @@ def describe_changes(current: Path, prior: dict[str, Any], new_report: dict[str,
                 + ("added" if was is None else "removed" if now is None else "re-delivered")
                 + ("" if was is None or now is None else f" (sha256 {was[:12]} -> {now[:12]})")
             )
-    diffs = json_diff(old, new_report)
-    lines += [f"{p}: {a} -> {b}" for p, a, b in diffs if not p.startswith("$.inputs")]
+    diffs = [d for d in json_diff(old, new_report) if not d[0].startswith("$.inputs")]
+    # The numbers a reader looks for first, then everything else in document order.
+    diffs.sort(key=lambda d: not _HEADLINE.match(d[0]))
+    lines += [f"{p}: {a} -> {b}" for p, a, b in diffs]
     if len(lines) > MAX_CHANGES:
         lines = lines[:MAX_CHANGES] + [f"... and {len(lines) - MAX_CHANGES} more differences"]
     return lines
+
+
+_HEADLINE = re.compile(
+    r"^\$\.(effects\[\d+\]\.(estimate|std_error|ci_low|ci_high|relative_estimate|"
+    r"relative_ci_low|relative_ci_high|n_treated|n_comparison)|payment\.total|"
+    r"reconciliation\[\d+\]\.(delivered|loaded|quarantined))$"
+)
 
 
 def json_diff(expected: Any, found: Any, path: str = "$") -> list[tuple[str, str, str]]:
