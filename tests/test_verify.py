@@ -160,13 +160,17 @@ def test_ledger_entry_edited_or_deleted(pkg):
     _one_naming(problems, "ledger: no publication of this package")
 
 
-def test_wrong_signature(pkg, tmp_path):
+def test_wrong_signature(pkg, tmp_path, capsys):
     package, _ = pkg
     key, _, _ = signing.keygen(tmp_path / "validator.key")
     sig_path = decisions.sign_package(package, key)
     assert _problems(package) == []
-    sig = json.loads(sig_path.read_text(encoding="utf-8"))
     other = signing.Signer(signing.keygen(tmp_path / "other.key")[0])
+    mine = signing.Signer(key).fingerprint
+    assert cli.main(["verify", str(package), "--signer", mine]) == 0
+    assert cli.main(["verify", str(package), "--signer", other.fingerprint]) == 1
+    assert f"no valid signature of manifest.json by {other.fingerprint}" in capsys.readouterr().out
+    sig = json.loads(sig_path.read_text(encoding="utf-8"))
     sig["signature"] = other.sign(b"something else")
     sig_path.write_text(json.dumps(sig), encoding="utf-8")
     _one_naming(_problems(package), f"signatures/{sig_path.name}", "does not match manifest.json")
@@ -195,4 +199,8 @@ def test_cli_exit_codes(pkg, tmp_path, capsys):
     assert err.startswith("utfall: error:") and "nowhere" in err and "\n" not in err
     (tmp_path / "notpkg").mkdir()
     with pytest.raises(PackageError, match="manifest.json: missing"):
+        verify_package(tmp_path / "notpkg")
+    # A report folder written before replication packages existed.
+    (tmp_path / "notpkg" / "manifest.json").write_text('{"files": {}}', encoding="utf-8")
+    with pytest.raises(PackageError, match="written before replication packages"):
         verify_package(tmp_path / "notpkg")

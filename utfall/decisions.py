@@ -249,7 +249,12 @@ def write_instruction(package: Path) -> None:
 
 
 def check_package_signatures(
-    root: Path, manifest: dict[str, Any], digest: str, problems: list[str], info: list[str]
+    root: Path,
+    manifest: dict[str, Any],
+    digest: str,
+    problems: list[str],
+    info: list[str],
+    signers: list[str] | None = None,
 ) -> None:
     """Signatures of the manifest, signed decisions and the payment instruction."""
     folder = root / SIGNATURES
@@ -272,6 +277,8 @@ def check_package_signatures(
             problems.append(f"{rel}: names fingerprint {sig.get('fingerprint')}, the key is {fp}")
         else:
             info.append(f"{rel}: valid signature by {fp} ({sig.get('signed_at')})")
+            if signers is not None:
+                signers.append(fp)
     approved = []
     for rel, d in read_decisions(root):
         if d is None or not isinstance(d, dict) or "signature" not in d:

@@ -349,6 +349,8 @@ class Verification:
     info: list[str]
     manifest: dict[str, Any] | None = None
     digest: str | None = None
+    #: Fingerprints of the keys whose signature of the manifest is valid.
+    signers: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -365,13 +367,13 @@ def load_manifest(package: Path) -> dict[str, Any]:
         raise PackageError(f"{path}: missing; this is not a replication package") from None
     except (OSError, ValueError) as exc:
         raise PackageError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("package_files"), dict):
-        raise PackageError(f"{path}: has no `package_files` table; not a replication package")
-    if data.get("package_format") != PACKAGE_FORMAT:
+    if not isinstance(data, dict) or data.get("package_format") != PACKAGE_FORMAT:
         raise PackageError(
             f"{path}: package_format {data.get('package_format')!r}, this utfall reads "
-            f"{PACKAGE_FORMAT}"
+            f"{PACKAGE_FORMAT} (a report written before replication packages? re-run it)"
         )
+    if not isinstance(data.get("package_files"), dict):
+        raise PackageError(f"{path}: has no `package_files` table; not a replication package")
     return data
 
 
@@ -452,7 +454,7 @@ def verify_package(
             f"report.json $.plan.hash: {found_report.get('plan', {}).get('hash')}, "
             f"manifest.json $.plan_hash: {manifest.get('plan_hash')}"
         )
-    decisions.check_package_signatures(root, manifest, digest, problems, info)
+    decisions.check_package_signatures(root, manifest, digest, problems, info, v.signers)
     if con is not None:
         decisions.check_ledger(con, root, manifest, digest, problems, info)
     return v

@@ -46,6 +46,9 @@ def _verify(args: argparse.Namespace) -> int:
     finally:
         if con is not None:
             con.close()
+    for fp in args.signer:
+        if fp not in v.signers:
+            v.problems.append(f"signatures/: no valid signature of manifest.json by {fp}")
     m = v.manifest or {}
     print(
         f"package {args.package}: contract {m.get('contract_id')}, version {m.get('version')}, "
@@ -128,6 +131,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--warehouse",
         help="also check the package and its decisions against this warehouse's ledger",
     )
+    ver.add_argument(
+        "--signer",
+        action="append",
+        default=[],
+        metavar="FINGERPRINT",
+        help="require a valid signature of the manifest by this key (repeatable)",
+    )
     ver.set_defaults(func=_verify)
 
     sg = sub.add_parser("sign", help="verify a package, then sign its manifest")
@@ -147,6 +157,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
         if name == "reject":
             p.add_argument("--reason", required=True, help="why the report is rejected")
+        else:
+            p.add_argument("--reason", help="an optional comment recorded with the approval")
         _warehouse_arg(p, "warehouse whose ledger records the decision")
         p.set_defaults(func=_decide)
 
