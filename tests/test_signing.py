@@ -178,3 +178,16 @@ def test_edited_decision_and_instruction_are_detected(pkg, key):
     dpath.unlink()
     problems = verify_package(package).problems
     assert any("payment_instruction.csv: present, but no approved decision" in p for p in problems)
+    # Removing every trace of the approval from the package: the ledger still names it.
+    (package / "payment_instruction.csv").unlink()
+    (package / "payment_instruction.json").unlink()
+    assert verify_package(package).problems == []  # an undecided package, as far as it shows
+    con = connect(warehouse, read_only=True)
+    try:
+        problems = verify_package(package, con=con).problems
+    finally:
+        con.close()
+    assert any(
+        "ledger.chain entry 2 records the decision approved for period 'final'" in p
+        for p in problems
+    ), problems

@@ -347,6 +347,15 @@ def check_ledger(
             f"ledger: published as entry {published[0].seq}, version {manifest.get('version')}"
         )
     by_ref = {e.payload.get("reference"): e for e in entries if e.kind == "decision"}
+    held = {d.get("reference") for _, d in read_decisions(root) if isinstance(d, dict)}
+    for e in by_ref.values():
+        if e.payload.get("manifest_sha256") == digest and e.payload.get("reference") not in held:
+            problems.append(
+                f"ledger.chain entry {e.seq} records the decision "
+                f"{e.payload.get('decision')} for period {e.payload.get('period')!r} on this "
+                f"package, but decisions/{e.payload.get('period')}.json does not hold it "
+                "(removed or replaced)"
+            )
     for rel, d in read_decisions(root):
         if not isinstance(d, dict):
             continue
