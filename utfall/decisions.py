@@ -133,7 +133,6 @@ def decide(
     manifest = v.manifest
     assert manifest is not None
     contract = manifest["contract_id"]
-    report = json.loads((package / "report.json").read_text(encoding="utf-8"))
     for e in chain.entries(con, contract):
         if e.kind != "decision" or e.payload.get("period") != period:
             continue
@@ -149,8 +148,10 @@ def decide(
                 f"was already {e.payload.get('decision')} ({e.payload.get('reference')}); "
                 "a corrected delivery makes a new version to decide on"
             )
-    payment = report.get("payment") or {}
-    parties = report.get("contract", {}).get("parties") or {}
+    # From the recomputation and the package's plan, not from report.json's layout.
+    assert v.payment is not None and v.plan is not None
+    payment = v.payment
+    parties = v.plan.data.get("parties") or {}
     body = {
         "format": 1,
         "contract_id": contract,

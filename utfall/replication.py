@@ -351,6 +351,9 @@ class Verification:
     digest: str | None = None
     #: Fingerprints of the keys whose signature of the manifest is valid.
     signers: list[str] = field(default_factory=list)
+    #: The recomputed payment proposal and the package's plan (None if not recomputed).
+    payment: dict[str, Any] | None = None
+    plan: Plan | None = None
 
     @property
     def ok(self) -> bool:
@@ -446,6 +449,7 @@ def verify_package(
                 problems.append(f"recomputation failed: {type(exc).__name__}: {exc}")
             else:
                 say("recomputed the outcome panel, effects, payment and report")
+                v.payment, v.plan = rec.payment, plan
                 _compare_report(rec.document, found_report, root, problems, info)
     if found_report is not None and found_report.get("plan", {}).get("hash") != manifest.get(
         "plan_hash"

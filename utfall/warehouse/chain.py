@@ -31,28 +31,6 @@ from utfall.warehouse import layout, scalar, table_exists, transaction
 GENESIS = "0" * 64
 KINDS = ("run", "decision", "payment")
 COLUMNS = layout.LEDGER_TABLES["ledger.chain"]
-_VIEWS = {
-    "ledger.decisions": (
-        "SELECT seq, sha256 AS entry_sha256, contract_id, recorded_at, "
-        "json_extract_string(payload_json, '$.period') AS period, "
-        "json_extract_string(payload_json, '$.decision') AS decision, "
-        "CAST(json_extract(payload_json, '$.version') AS BIGINT) AS version, "
-        "json_extract_string(payload_json, '$.report_sha256') AS report_sha256, "
-        "json_extract_string(payload_json, '$.signer') AS signer, "
-        "json_extract_string(payload_json, '$.reason') AS reason, "
-        "json_extract_string(payload_json, '$.reference') AS reference "
-        "FROM ledger.chain WHERE kind = 'decision'"
-    ),
-    "ledger.payments": (
-        "SELECT seq, sha256 AS entry_sha256, contract_id, recorded_at, "
-        "json_extract_string(payload_json, '$.period') AS period, "
-        "json_extract_string(payload_json, '$.payee') AS payee, "
-        "CAST(json_extract_string(payload_json, '$.amount') AS DECIMAL(18,2)) AS amount, "
-        "json_extract_string(payload_json, '$.currency') AS currency, "
-        "json_extract_string(payload_json, '$.decision_reference') AS decision_reference "
-        "FROM ledger.chain WHERE kind = 'payment'"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -78,10 +56,14 @@ def entry_hash(
 
 
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the chain table and its views if missing (a warehouse made before them)."""
-    con.execute(f"CREATE TABLE IF NOT EXISTS ledger.chain ({COLUMNS})")
-    for view, sql in _VIEWS.items():
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
+    """Create the chain table and its views if missing (a warehouse made before them; a
+    new one gets them from `layout.create`). No DDL when they exist."""
+    if not table_exists(con, "ledger", "chain"):
+        con.execute(f"CREATE TABLE IF NOT EXISTS ledger.chain ({COLUMNS})")
+    for view, sql in layout.LEDGER_VIEWS.items():
+        schema, name = view.split(".")
+        if not table_exists(con, schema, name):
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
 
 
 def _head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
