@@ -222,6 +222,8 @@ def test_corrected_delivery_makes_a_new_version(tmp_path):
         assert verify_package(package, con=con).problems == []
         with pytest.raises(Exception, match="already approved"):
             decide(package, key, con, decision="approved", period="final")
+        with pytest.raises(Exception, match="version 1 of .* is superseded by version 2"):
+            decide(v1, key, con, decision="approved", period="interim-2025")
         assert [e.kind for e in chain.entries(con, plan.contract_id)] == [
             "run",
             "decision",

@@ -133,6 +133,18 @@ def decide(
     manifest = v.manifest
     assert manifest is not None
     contract = manifest["contract_id"]
+    report_sha = manifest["package_files"]["report.json"]
+    published = [e for e in chain.entries(con, contract) if e.kind == "run"]
+    if (
+        decision == "approved"
+        and published
+        and published[-1].payload.get("report_sha256") != (report_sha)
+    ):
+        raise DecisionRefused(
+            f"{package}: version {manifest['version']} of {contract} is superseded by version "
+            f"{published[-1].payload.get('version')} (run {published[-1].payload.get('run_id')}); "
+            "only the current version can be approved"
+        )
     for e in chain.entries(con, contract):
         if e.kind != "decision" or e.payload.get("period") != period:
             continue
@@ -159,7 +171,7 @@ def decide(
         "decision": decision,
         "reason": (reason or "").strip() or None,
         "version": manifest["version"],
-        "report_sha256": manifest["package_files"]["report.json"],
+        "report_sha256": report_sha,
         "manifest_sha256": v.digest,
         "plan_hash": manifest.get("plan_hash"),
         "amount": payment.get("total") if decision == "approved" else None,
