@@ -150,3 +150,26 @@ def test_empty_warehouse_is_intact(tmp_path):
     con = connect(tmp_path / "e.duckdb")
     assert chain.verify(con) == [] and chain.count(con) == 0
     con.close()
+
+
+def test_a_rewritten_chain_is_caught_by_the_published_runs(wh):
+    """Deleting an entry and re-hashing everything after it (head included) makes a
+    consistent chain; the publication it removed is still named."""
+    _sql(
+        wh,
+        "INSERT INTO ledger.published VALUES ('c1', 'r1', 'plan', NULL), "
+        "('c2', 'r2', 'plan', NULL)",
+    )
+    assert _verify(wh) == []
+    con = duckdb.connect(str(wh))
+    con.execute("DELETE FROM ledger.chain WHERE seq = 4")
+    con.execute(
+        "UPDATE ledger.meta SET value = (SELECT seq || ':' || sha256 FROM ledger.chain "
+        "WHERE seq = 3) WHERE key = 'chain_head'"
+    )
+    con.close()
+    problems = _verify(wh)
+    assert problems == [
+        "ledger.published: run r2 of c2 is published, but the chain's last publication of c2 "
+        "is none (an entry was deleted, or the publication changed outside utfall)"
+    ]

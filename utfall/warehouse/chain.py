@@ -179,7 +179,31 @@ def verify(con: duckdb.DuckDBPyConnection) -> list[str]:
         )
     if rows and anchor is None:
         problems.append("ledger.meta: the chain head record is missing (deleted or edited)")
+    problems += _published_without_entry(con)
     return problems
+
+
+def _published_without_entry(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Each contract's published run must be its last `run` entry: catches a chain that
+    was rewritten whole (re-hashed after a deletion) and a publication swapped by hand."""
+    if not table_exists(con, "ledger", "published"):
+        return []
+    last: dict[str, str | None] = {}
+    for e in entries(con):
+        if e.kind == "run":
+            last[e.contract_id] = e.payload.get("run_id")
+    out = []
+    for contract, run_id in con.execute(
+        "SELECT contract_id, run_id FROM ledger.published ORDER BY contract_id"
+    ).fetchall():
+        if last.get(contract) != run_id:
+            out.append(
+                f"ledger.published: run {run_id} of {contract} is published, but the chain's "
+                f"last publication of {contract} is "
+                + (f"run {last[contract]}" if last.get(contract) else "none")
+                + " (an entry was deleted, or the publication changed outside utfall)"
+            )
+    return out
 
 
 def count(con: duckdb.DuckDBPyConnection) -> int:
