@@ -58,6 +58,7 @@ def test_package_contents(tmp_path):
     assert m["plan_hash"] == load_plan(EXAMPLE_PLAN).hash
     assert m["version"] == 1 and m["previous"] is None and m["changes"] == []
     assert m["code_version"] == utfall.__version__ and m["git_commit"] == report.git_commit()
+    assert m["git_dirty"] in (True, False, None)
     assert m["locked_packages"]["duckdb"] == "2.0.1"
     assert m["locked_packages"]["cryptography"] == "50.0.2"
     assert m["locked_packages"] == locked_packages()

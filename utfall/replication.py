@@ -12,7 +12,8 @@ A published report folder *is* the package. Beside `report.json`, `report.html` 
   units, data-quality results, notes); `verify` checks it against the inputs where it can;
 * `manifest.json`: `files` (the report files, as `report.write_report` lists them) and
   `package_files` (the sha256 of every file above), package version and the previous
-  version with what changed, code version (package version and git commit), the locked
+  version with what changed, code version (package version, git commit and whether the
+  checkout had uncommitted changes), the locked
   package versions of `requirements.lock`, and the pseudonymisation key's fingerprint.
 
 Files added later by the validator carry their own signatures and are not in the
@@ -104,6 +105,25 @@ def locked_packages(lock: Path | None = None) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def git_dirty() -> bool | None:
+    """True when tracked files of the code's checkout differ from its commit (the commit
+    alone then does not name the code that ran); None outside a git checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip())
+
+
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -189,6 +209,7 @@ def write_package(
         "changes": changes,
         "code_version": utfall.__version__,
         "git_commit": base.get("git_commit") or report.git_commit(),
+        "git_dirty": git_dirty(),
         "key_fingerprint": parts["context"]["notes"].get("key_fingerprint"),
         "locked_packages": locked_packages(),
         "parquet": {k: v for k, v in PARQUET_SETTINGS.items()},
