@@ -672,7 +672,11 @@ def test_case(case: Case, clean, tmp_path_factory):
         assert len(errors) == 1, r["stderr"]
         assert re.search(case.expect.pattern, r["stderr"], re.S), r["stderr"]
         # Nothing of this run is published, and the report folder is as it was.
-        assert _published_runs(ctx.warehouse) == (r["prior"] or [])
+        published = _published_runs(ctx.warehouse)
+        # A truncated file may no longer open at all (which DuckDB block the cut hits
+        # depends on the file's layout); then nothing in it can be published either.
+        truncated = case.name == "warehouse: truncated file" and published == []
+        assert published == (r["prior"] or []) or truncated
         assert _tree(ctx.out) == r["report_before"]
         return
     assert r["code"] == 0, text

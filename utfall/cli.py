@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from utfall import paths
+from utfall.commands import validator
 from utfall.paths import EXAMPLE_PLAN
 from utfall.plan import load_plan
 from utfall.warehouse import default_path
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--out", help="report directory (default: data/reports/<contract id>)")
         p.set_defaults(func=_run if name == "run" else _demo)
+    validator.register(sub)
     return parser
 
 

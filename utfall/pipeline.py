@@ -21,10 +21,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from utfall import estimators, metrics, payments, personnummer, report, warehouse
+from utfall import metrics, personnummer, recompute, replication, report, warehouse
 from utfall.cohort import CohortCheck, CohortError, check_cohort
-from utfall.errors import MeasurementError, QualityBlocked, UserError, WarehouseError
-from utfall.estimators.base import Design
+from utfall.errors import QualityBlocked, UserError, WarehouseError
 from utfall.estimators.result import EffectResult
 from utfall.ingest import Delivery, ingest_source
 from utfall.plan import Plan
@@ -102,53 +101,7 @@ def _scoped(con: duckdb.DuckDBPyConnection, table: str, run: Run, order: str) ->
 def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[EffectResult]:
     """Run the plan's counterfactual method for every outcome of the run's panel."""
     panel = _scoped(con, "work.outcome_panel", run, "outcome, unit_id, period_start")
-    cf = plan.counterfactual
-    estimator = estimators.get(cf["method"])
-    results = []
-    for outcome in plan.outcomes:
-        sub = panel.filter(pl.col("outcome") == outcome["id"])
-        if sub.height == 0:
-            raise MeasurementError(
-                f"outcome {outcome['id']!r}: no eligible employees in any cohort unit, so "
-                "there is nothing to measure"
-            )
-        r = estimator.fit(
-            sub,
-            Design(
-                outcome=outcome["id"],
-                parameters=plan.counterfactual_parameters,
-                confidence=float(cf["confidence"]),
-                seed=int(cf["seed"]),
-                baseline=plan.period("baseline"),
-                measurement=plan.period("measurement"),
-                frequency=plan.data["periods"]["frequency"],
-            ),
-        )
-        ri = r.diagnostics.get("randomization")
-        wb = r.diagnostics.get("wild_bootstrap")
-        unbounded = not all(
-            map(_finite, (r.ci_low, r.ci_high, r.relative_ci_low, r.relative_ci_high))
-        )
-        if ri and unbounded:
-            raise MeasurementError(
-                f"outcome {outcome['id']!r}: randomization inference over the "
-                f"{ri['n_assignments']} possible assignments of {r.n_treated} treated and "
-                f"{r.n_comparison} comparison units cannot exclude any effect at confidence "
-                f"{cf['confidence']}, so the interval is unbounded; more units are needed"
-            )
-        if wb and unbounded:
-            raise MeasurementError(
-                f"outcome {outcome['id']!r}: the wild cluster bootstrap over "
-                f"{r.n_treated} treated and {r.n_comparison} comparison units gives an "
-                f"unbounded interval at confidence {cf['confidence']}; more units are needed"
-            )
-        if not all(map(_finite, (r.estimate, r.std_error, r.relative_estimate, r.relative_ci_low))):
-            raise MeasurementError(
-                f"outcome {outcome['id']!r}: the counterfactual level is "
-                f"{r.counterfactual:.6g} (zero or below, or undefined), so a relative effect "
-                "cannot be computed; check the deliveries for missing events"
-            )
-        results.append(r)
+    results = recompute.fit_effects(plan, panel)
     rows = pl.DataFrame(
         [
             {
@@ -173,10 +126,6 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
     return results
 
 
-def _finite(x: float) -> bool:
-    return x == x and abs(x) != float("inf")
-
-
 def load_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[dict[str, Any]]:
     """The run's stored effects; refused when they were computed under another plan."""
     rows = _scoped(con, "work.effects", run, "outcome")
@@ -195,7 +144,7 @@ def propose_payment(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dic
     outcome = plan.payment["outcome"]
     if outcome not in effects:
         raise WarehouseError(f"run {run.run_id} has no effect estimate for {outcome!r}")
-    proposal = payments.propose(plan, effects[outcome])
+    proposal = recompute.propose_payment(plan, [effects[outcome]])
     lines = pl.DataFrame(
         [
             {
@@ -225,6 +174,12 @@ def propose_payment(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dic
 
 def assemble_report(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
     """Gather the run's stored results into the report document (no computation)."""
+    return recompute.report_document(plan, **report_inputs(con, plan, run))
+
+
+def report_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
+    """What the report is made of: the run's panel, effects and proposal, and the recorded
+    context (`recompute.CONTEXT_KEYS`) that a replication package carries."""
     info = runs.get(con, run.run_id) or {}
     if info.get("plan_hash") != plan.hash:
         raise WarehouseError(
@@ -257,18 +212,19 @@ def assemble_report(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dic
     proposal = json.loads(proposal_rows["proposal_json"][0])
     cohort = _scoped(con, "work.cohort_units", run, "status, unit_id")
     quality = _scoped(con, "work.quality_results", run, "source, expectation")
-    return report.build_report(
-        plan,
-        inputs,
-        recon,
-        panel,
-        load_effects(con, plan, run),
-        proposal,
-        notes=run_notes(con, plan, run, info),
-        cohort=cohort.to_dicts(),
-        quality=quality.to_dicts(),
-        population=report.population_counts(con, plan, run),
-    )
+    return {
+        "context": {
+            "inputs": inputs,
+            "reconciliation": recon,
+            "notes": run_notes(con, plan, run, info),
+            "cohort": cohort.to_dicts(),
+            "quality": quality.to_dicts(),
+            "population": report.population_counts(con, plan, run),
+        },
+        "panel": panel,
+        "effects": load_effects(con, plan, run),
+        "payment": proposal,
+    }
 
 
 def run_notes(
@@ -304,25 +260,28 @@ def key_change(
 def publish_report(
     con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, out_dir: Path
 ) -> dict[str, Path]:
-    """Write the report beside `out_dir`, publish the run, then move the report into place.
+    """Write the report and its replication package beside `out_dir`, publish the run (with
+    its ledger entry), then move the package into place (keeping an issued one).
 
     The warehouse commit comes first and the directory swap right after it, so a reader
     never sees a report whose numbers the warehouse has not published.
     """
-    doc = assemble_report(con, plan, run)
+    parts = report_inputs(con, plan, run)
+    doc = recompute.report_document(plan, **parts)
     out_dir = Path(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.{run.run_id}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     written = report.write_report(doc, tmp, run_id=run.run_id)
     write_data_docs(con, plan, run, tmp)
-    runs.publish(con, run, plan.hash)
+    package = replication.write_package(con, plan, run, tmp, parts, out_dir)
+    runs.publish(con, run, plan.hash, also=package.record)
     old = out_dir.parent / f".{out_dir.name}.{run.run_id}.old"
     if out_dir.exists():
         out_dir.replace(old)
     tmp.replace(out_dir)
     if old.exists():
-        shutil.rmtree(old)
+        replication.retire(old, out_dir, package.manifest["version"])
     return {name: out_dir / name for name in written}
 
 

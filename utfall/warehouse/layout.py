@@ -62,6 +62,36 @@ LEDGER_TABLES = {
         "bytes BIGINT NOT NULL, rows BIGINT, received_at TIMESTAMP, "
         "status VARCHAR NOT NULL"
     ),
+    # The append-only hash chain of published runs, decisions and payments (see `chain`).
+    "ledger.chain": (
+        "seq BIGINT NOT NULL, kind VARCHAR NOT NULL, contract_id VARCHAR NOT NULL, "
+        "recorded_at VARCHAR NOT NULL, payload_json VARCHAR NOT NULL, "
+        "prev_sha256 VARCHAR NOT NULL, sha256 VARCHAR NOT NULL"
+    ),
+}
+
+#: Views of the chain's decision and payment entries (see `chain`).
+LEDGER_VIEWS = {
+    "ledger.decisions": (
+        "SELECT seq, sha256 AS entry_sha256, contract_id, recorded_at, "
+        "json_extract_string(payload_json, '$.period') AS period, "
+        "json_extract_string(payload_json, '$.decision') AS decision, "
+        "CAST(json_extract(payload_json, '$.version') AS BIGINT) AS version, "
+        "json_extract_string(payload_json, '$.report_sha256') AS report_sha256, "
+        "json_extract_string(payload_json, '$.signer') AS signer, "
+        "json_extract_string(payload_json, '$.reason') AS reason, "
+        "json_extract_string(payload_json, '$.reference') AS reference "
+        "FROM ledger.chain WHERE kind = 'decision'"
+    ),
+    "ledger.payments": (
+        "SELECT seq, sha256 AS entry_sha256, contract_id, recorded_at, "
+        "json_extract_string(payload_json, '$.period') AS period, "
+        "json_extract_string(payload_json, '$.payee') AS payee, "
+        "CAST(json_extract_string(payload_json, '$.amount') AS DECIMAL(18,2)) AS amount, "
+        "json_extract_string(payload_json, '$.currency') AS currency, "
+        "json_extract_string(payload_json, '$.decision_reference') AS decision_reference "
+        "FROM ledger.chain WHERE kind = 'payment'"
+    ),
 }
 
 
@@ -148,6 +178,8 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
     for view, table in VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {view} AS {_PUBLISHED_ONLY.format(table=table)}")
+    for view, sql in LEDGER_VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
     # Every run, whatever became of it, with its rows kept until the contract's next publish.
     con.execute(
         "CREATE OR REPLACE VIEW quarantine.by_run AS SELECT q.*, r.status AS run_status "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -138,8 +139,14 @@ def published_run(con: duckdb.DuckDBPyConnection, contract_id: str) -> dict | No
     return dict(zip(rel.columns, rows[0], strict=True)) if rows else None
 
 
-def publish(con: duckdb.DuckDBPyConnection, run: Run, plan_hash: str) -> None:
-    """Make `run` the contract's published state, in one transaction.
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    run: Run,
+    plan_hash: str,
+    also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> None:
+    """Make `run` the contract's published state, in one transaction (with `also`'s writes,
+    e.g. the ledger entry of the publication).
 
     Also marks the run's deliveries accepted and earlier accepted ones superseded, and
     deletes the contract's rows of every other finished run (failed runs' rows stay
@@ -194,6 +201,8 @@ def publish(con: duckdb.DuckDBPyConnection, run: Run, plan_hash: str) -> None:
                 "(SELECT run_id FROM ledger.runs WHERE status = 'running')",
                 [run.contract_id, run.run_id],
             )
+        if also is not None:
+            also(con)
 
 
 def fail(con: duckdb.DuckDBPyConnection, run: Run, status: str, error: str) -> None:
