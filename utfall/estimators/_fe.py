@@ -44,10 +44,13 @@ def within(v: np.ndarray, unit: np.ndarray, w: np.ndarray, n_units: int) -> np.n
     sw = np.bincount(unit, weights=w, minlength=n_units)
     if v.ndim == 1:
         return v - (np.bincount(unit, weights=w * v, minlength=n_units) / sw)[unit]
-    means = np.stack(
-        [np.bincount(unit, weights=w * v[:, j], minlength=n_units) for j in range(v.shape[1])],
-        axis=1,
-    ) / sw[:, None]
+    means = (
+        np.stack(
+            [np.bincount(unit, weights=w * v[:, j], minlength=n_units) for j in range(v.shape[1])],
+            axis=1,
+        )
+        / sw[:, None]
+    )
     return v - means[unit]
 
 

@@ -119,7 +119,11 @@ def load(panel: pl.DataFrame, method: str, extra: tuple[str, ...] = ()) -> Panel
     if bad:
         raise EstimationError(f"{method}: unknown phase value(s) {bad}; expected {list(_PHASES)}")
     num, den = df["numerator"].to_numpy(), df["denominator"].to_numpy()
-    for name, v in (("numerator", num), ("denominator", den), *((c, df[c].to_numpy()) for c in extra)):
+    for name, v in (
+        ("numerator", num),
+        ("denominator", den),
+        *((c, df[c].to_numpy()) for c in extra),
+    ):
         if not np.all(np.isfinite(v)):
             raise EstimationError(f"{method}: column {name!r} has non-finite values (NaN or inf)")
     if np.any(den <= 0):
@@ -132,12 +136,16 @@ def load(panel: pl.DataFrame, method: str, extra: tuple[str, ...] = ()) -> Panel
             f"{method}: {int(dup.sum())} rows repeat a (unit_id, period_start) pair; "
             "the panel needs one row per unit and period"
         )
-    per_unit = df.group_by("unit_id").agg(
-        pl.col("group").n_unique().alias("n_group"),
-        pl.col("treatment_start").n_unique().alias("n_start"),
-        pl.col("group").first(),
-        pl.col("treatment_start").first(),
-    ).sort("unit_id")
+    per_unit = (
+        df.group_by("unit_id")
+        .agg(
+            pl.col("group").n_unique().alias("n_group"),
+            pl.col("treatment_start").n_unique().alias("n_start"),
+            pl.col("group").first(),
+            pl.col("treatment_start").first(),
+        )
+        .sort("unit_id")
+    )
     if (per_unit["n_group"] > 1).any() or (per_unit["n_start"] > 1).any():
         raise EstimationError(
             f"{method}: a unit's group and treatment_start must be the same on all its rows "

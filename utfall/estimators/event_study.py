@@ -234,7 +234,9 @@ def event_time_study(
     observed = sorted({int(e) for e in np.unique(e_row[ever])})
     refs = [-1]
     if not np.any(cohort < 0) and observed:
-        refs.append(observed[0] if observed[0] != -1 else (observed[1] if len(observed) > 1 else -1))
+        refs.append(
+            observed[0] if observed[0] != -1 else (observed[1] if len(observed) > 1 else -1)
+        )
     terms = [e for e in observed if e not in refs]
     out["references"] = sorted(set(refs))
     if not terms:

@@ -95,7 +95,12 @@ def twfe(panel: pl.DataFrame, design: Design) -> EffectResult:
             f"{n_neg} treated unit-period cells get a negative weight in the TWFE estimate"
         )
     es = event_time_study(
-        p.unit, p.period, [p.period_label(k) for k in range(p.n_periods)], p.y, w, p.cohort,
+        p.unit,
+        p.period,
+        [p.period_label(k) for k in range(p.n_periods)],
+        p.y,
+        w,
+        p.cohort,
         design.confidence,
     )
     diagnostics = {
