@@ -9,6 +9,8 @@ take (utfall.estimators.base docstring), with annual periods as Jan 1 dates.
 - ``castle()``: US states 2000-2010 (Cheng and Hoekstra 2013, castle-doctrine laws; shipped
   by ``causaldata``): outcome l_homicide (log homicide rate), weight popwt; a state's
   treatment_start is Jan 1 of the first year its ``post`` share is > 0.
+
+``make_panel`` builds small synthetic panels of known truth in the same shape (quarters).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.resources
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
@@ -50,3 +53,39 @@ def castle() -> pl.DataFrame:
     first_by_state = d[d["post"] > 0].groupby("sid")["year"].min().to_dict()
     first = [int(first_by_state.get(s, 0)) for s in d["sid"]]
     return _frame(d["sid"].astype(int), d["year"], d["l_homicide"], d["popwt"], first, 2005)
+
+
+def quarter(k: int) -> dt.date:
+    return dt.date(2020 + k // 4, 1 + 3 * (k % 4), 1)
+
+
+def make_panel(
+    y: np.ndarray,
+    cohort: list[int | None],
+    den: np.ndarray | None = None,
+    measurement_from: int | None = None,
+) -> pl.DataFrame:
+    """A unit_panel from a units x periods matrix of rates; cohort[u] = first treated period
+    index (None = never treated); phase = measurement from ``measurement_from`` (default:
+    the earliest cohort)."""
+    n_u, n_t = y.shape
+    if den is None:
+        den = np.ones_like(y)
+    starts = [c for c in cohort if c is not None]
+    m0 = measurement_from if measurement_from is not None else (min(starts) if starts else n_t)
+    rows = []
+    for u in range(n_u):
+        for t in range(n_t):
+            c = cohort[u]
+            rows.append(
+                {
+                    "unit_id": f"u{u:03d}",
+                    "group": "comparison" if c is None else "treated",
+                    "period_start": quarter(t),
+                    "phase": "measurement" if t >= m0 else "baseline",
+                    "treatment_start": None if c is None else quarter(c),
+                    "numerator": float(y[u, t] * den[u, t]),
+                    "denominator": float(den[u, t]),
+                }
+            )
+    return pl.DataFrame(rows, schema_overrides={"treatment_start": pl.Date})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from panel_helpers import make_panel
+from published_panel_data import make_panel
 
 from utfall.estimators import registry
 from utfall.estimators.base import Design, EstimationError

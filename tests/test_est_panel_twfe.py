@@ -8,7 +8,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 import pytest
-from panel_helpers import make_panel
+from published_panel_data import make_panel
 
 from utfall.estimators import registry
 from utfall.estimators._panel import load
