@@ -26,6 +26,11 @@ Variance: Newey-West HAC, Bartlett kernel, weights 1 - j/(L+1), no small-sample 
 ``hac_lags`` if >= 0, else L = floor(4 (T/100)^(2/9)) (Newey and West 1994). Interval:
 c'b +- t_{T-k} SE (t with the residual df: conservative for short series).
 
+Measured (scripts/study_panel.py, 48 quarters, 500 replicates): the 95 % interval covered
+only about 80 % with AR(1) errors and 85 % with independent errors at the rule's 3 lags
+(Bartlett HAC of trend terms is biased down in short series; 0 lags covered 93 % with
+independent errors). Below 100 periods the result carries a warning saying so.
+
 Refused: fewer than 3 pre-periods, no post-period, a singular design (e.g. one post-period
 with a slope change: use ``model="level"``), treated units starting at different times.
 """
@@ -185,6 +190,12 @@ def its(panel: pl.DataFrame, design: Design) -> EffectResult:
         rel_se = float(math.sqrt(max(grad @ vcov @ grad, 0.0)))
     from scipy import stats
 
+    warnings = list(s.warnings)
+    if n < 100:
+        warnings.append(
+            f"{n} periods: Newey-West intervals are too narrow in series this short (95 % "
+            "intervals covered about 80-85 % in simulation); read the interval as optimistic"
+        )
     diagnostics = {
         "model": model,
         "seasonality": seasonality,
@@ -218,7 +229,7 @@ def its(panel: pl.DataFrame, design: Design) -> EffectResult:
         diagnostics=diagnostics,
         rel_se=rel_se,
         df=dfree,
-        warnings=s.warnings,
+        warnings=warnings,
     )
 
 
