@@ -146,3 +146,25 @@ def test_bad_panels_are_refused(mutate, message):
 def test_registered():
     est = registry()["twfe"]
     assert est.data == "unit_panel" and "event_study" in est.published_diagnostics
+
+
+def test_event_study_on_a_staggered_panel_without_never_treated():
+    """Only timing identifies the effects: the earliest event time becomes a second reference
+    (otherwise the dummies are collinear with the fixed effects); a bump three periods before
+    adoption and the effect at adoption are found. (A linear pre-trend is not identified
+    without never-treated units, so the bump is not linear.)"""
+    rng = np.random.default_rng(8)
+    cohort = [2] * 6 + [3] * 6 + [5] * 6
+    y = rng.normal(0, 0.1, (18, 8)) + rng.normal(0, 1, (18, 1)) + rng.normal(0, 1, (1, 8))
+    for u, g in enumerate(cohort):
+        e = np.arange(8) - g
+        y[u] += 1.0 * (e == -3) + 2.0 * (e >= 0)
+    r = twfe(make_panel(y, cohort), Design(outcome="y", parameters={"weight": "equal"}))
+    es = r.diagnostics["event_study"]
+    assert es["references"] == [-5, -1]
+    by_e = {c["event_time"]: c for c in es["coefficients"]}
+    assert by_e[-5]["reference"] and by_e[-1]["reference"] and not by_e[-3]["reference"]
+    assert by_e[-3]["estimate"] == pytest.approx(1.0, abs=0.2)
+    assert by_e[0]["estimate"] == pytest.approx(2.0, abs=0.2)
+    assert by_e[-2]["estimate"] == pytest.approx(0.0, abs=0.2)
+    assert es["pre_test"]["p_value"] < 1e-3

@@ -218,6 +218,7 @@ def event_time_study(
     aggregation for a clean dynamic profile.
     """
     from utfall.estimators._fe import fe_wls
+    from utfall.estimators.base import EstimationError
 
     n_units = cohort.size
     out: dict = {
@@ -242,16 +243,28 @@ def event_time_study(
     if not terms:
         out["note"] = "no event time besides the reference; no event study"
         return out
-    col = {e: j for j, e in enumerate(terms)}
-    x = np.zeros((y.size, len(terms)))
-    for i in np.flatnonzero(ever):
-        j = col.get(int(e_row[i]))
-        if j is not None:
-            x[i, j] = 1.0
-    try:
-        fit = fe_wls(y, x, unit, period, w, n_units, len(period_labels), "the event-time terms")
-    except Exception as exc:  # EstimationError: a diagnostic, not a failure of the estimate
-        out["note"] = f"no event study: {exc}"
+    dropped: list[int] = []
+    fit = None
+    while terms:
+        col = {e: j for j, e in enumerate(terms)}
+        x = np.zeros((y.size, len(terms)))
+        for i in np.flatnonzero(ever):
+            j = col.get(int(e_row[i]))
+            if j is not None:
+                x[i, j] = 1.0
+        try:
+            fit = fe_wls(y, x, unit, period, w, n_units, len(period_labels), "event-time terms")
+            break
+        except (EstimationError, np.linalg.LinAlgError):
+            # not identified (e.g. periods in which every unit is treated): drop the event
+            # time farthest from the reference, as binning the end points would
+            far = max(terms, key=lambda e: (abs(e + 1), e))
+            terms.remove(far)
+            dropped.append(far)
+    out["not_identified"] = sorted(dropped)  # normalised to 0, i.e. further references
+    out["references"] = sorted({*out["references"], *dropped})
+    if fit is None:
+        out["note"] = "no event-time coefficient is identified with these fixed effects"
         return out
     dfree = fit.n_clusters - 1
     q_t = float(stats.t.ppf(0.5 + confidence / 2.0, dfree))
