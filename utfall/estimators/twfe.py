@@ -6,7 +6,9 @@ Method, so that a validator can recompute it
 Rows: unit u, period t, rate y_ut = numerator / denominator, row weight w_ut = denominator
 (``weight="exposure"``) or 1 (``"equal"``). Treatment indicator D_ut = 1 when u is a treated
 unit and t is at or after its first treated period (the first period_start >= its
-treatment_start); comparison units are never treated. Weighted least squares of
+treatment_start); comparison units are never treated. The ``phase`` column is not used: every
+treated period enters the estimate (``staggered`` restricts it to measurement periods).
+Weighted least squares of
 
     y_ut = alpha_u + lambda_t + beta D_ut + e_ut
 
