@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import duckdb
 
+from utfall.warehouse import marts
+
 #: Bumped whenever a table changes shape; a warehouse of another version is refused.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 SCHEMAS = ("ledger", "work", "raw", "quarantine", "staging", "marts")
 
 #: Typed columns of each source kind after validation (raw keeps them all as text).
@@ -126,13 +128,8 @@ VIEWS: dict[str, str] = {
     "raw.deliveries": "ledger.deliveries",
     "quarantine.rows": "work.quarantine_rows",
     "quarantine.reconciliation": "work.reconciliation",
-    "marts.data_quality": "work.quality_results",
-    "marts.cohort_units": "work.cohort_units",
-    "marts.outcome_panel": "work.outcome_panel",
-    "marts.effects": "work.effects",
-    "marts.payments_proposed": "work.payments_proposed",
-    "marts.payment_proposal": "work.payment_proposal",
 }
+# The marts (documented, suppressed, no identifiers) are defined in `marts`.
 
 _PUBLISHED_ONLY = (
     "SELECT t.* FROM {table} t WHERE EXISTS (SELECT 1 FROM ledger.published p "
@@ -153,3 +150,4 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
         "CREATE OR REPLACE VIEW quarantine.by_run AS SELECT q.*, r.status AS run_status "
         "FROM work.quarantine_rows q JOIN ledger.runs r USING (run_id, contract_id)"
     )
+    marts.create(con)
