@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,28 @@ def deliveries(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def truth(deliveries: Path) -> dict:
     return json.loads((deliveries / "truth.json").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A measured example: its warehouse file, report folder, deliveries and run."""
+
+    warehouse: Path
+    reports: Path
+    deliveries: Path
+    run_id: str
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(example_plan, deliveries, tmp_path_factory) -> Measured:
+    """The example plan measured once (4 000 employees) into a fresh warehouse, shared by
+    every test that only reads it: copy the file first to change anything."""
+    from utfall.pipeline import run
+
+    root = tmp_path_factory.mktemp("demo_warehouse")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
+        result = run(
+            example_plan, root / "warehouse.duckdb", deliveries, root / "report", lambda _: None
+        )
+    return Measured(root / "warehouse.duckdb", root / "report", deliveries, result.run_id)
