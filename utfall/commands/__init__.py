@@ -1,0 +1,1 @@
+"""Subcommands of `utfall`, one module each with `register(subparsers)`."""
