@@ -100,9 +100,9 @@ def export(con: duckdb.DuckDBPyConnection, warehouse_path: str | Path | None = N
         (target / MANIFEST).write_text(
             json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
+        for stale in link.parent.glob(f".{link.name}.*.tmp"):  # left by a killed export
+            stale.unlink(missing_ok=True)
         tmp_link = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-        if tmp_link.is_symlink() or tmp_link.exists():
-            tmp_link.unlink()
         tmp_link.symlink_to(os.path.relpath(target, link.parent))
         os.replace(tmp_link, link)  # atomic: readers see the old folder or the new one
     except OSError as exc:
