@@ -149,6 +149,10 @@ def _run(args: argparse.Namespace) -> int:
             f"the point estimate, {high} at the most favourable end"
         )
     print(f"warehouse: {warehouse} (run {result.run_id}, published)")
+    from utfall.snapshot import snapshot_path
+
+    if snapshot_path(warehouse).is_symlink():
+        print(f"analysts' snapshot: {snapshot_path(warehouse)}/ (one Parquet file per mart)")
     print(f"report: {result.report_paths['report.html']}")
     return 0
 
