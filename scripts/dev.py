@@ -61,9 +61,10 @@ def ensure_env() -> None:
 
 def _workers(args: list[str]) -> list[str]:
     """Two pytest-xdist workers (the machine has two cores), unless the caller chose
-    (`-n 0` runs in one process, e.g. to debug with `-x --pdb`)."""
+    (`-n 0` runs in one process, e.g. to debug with `-x --pdb`). Whole files go to one
+    worker: module fixtures (a measured warehouse, the catalogue's runs) are built once."""
     chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
-    return [] if chosen else ["-n", "2"]
+    return [] if chosen else ["-n", "2", "--dist", "loadfile"]
 
 
 def main(argv: list[str]) -> int:
