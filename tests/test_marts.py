@@ -225,7 +225,17 @@ def test_snapshot_swaps_atomically_and_keeps_two(writable):
     assert len(folders) == snapshot.KEEP
     assert link.resolve() == folders[-1].resolve()
     assert not [p for p in link.parent.iterdir() if p.name.endswith(".tmp")]
+    # The same published state exports the same bytes.
+    first, last = (json.loads((f / "manifest.json").read_text()) for f in folders)
+    assert {k: v["sha256"] for k, v in first["marts"].items()} == {
+        k: v["sha256"] for k, v in last["marts"].items()
+    }
     con.close()
+
+
+def test_snapshot_of_an_in_memory_warehouse_is_refused():
+    with pytest.raises(snapshot.SnapshotError, match="in-memory warehouse has no snapshot"):
+        snapshot.export(duckdb.connect())
 
 
 def test_snapshot_refuses_a_folder_it_did_not_make(writable):
