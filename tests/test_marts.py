@@ -252,3 +252,23 @@ def test_layout_documents_itself_on_a_fresh_warehouse(tmp_path):
         "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'marts' AND comment IS NULL"
     ).fetchall() == [(0,)]
     con.close()
+
+
+def test_a_snapshot_that_cannot_be_written_does_not_unpublish_the_run(tmp_path, capsys):
+    """Someone made the snapshot path a folder of their own: the run is still published, the
+    folder is left alone, and the run says why the snapshot was not refreshed."""
+    from utfall.cli import EXAMPLE_PLAN, simulate_deliveries
+    from utfall.pipeline import run
+    from utfall.plan import load_plan
+
+    simulate_deliveries(EXAMPLE_PLAN, tmp_path / "d", 1000, 0.12, 0.01, seed=5)
+    wh = tmp_path / "warehouse.duckdb"
+    theirs = snapshot.snapshot_path(wh)
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine", encoding="utf-8")
+    result = run(load_plan(EXAMPLE_PLAN), wh, tmp_path / "d", tmp_path / "r", lambda _: None)
+    assert "not a snapshot link made by utfall" in capsys.readouterr().err
+    assert (theirs / "notes.txt").read_text(encoding="utf-8") == "mine"
+    con = warehouse.connect(wh, read_only=True)
+    assert con.sql("SELECT run_id FROM marts.contracts").fetchall() == [(result.run_id,)]
+    con.close()

@@ -161,7 +161,10 @@ def _demo(args: argparse.Namespace) -> int:
     plan = load_plan(EXAMPLE_PLAN)
     deliveries = DELIVERIES_ROOT / plan.contract_id
     print(f"simulating deliveries for {plan.contract_id} into {deliveries}", file=sys.stderr)
-    truth = simulate_deliveries(EXAMPLE_PLAN, deliveries, args.employees, 0.12, 0.01, None)
+    with Progress("simulate") as bar:
+        truth = simulate_deliveries(
+            EXAMPLE_PLAN, deliveries, args.employees, 0.12, 0.01, None, progress=bar
+        )
     args.plan, args.deliveries = str(EXAMPLE_PLAN), str(deliveries)
     code = _run(args)
     print(f"true simulated effect: {-truth['effect']:+.1%} (see {deliveries / 'truth.json'})")
