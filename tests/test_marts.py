@@ -248,9 +248,15 @@ def test_snapshot_refuses_a_folder_it_did_not_make(writable):
 
 def test_layout_documents_itself_on_a_fresh_warehouse(tmp_path):
     con = warehouse.connect(tmp_path / "w.duckdb")
-    assert con.sql(
-        "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'marts' AND comment IS NULL"
-    ).fetchall() == [(0,)]
+    undescribed = con.sql(
+        "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+        "WHERE schema_name IN ('marts', 'restricted', 'ledger') AND comment IS NULL"
+    ).fetchall()
+    assert not undescribed
+    tables = con.sql(
+        "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'ledger'"
+    ).fetchall()
+    assert len(tables) >= 7 and all(c for _, c in tables), tables
     con.close()
 
 

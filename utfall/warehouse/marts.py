@@ -86,6 +86,69 @@ _TABLES: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
 }
 
 
+#: Comments for the ledger tables that `layout` creates: name -> (comment, column -> text).
+_LEDGER_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
+    "ledger.meta": (
+        "Facts about the warehouse file itself (schema_version: the layout it was made by).",
+        {"key": "The fact's name.", "value": "Its value."},
+    ),
+    "ledger.runs": (
+        "Every run of every contract: entered when it starts, updated as it goes; marts.runs "
+        "shows it for analysts.",
+        {
+            "run_id": "The run's id (time-ordered).",
+            "contract_id": "The contract measured.",
+            "plan_hash": "sha256 of the plan's normalised JSON form.",
+            "plan_file": "File name of the plan.",
+            "key_fingerprint": "Fingerprint of the pseudonymisation key (not the key).",
+            "code_version": "utfall version that ran it.",
+            "origin": "What started it: cli or dagster.",
+            "started_at": "When it started (UTC).",
+            "finished_at": "When it was published, failed or rejected (UTC).",
+            "status": "running, published, superseded, failed, rejected or abandoned.",
+            "stage": "The stage it reached.",
+            "error": "Why it failed or was rejected (file, line, rule; never delivered values).",
+            "timings_json": "Wall and CPU seconds per stage, as JSON.",
+        },
+    ),
+    "ledger.published": (
+        "Per contract, the run readers see; every published view filters on it.",
+        {
+            "contract_id": "The contract.",
+            "run_id": "Its published run.",
+            "plan_hash": "The plan hash the run was published under.",
+            "published_at": "When it was published (UTC).",
+        },
+    ),
+    "ledger.profiles": (
+        "Rows per month of each run's valid data, kept for good: the history a later "
+        "delivery's volume is compared with.",
+        {
+            "contract_id": "The contract.",
+            "run_id": "The run whose data were counted.",
+            "source": "The plan's source name.",
+            "month": "First day of the month.",
+            "rows": "Valid rows in that month.",
+        },
+    ),
+    "ledger.deliveries": (
+        "Every delivered file ever received, with its sha256 and fate; marts.deliveries "
+        "shows it for analysts.",
+        {
+            "contract_id": "The contract.",
+            "run_id": "The run that read the file.",
+            "source": "The plan's source name.",
+            "file": "File name, relative to the contract's delivery folder.",
+            "sha256": "sha256 of the file's bytes.",
+            "bytes": "File size in bytes.",
+            "rows": "Data rows in the file.",
+            "received_at": "When the run read it (UTC).",
+            "status": "received, accepted, superseded or rejected.",
+        },
+    ),
+}
+
+
 # ---- views -------------------------------------------------------------------------------
 
 _TRACE = {
@@ -479,6 +542,21 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"COMMENT ON TABLE {name} IS {_quote(comment)}")
         for c, (_, text) in cols.items():
             con.execute(f'COMMENT ON COLUMN {name}."{c}" IS {_quote(text)}')
+    # Only what exists: a ledger column another module drops must not stop the warehouse
+    # from opening (tests/test_marts.py fails on any column left undescribed).
+    present = set(
+        con.execute(
+            "SELECT schema_name || '.' || table_name, column_name FROM duckdb_columns() "
+            "WHERE schema_name = 'ledger'"
+        ).fetchall()
+    )
+    for name, (comment, cols) in _LEDGER_COMMENTS.items():
+        if not any(t == name for t, _ in present):
+            continue
+        con.execute(f"COMMENT ON TABLE {name} IS {_quote(comment)}")
+        for c, text in cols.items():
+            if (name, c) in present:
+                con.execute(f'COMMENT ON COLUMN {name}."{c}" IS {_quote(text)}')
     for view in VIEWS:
         con.execute(f"CREATE OR REPLACE VIEW {view.name} AS {view.sql}")
         con.execute(f"COMMENT ON VIEW {view.name} IS {_quote(view.comment)}")
