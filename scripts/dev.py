@@ -3,7 +3,10 @@
 
     python3 scripts/dev.py demo   # install; simulate the example contract, run it, print the report
     python3 scripts/dev.py test   # install; ruff check + format check, then the default test
-                                  # suite (extra args go to pytest)
+                                  # suite on two workers (extra args go to pytest)
+    python3 scripts/dev.py test -m slow       # the slow scale tests
+    python3 scripts/dev.py test -m coverage   # simulation studies of bias and coverage
+    python3 scripts/dev.py test -m server     # starts `dagster dev` and drives its UI
 
 Needs only Python 3.11+ and access to PyPI. The environment is rebuilt when
 requirements.lock changes; uv (pinned) installs the locked versions with compiled bytecode.
@@ -56,6 +59,14 @@ def ensure_env() -> None:
     STAMP.write_text(want + "\n")
 
 
+def _workers(args: list[str]) -> list[str]:
+    """Two pytest-xdist workers (the machine has two cores), unless the caller chose
+    (`-n 0` runs in one process, e.g. to debug with `-x --pdb`). Whole files go to one
+    worker: module fixtures (a measured warehouse, the catalogue's runs) are built once."""
+    chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
+    return [] if chosen else ["-n", "2", "--dist", "loadfile"]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "setup"):
         print(__doc__, file=sys.stderr)
@@ -75,7 +86,9 @@ def main(argv: list[str]) -> int:
                 print(f"ruff {lint[0]} failed (see above)", file=sys.stderr)
                 return code
         return subprocess.run(
-            [str(BIN / "python"), "-m", "pytest", *argv[1:]], cwd=ROOT, env=env
+            [str(BIN / "python"), "-m", "pytest", *_workers(argv[1:]), *argv[1:]],
+            cwd=ROOT,
+            env=env,
         ).returncode
     return 0
 

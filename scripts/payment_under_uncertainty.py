@@ -67,13 +67,13 @@ def plan_key(plan: Plan) -> str:
 
 
 def stored_effect(warehouse: Path, plan: Plan) -> dict[str, Any]:
-    """The payment outcome's effect as the run published it (marts.effects)."""
+    """The payment outcome's effect as the run published it (restricted.effects)."""
     import duckdb
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         row = con.execute(
-            "SELECT result_json FROM marts.effects WHERE contract_id = ? AND outcome = ?",
+            "SELECT result_json FROM restricted.effects WHERE contract_id = ? AND outcome = ?",
             [plan.contract_id, plan.payment["outcome"]],
         ).fetchone()
     finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +39,62 @@ def deliveries(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def truth(deliveries: Path) -> dict:
     return json.loads((deliveries / "truth.json").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A measured example: its warehouse file, report folder, deliveries and run."""
+
+    warehouse: Path
+    reports: Path
+    deliveries: Path
+    run_id: str
+    result: Any  # utfall.pipeline.RunResult
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(example_plan, deliveries, tmp_path_factory) -> Measured:
+    """The example plan measured once (4 000 employees) into a fresh warehouse, shared by
+    every test that only reads it: copy the file first to change anything."""
+    from utfall.pipeline import run
+
+    root = tmp_path_factory.mktemp("demo_warehouse")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
+        result = run(
+            example_plan, root / "warehouse.duckdb", deliveries, root / "report", lambda _: None
+        )
+    return Measured(root / "warehouse.duckdb", root / "report", deliveries, result.run_id, result)
+
+
+#: Tests outside the default suite, in their own tiers (markers declared in pyproject.toml):
+#: `server` starts `dagster dev` (`python3 scripts/dev.py test -m server`); `coverage` runs
+#: simulation studies of bias and interval coverage (`... test -m coverage`). Assigned here
+#: by (file, test function) so the tiers are one list; a mark on the test itself also works.
+TIERS: dict[str, dict[str, set[str] | None]] = {
+    "server": {"test_dagster_dev.py": None},  # None: every test in the file
+    "coverage": {
+        "test_did.py": {
+            "test_unbiased_absolute_and_relative",
+            "test_coverage_95_and_90",
+            "test_event_study_coefficients_cover_the_truth",
+            "test_null_effect_coverage_and_false_positive_rate",
+            "test_coverage_four_plus_four_units",
+            "test_wild_bootstrap_coverage_four_plus_four_units",
+            "test_relative_scale_unbiased_where_absolute_is_biased",
+        },
+        "test_simulation_study.py": {
+            "test_level_difference_with_common_shock_biases_the_absolute_scale",
+        },
+    },
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker, files in TIERS.items():
+            if item.path.name in files:
+                names = files[item.path.name]
+                if names is None or getattr(item, "originalname", item.name) in names:
+                    item.add_marker(getattr(pytest.mark, marker))

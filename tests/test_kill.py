@@ -66,7 +66,7 @@ def _state(db: Path) -> dict:
         q = {
             "effects": "SELECT outcome, estimate, ci_low, ci_high FROM marts.effects",
             "payment": "SELECT rule, amount FROM marts.payments_proposed",
-            "panel": "SELECT count(*), sum(numerator) FROM marts.outcome_panel",
+            "panel": "SELECT count(*), sum(numerator) FROM restricted.outcome_panel",
             "staging": "SELECT count(*) FROM staging.sick_leave_spells",
             "raw": "SELECT count(*) FROM raw.employee_roster",
             "quarantine": "SELECT count(*) FROM quarantine.rows",

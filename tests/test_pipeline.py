@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from decimal import Decimal
 
 import pytest
@@ -12,14 +13,18 @@ from utfall.pipeline import run
 
 
 @pytest.fixture(scope="module")
-def runs(example_plan, deliveries, tmp_path_factory):
-    """The example measured twice, into two fresh warehouses and report folders."""
+def runs(example_plan, deliveries, demo_warehouse, tmp_path_factory):
+    """The example measured twice, into two fresh warehouses and report folders (the first
+    is a copy of the session's measured example, tests/conftest.py)."""
     from tests.conftest import TEST_KEY
 
-    out = []
+    root = tmp_path_factory.mktemp("run0")
+    shutil.copy(demo_warehouse.warehouse, root / "w.duckdb")
+    shutil.copytree(demo_warehouse.reports, root / "report")
+    out = [(root, demo_warehouse.result)]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
-        for i in range(2):
+        for i in range(1, 2):
             root = tmp_path_factory.mktemp(f"run{i}")
             result = run(
                 example_plan,

@@ -133,11 +133,18 @@ def _reject_spells(src, dst):
     return dst
 
 
+def _measured(demo_warehouse, tmp_path):
+    """A copy of the session's measured example (tests/conftest.py): warehouse, report."""
+    shutil.copy(demo_warehouse.warehouse, tmp_path / "w.duckdb")
+    shutil.copytree(demo_warehouse.reports, tmp_path / "r")
+    return tmp_path / "w.duckdb"
+
+
 def test_rejected_delivery_after_a_good_run_leaves_the_published_state(
-    example_plan, deliveries, tmp_path
+    example_plan, deliveries, demo_warehouse, tmp_path
 ):
-    db = tmp_path / "w.duckdb"
-    first = run(example_plan, db, deliveries, tmp_path / "r", progress=_quiet)
+    db = _measured(demo_warehouse, tmp_path)
+    first = demo_warehouse.result
     before = _published(db)
     report_before = (tmp_path / "r" / "report.json").read_bytes()
     bad = _reject_spells(deliveries, tmp_path / "bad")
@@ -171,10 +178,9 @@ def test_rejected_delivery_after_a_good_run_leaves_the_published_state(
 
 
 def test_failure_in_the_second_source_leaves_the_first_untouched(
-    example_plan, deliveries, tmp_path
+    example_plan, deliveries, demo_warehouse, tmp_path
 ):
-    db = tmp_path / "w.duckdb"
-    run(example_plan, db, deliveries, tmp_path / "r", progress=_quiet)
+    db = _measured(demo_warehouse, tmp_path)
     before = _published(db)
     d = tmp_path / "d"
     shutil.copytree(deliveries, d)
@@ -217,11 +223,15 @@ def _second_contract(tmp_path, example_plan):
 
 
 def test_two_contracts_in_one_warehouse_give_the_reports_each_gives_alone(
-    example_plan, deliveries, tmp_path
+    example_plan, deliveries, demo_warehouse, tmp_path
 ):
     second = _second_contract(tmp_path, example_plan)
-    alone = {}
-    for plan in (example_plan, second):
+    alone = {  # the example alone: the session's measured example (tests/conftest.py)
+        example_plan.contract_id: {
+            n: (demo_warehouse.reports / n).read_bytes() for n in ("report.json", "report.html")
+        }
+    }
+    for plan in (second,):
         out = tmp_path / "alone" / plan.contract_id
         run(plan, tmp_path / f"alone-{plan.contract_id}.duckdb", deliveries, out, progress=_quiet)
         alone[plan.contract_id] = {

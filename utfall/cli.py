@@ -11,13 +11,15 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from utfall import paths
-from utfall.commands import validator
+from utfall.commands import status, validator
 from utfall.paths import EXAMPLE_PLAN
 from utfall.plan import load_plan
+from utfall.progress import Progress
 from utfall.warehouse import default_path
 
 
@@ -60,12 +62,14 @@ def simulate_deliveries(
     effect: float,
     defect_rate: float,
     seed: int | None,
+    progress: Callable[[str], None] | None = None,
     **scenario: Any,
 ) -> dict:
     """Write the deliveries `plan_path` expects into `out`, plus truth.json; return truth.
 
     ``scenario``: further :class:`utfall.simulate.SimulationSpec` fields (treated_level_ratio,
-    common_shock, common_shock_start, treated_trend_per_quarter)."""
+    common_shock, common_shock_start, treated_trend_per_quarter). ``progress`` gets one
+    ``[i/n]`` line per step (simulating, then each file written)."""
     from utfall.simulate import simulate, spec_for_plan
 
     plan = load_plan(plan_path)
@@ -77,7 +81,11 @@ def simulate_deliveries(
         seed=plan.counterfactual["seed"] if seed is None else seed,
         **scenario,
     )
+    say = progress or (lambda _: None)
+    steps = 1 + len(plan.sources)
+    t0 = time.perf_counter()
     result = simulate(spec)
+    say(f"[1/{steps}] simulated {employees} employees ({time.perf_counter() - t0:.1f} s)")
     frames = {"employee_roster": result.roster, "sick_leave_spells": result.spells}
     out.mkdir(parents=True, exist_ok=True)
     for source in plan.sources:
@@ -92,6 +100,8 @@ def simulate_deliveries(
             target.write_bytes(text.encode(opts.get("encoding", "utf-8")))
         else:
             frame.write_parquet(target)
+        done = plan.sources.index(source) + 2
+        say(f"[{done}/{steps}] wrote {target.name}: {frame.height} rows")
     truth = dict(result.truth, plan_hash=plan.hash)
     (out / "truth.json").write_text(
         json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8"
@@ -101,17 +111,19 @@ def simulate_deliveries(
 
 def _simulate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    truth = simulate_deliveries(
-        Path(args.plan),
-        Path(args.out),
-        args.employees,
-        args.effect,
-        args.defect_rate,
-        args.seed,
-        treated_level_ratio=args.treated_level_ratio,
-        common_shock=args.common_shock,
-        treated_trend_per_quarter=args.treated_trend,
-    )
+    with Progress("simulate") as bar:
+        truth = simulate_deliveries(
+            Path(args.plan),
+            Path(args.out),
+            args.employees,
+            args.effect,
+            args.defect_rate,
+            args.seed,
+            treated_level_ratio=args.treated_level_ratio,
+            common_shock=args.common_shock,
+            treated_trend_per_quarter=args.treated_trend,
+            progress=bar,
+        )
     print(
         f"wrote deliveries for {args.employees} employees to {args.out} "
         f"(true effect {truth['effect']:.1%}, {time.perf_counter() - t0:.1f} s)"
@@ -126,7 +138,8 @@ def _run(args: argparse.Namespace) -> int:
     deliveries = Path(args.deliveries or paths.deliveries_root() / plan.contract_id)
     out = Path(args.out or paths.reports_root() / plan.contract_id)
     warehouse = Path(args.warehouse or default_path())
-    result = run(plan, warehouse, deliveries, out)
+    with Progress(f"run {plan.contract_id}") as bar:
+        result = run(plan, warehouse, deliveries, out, progress=bar)
     for note in result.notes:
         print(f"note: {note}")
     for e in result.effects:
@@ -144,6 +157,10 @@ def _run(args: argparse.Namespace) -> int:
             f"the point estimate, {high} at the most favourable end"
         )
     print(f"warehouse: {warehouse} (run {result.run_id}, published)")
+    from utfall.snapshot import snapshot_path
+
+    if snapshot_path(warehouse).is_symlink():
+        print(f"analysts' snapshot: {snapshot_path(warehouse)}/ (one Parquet file per mart)")
     print(f"report: {result.report_paths['report.html']}")
     return 0
 
@@ -152,7 +169,10 @@ def _demo(args: argparse.Namespace) -> int:
     plan = load_plan(EXAMPLE_PLAN)
     deliveries = paths.deliveries_root() / plan.contract_id
     print(f"simulating deliveries for {plan.contract_id} into {deliveries}", file=sys.stderr)
-    truth = simulate_deliveries(EXAMPLE_PLAN, deliveries, args.employees, 0.12, 0.01, None)
+    with Progress("simulate") as bar:
+        truth = simulate_deliveries(
+            EXAMPLE_PLAN, deliveries, args.employees, 0.12, 0.01, None, progress=bar
+        )
     args.plan, args.deliveries = str(EXAMPLE_PLAN), str(deliveries)
     code = _run(args)
     print(f"true simulated effect: {-truth['effect']:+.1%} (see {deliveries / 'truth.json'})")
@@ -181,19 +201,24 @@ def _design(args: argparse.Namespace) -> int:
 
     plan = load_plan(args.plan)
     t0 = time.perf_counter()
-    result = design(
-        plan,
-        employees=args.employees,
-        replications=args.replications,
-        effects=args.effects,
-        seed=args.seed,
-    )
+    with Progress("design") as bar:
+        result = design(
+            plan,
+            employees=args.employees,
+            replications=args.replications,
+            effects=args.effects,
+            seed=args.seed,
+            progress=bar,
+        )
     print(render(result))
     print(
         f"({len(result.grid) * args.replications} simulated contracts, "
         f"{time.perf_counter() - t0:.0f} s)"
     )
     return 0
+
+
+_PLAN_HELP = "the measurement plan (YAML), e.g. data/plans/botkyrka_sick_leave.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="inspect a measurement plan")
     plan_sub = plan.add_subparsers(dest="plan_command", required=True)
     show = plan_sub.add_parser("show", help="validate a plan and print its summary and hash")
-    show.add_argument("plan")
+    show.add_argument("plan", help=_PLAN_HELP)
     show.set_defaults(func=_plan_show)
 
     from utfall.commands import export
@@ -216,16 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.register(sub)
 
     sim = sub.add_parser("simulate", help="write synthetic deliveries with a known true effect")
-    sim.add_argument("plan")
+    sim.add_argument("plan", help=_PLAN_HELP)
     sim.add_argument("--out", required=True, help="directory for the delivery files")
-    sim.add_argument("--employees", type=int, default=4000)
+    sim.add_argument(
+        "--employees", type=_at_least(1), default=4000, help="employees to simulate (4000)"
+    )
     sim.add_argument(
         "--effect",
         type=float,
         default=0.12,
         help="true relative reduction for treated units (0.12 = 12 %%)",
     )
-    sim.add_argument("--defect-rate", type=float, default=0.01)
+    sim.add_argument(
+        "--defect-rate",
+        type=_share,
+        default=0.01,
+        help="share of rows made defective, each caught by a rule (0.01 = 1 %%)",
+    )
     sim.add_argument("--seed", type=int, default=None, help="default: the plan's seed")
     sim.add_argument(
         "--treated-level-ratio",
@@ -251,8 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
         "design",
         help="simulate the plan: minimum detectable effect and expected payment by true effect",
     )
-    des.add_argument("plan")
-    des.add_argument("--employees", type=_at_least(1), default=2000)
+    des.add_argument("plan", help=_PLAN_HELP)
+    des.add_argument(
+        "--employees", type=_at_least(1), default=2000, help="employees per simulated contract"
+    )
     des.add_argument(
         "--replications",
         type=_at_least(2),
@@ -275,16 +309,19 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=help_text)
         if name == "run":
-            p.add_argument("plan")
+            p.add_argument("plan", help=_PLAN_HELP)
             p.add_argument("--deliveries", help="default: data/deliveries/<contract id>")
         else:
-            p.add_argument("--employees", type=int, default=4000)
+            p.add_argument(
+                "--employees", type=_at_least(1), default=4000, help="employees to simulate"
+            )
         p.add_argument(
             "--warehouse", help="DuckDB file (default: $UTFALL_WAREHOUSE or data/warehouse.duckdb)"
         )
         p.add_argument("--out", help="report directory (default: data/reports/<contract id>)")
         p.set_defaults(func=_run if name == "run" else _demo)
     validator.register(sub)
+    status.register(sub)
     return parser
 
 

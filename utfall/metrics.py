@@ -293,7 +293,7 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
 
 
 def build_outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.DataFrame:
-    """Compute the run's panel and store it (published as `marts.outcome_panel`)."""
+    """Compute the run's panel and store it (published as `marts.outcomes_by_unit`)."""
     panel = outcome_panel(con, plan, run)
     with warehouse.transaction(con):
         warehouse.insert_rows(con, "work.outcome_panel", panel, run.scope)

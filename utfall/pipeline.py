@@ -21,14 +21,14 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from utfall import metrics, personnummer, recompute, replication, report, warehouse
+from utfall import metrics, personnummer, recompute, replication, report, snapshot, warehouse
 from utfall.cohort import CohortCheck, CohortError, check_cohort
 from utfall.errors import QualityBlocked, UserError, WarehouseError
 from utfall.estimators.result import EffectResult
 from utfall.ingest import Delivery, ingest_source
 from utfall.plan import Plan
 from utfall.validate import DeliveryRejected, ValidationSummary, validate_source
-from utfall.warehouse import runs
+from utfall.warehouse import marts, runs
 from utfall.warehouse.deliveries import changes_since_published, describe_change, history_run
 from utfall.warehouse.runs import Run
 
@@ -275,6 +275,7 @@ def publish_report(
     written = report.write_report(doc, tmp, run_id=run.run_id)
     write_data_docs(con, plan, run, tmp)
     package = replication.write_package(con, plan, run, tmp, parts, out_dir)
+    marts.record_plan(con, plan, run)
     runs.publish(con, run, plan.hash, also=package.record)
     old = out_dir.parent / f".{out_dir.name}.{run.run_id}.old"
     if out_dir.exists():
@@ -282,6 +283,10 @@ def publish_report(
     tmp.replace(out_dir)
     if old.exists():
         replication.retire(old, out_dir, package.manifest["version"])
+    try:  # the analysts' copy; the run is published whether or not it can be written
+        snapshot.export(con)
+    except snapshot.SnapshotError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
     return {name: out_dir / name for name in written}
 
 

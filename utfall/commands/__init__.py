@@ -1,1 +1,1 @@
-"""CLI subcommands, one module each with ``register(subparsers)``."""
+"""Subcommands of `utfall`, one module each with `register(subparsers)`."""

@@ -141,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.set_defaults(func=_verify)
 
     sg = sub.add_parser("sign", help="verify a package, then sign its manifest")
-    sg.add_argument("package", metavar="PACKAGE")
+    sg.add_argument("package", metavar="PACKAGE", help="the report folder (replication package)")
     sg.add_argument("--key", required=True, metavar="FILE", help="the validator's private key")
     sg.set_defaults(func=_sign)
 
@@ -150,7 +150,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("reject", "reject a package for a period, with the reason"),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("package", metavar="PACKAGE")
+        p.add_argument("package", metavar="PACKAGE", help="the report folder (replication package)")
         p.add_argument("--key", required=True, metavar="FILE", help="the validator's private key")
         p.add_argument(
             "--period", default="final", help="the contract period decided (default: final)"

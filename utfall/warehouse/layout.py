@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import duckdb
 
+from utfall.warehouse import marts
+
 #: Bumped whenever a table changes shape; a warehouse of another version is refused.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 SCHEMAS = ("ledger", "work", "raw", "quarantine", "staging", "marts")
 
 #: Typed columns of each source kind after validation (raw keeps them all as text).
@@ -74,6 +76,11 @@ LEDGER_TABLES = {
 LEDGER_VIEWS = {
     "ledger.decisions": (
         "SELECT seq, sha256 AS entry_sha256, contract_id, recorded_at, "
+        "(SELECT json_extract_string(r.payload_json, '$.run_id') FROM ledger.chain r "
+        "WHERE r.kind = 'run' AND json_extract_string(r.payload_json, '$.manifest_sha256') = "
+        "json_extract_string(c.payload_json, '$.manifest_sha256') "
+        "ORDER BY r.seq DESC LIMIT 1) AS run_id, "
+        "json_extract_string(payload_json, '$.decided_at') AS decided_at, "
         "json_extract_string(payload_json, '$.period') AS period, "
         "json_extract_string(payload_json, '$.decision') AS decision, "
         "CAST(json_extract(payload_json, '$.version') AS BIGINT) AS version, "
@@ -81,7 +88,7 @@ LEDGER_VIEWS = {
         "json_extract_string(payload_json, '$.signer') AS signer, "
         "json_extract_string(payload_json, '$.reason') AS reason, "
         "json_extract_string(payload_json, '$.reference') AS reference "
-        "FROM ledger.chain WHERE kind = 'decision'"
+        "FROM ledger.chain c WHERE kind = 'decision'"
     ),
     "ledger.payments": (
         "SELECT seq, sha256 AS entry_sha256, contract_id, recorded_at, "
@@ -156,13 +163,8 @@ VIEWS: dict[str, str] = {
     "raw.deliveries": "ledger.deliveries",
     "quarantine.rows": "work.quarantine_rows",
     "quarantine.reconciliation": "work.reconciliation",
-    "marts.data_quality": "work.quality_results",
-    "marts.cohort_units": "work.cohort_units",
-    "marts.outcome_panel": "work.outcome_panel",
-    "marts.effects": "work.effects",
-    "marts.payments_proposed": "work.payments_proposed",
-    "marts.payment_proposal": "work.payment_proposal",
 }
+# The marts (documented, suppressed, no identifiers) are defined in `marts`.
 
 _PUBLISHED_ONLY = (
     "SELECT t.* FROM {table} t WHERE EXISTS (SELECT 1 FROM ledger.published p "
@@ -185,3 +187,4 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
         "CREATE OR REPLACE VIEW quarantine.by_run AS SELECT q.*, r.status AS run_status "
         "FROM work.quarantine_rows q JOIN ledger.runs r USING (run_id, contract_id)"
     )
+    marts.create(con)

@@ -1,0 +1,267 @@
+"""`utfall status`: what the warehouse holds, on one screen (or as JSON with `--json`).
+
+Per contract: its title and periods, the published run, the latest run's deliveries and
+their checks (reconciliation, data-quality expectations), the report on disk (which run it
+shows, and whether its files still match their manifest), the validator's decisions and the
+recent runs; then whether the analysts' snapshot is current. The warehouse is opened
+read-only and closed before anything is printed, so status never holds up a run for long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from utfall import snapshot, warehouse
+
+RECENT_RUNS = 5
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="contracts, deliveries and their checks, runs, reports and decisions",
+        description="Show what the warehouse holds: per contract its periods, the published "
+        "run, the latest deliveries and their checks, the report, the validator's decisions "
+        "and recent runs.",
+    )
+    p.add_argument(
+        "--warehouse", help="DuckDB file (default: $UTFALL_WAREHOUSE or data/warehouse.duckdb)"
+    )
+    p.add_argument(
+        "--reports",
+        help="folder holding one report folder per contract id (default: data/reports)",
+    )
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from utfall.cli import REPORTS_ROOT
+
+    path = Path(args.warehouse or warehouse.default_path())
+    reports = Path(args.reports or REPORTS_ROOT)
+    status = collect(path, reports)
+    print(json.dumps(status, indent=2, sort_keys=True) if args.json else render(status))
+    return 0
+
+
+# ---- collecting --------------------------------------------------------------------------
+
+
+def _rows(con, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+    rel = con.sql(sql, params=params or None)
+    cols = rel.columns
+    return [dict(zip(cols, (_plain(v) for v in r), strict=True)) for r in rel.fetchall()]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        return v.isoformat(sep=" ", timespec="seconds")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return v
+
+
+def collect(path: Path, reports_root: Path) -> dict[str, Any]:
+    """Everything `status` shows, as plain JSON-able data."""
+    con = warehouse.connect(path, read_only=True)
+    try:
+        ids = [
+            r["contract_id"]
+            for r in _rows(con, "SELECT DISTINCT contract_id FROM ledger.runs ORDER BY 1")
+        ]
+        contracts = [_contract(con, c, reports_root / c) for c in ids]
+        published = _rows(
+            con, "SELECT contract_id, run_id, plan_hash FROM ledger.published ORDER BY ALL"
+        )
+    finally:
+        con.close()
+    return {
+        "warehouse": str(path),
+        "contracts": contracts,
+        "snapshot": _snapshot_state(path, published),
+    }
+
+
+def _contract(con, contract_id: str, report_dir: Path) -> dict[str, Any]:
+    runs = _rows(
+        con,
+        "SELECT run_id, status, stage, origin, started_at, finished_at, seconds, error, "
+        "plan_hash FROM marts.runs WHERE contract_id = ? ORDER BY started_at DESC, run_id DESC",
+        [contract_id],
+    )
+    published = next((r for r in runs if r["status"] == "published"), None)
+    plan = _rows(
+        con,
+        "SELECT title, baseline_start, baseline_end, measurement_start, measurement_end, "
+        "frequency, min_cell_size FROM ledger.run_plans WHERE contract_id = ? AND run_id = ?",
+        [contract_id, published["run_id"] if published else ""],
+    )
+    latest = runs[0]
+    scope = [contract_id, latest["run_id"]]
+    return {
+        "contract_id": contract_id,
+        "plan": plan[0] if plan else None,
+        "published_run": published
+        and {k: published[k] for k in ("run_id", "finished_at", "plan_hash")},
+        "latest_run": {k: latest[k] for k in ("run_id", "status", "stage", "error")},
+        "deliveries": _rows(
+            con,
+            "SELECT source, file, rows, sha256, status FROM ledger.deliveries "
+            "WHERE contract_id = ? AND run_id = ? ORDER BY source, file",
+            scope,
+        ),
+        "reconciliation": _rows(
+            con,
+            "SELECT source, delivered, loaded, quarantined FROM work.reconciliation "
+            "WHERE contract_id = ? AND run_id = ? ORDER BY source",
+            scope,
+        ),
+        "quality": _rows(
+            con,
+            "SELECT source, expectation, severity, success, observed FROM work.quality_results "
+            "WHERE contract_id = ? AND run_id = ? ORDER BY source, expectation",
+            scope,
+        ),
+        "report": _report_state(report_dir, published["run_id"] if published else None),
+        "decisions": _rows(
+            con,
+            "SELECT run_id, period, decision, signer AS signer_fingerprint, decided_at, reason "
+            "FROM ledger.decisions WHERE contract_id = ? ORDER BY seq",
+            [contract_id],
+        ),
+        "runs": runs[:RECENT_RUNS],
+        "runs_total": len(runs),
+    }
+
+
+def _report_state(folder: Path, published_run: str | None) -> dict[str, Any]:
+    """Which run the report on disk shows and whether its files match its manifest."""
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return {"path": str(folder), "state": "missing"}
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        files = doc["files"]
+        run_id = doc["run_id"]
+    except (ValueError, KeyError, TypeError):
+        return {"path": str(folder), "state": "unreadable manifest"}
+    changed = sorted(
+        name
+        for name, digest in files.items()
+        if not (folder / name).exists()
+        or hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest
+    )
+    if changed:
+        state = f"modified since written: {', '.join(changed)}"
+    elif run_id != published_run:
+        state = "not the published run's report"
+    else:
+        state = "current"
+    return {"path": str(folder), "state": state, "run_id": run_id}
+
+
+def _snapshot_state(path: Path, published: list[dict[str, Any]]) -> dict[str, Any]:
+    where = snapshot.snapshot_path(path)
+    try:
+        manifest = snapshot.read_manifest(path)
+    except ValueError:
+        return {"path": str(where), "state": "unreadable manifest"}
+    if manifest is None:
+        return {"path": str(where), "state": "missing"}
+    state = "current" if manifest.get("published") == published else "stale"
+    return {"path": str(where), "state": state, "exported_at": manifest.get("exported_at")}
+
+
+# ---- rendering ---------------------------------------------------------------------------
+
+
+def _short(run_id: str | None) -> str:
+    return (run_id or "")[:12]
+
+
+def render(status: dict[str, Any]) -> str:
+    """One readable screen."""
+    out = [f"warehouse {status['warehouse']}"]
+    if not status["contracts"]:
+        out.append("no runs yet: `utfall run PLAN` measures a contract")
+    for c in status["contracts"]:
+        out += [""] + _render_contract(c)
+    snap = status["snapshot"]
+    out += ["", f"analysts' snapshot: {snap['path']}: {snap['state']}"]
+    if snap.get("exported_at"):
+        out[-1] += f" (exported {snap['exported_at']})"
+    return "\n".join(out)
+
+
+def _render_contract(c: dict[str, Any]) -> list[str]:
+    plan = c["plan"]
+    out = [f"contract {c['contract_id']}" + (f": {plan['title']}" if plan else "")]
+    if plan:
+        out.append(
+            f"  periods      baseline {plan['baseline_start']}..{plan['baseline_end']}, "
+            f"measurement {plan['measurement_start']}..{plan['measurement_end']} "
+            f"({plan['frequency']})"
+        )
+    pub = c["published_run"]
+    out.append(
+        f"  published    run {_short(pub['run_id'])} at {pub['finished_at']} "
+        f"(plan {pub['plan_hash'][:19]})"
+        if pub
+        else "  published    nothing yet"
+    )
+    latest = c["latest_run"]
+    if not pub or latest["run_id"] != pub["run_id"]:
+        line = f"  latest run   {_short(latest['run_id'])} {latest['status']} at {latest['stage']}"
+        out.append(line + (f": {latest['error']}" if latest["error"] else ""))
+    out.append(f"  deliveries   (run {_short(latest['run_id'])})")
+    for d in c["deliveries"]:
+        out.append(
+            f"    {d['source']}/{d['file']}: {d['rows']} rows, {d['status']}, "
+            f"sha256 {d['sha256'][:12]}"
+        )
+    for r in c["reconciliation"]:
+        ok = r["delivered"] == r["loaded"] + r["quarantined"]
+        out.append(
+            f"    {r['source']}: {r['delivered']} delivered = {r['loaded']} loaded + "
+            f"{r['quarantined']} quarantined" + ("" if ok else "  MISMATCH")
+        )
+    checks = c["quality"]
+    if checks:
+        met = sum(1 for q in checks if q["success"])
+        out.append(f"  checks       {met} of {len(checks)} data-quality expectations met")
+        for q in checks:
+            if not q["success"]:
+                out.append(
+                    f"    FAILED {q['source']} {q['expectation']} ({q['severity']}): "
+                    f"{q['observed']}"
+                )
+    else:
+        out.append("  checks       none recorded for this run")
+    rep = c["report"]
+    out.append(
+        f"  report       {rep['path']}: {rep['state']}"
+        + (f" (run {_short(rep['run_id'])})" if rep.get("run_id") else "")
+    )
+    if c["decisions"]:
+        for d in c["decisions"]:
+            out.append(
+                f"  decision     {d['decision']} for {d['period']} on run {_short(d['run_id'])} "
+                f"at {d['decided_at']} by {d['signer_fingerprint']}"
+                + (f": {d['reason']}" if d["reason"] else "")
+            )
+    else:
+        out.append("  decision     none yet" + (" (awaiting the validator)" if pub else ""))
+    out.append(f"  runs         {c['runs_total']} in all; latest first:")
+    for r in c["runs"]:
+        secs = f"{r['seconds']:.1f} s" if r["seconds"] is not None else "-"
+        out.append(
+            f"    {_short(r['run_id'])}  {r['status']:<10} {r['stage'] or '':<20} "
+            f"{r['started_at']}  {secs:>8}  {r['origin'] or ''}"
+        )
+    return out
