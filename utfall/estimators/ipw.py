@@ -133,6 +133,10 @@ def bootstrap(statistic, n: int, reps: int, seed: int) -> tuple[np.ndarray, int]
     return np.array(out), failed
 
 
+def _ids(data: pl.DataFrame, keep: np.ndarray):
+    return data["person_id"].to_numpy()[keep] if "person_id" in data.columns else None
+
+
 def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     params = parameters(design, PARAMS)
     p = persons(data)
