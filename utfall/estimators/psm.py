@@ -133,13 +133,13 @@ def _nearest_without(lc: np.ndarray, lt: np.ndarray, k: int, width: float):
     return idx, dist
 
 
-def _sigma2(l: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _sigma2(score: np.ndarray, y: np.ndarray) -> np.ndarray:
     """AI's conditional variance of y at each person, from its J nearest in the same group."""
     j = VARIANCE_NEIGHBOURS
-    if l.size <= j:
-        return np.full(l.size, np.var(y, ddof=1) if l.size > 1 else 0.0)
-    order = np.argsort(l, kind="stable")
-    ls, ys = l[order], y[order]
+    if score.size <= j:
+        return np.full(score.size, np.var(y, ddof=1) if score.size > 1 else 0.0)
+    order = np.argsort(score, kind="stable")
+    ls, ys = score[order], y[order]
     pos = np.arange(ls.size)
     cand = pos[:, None] + np.concatenate([np.arange(-j, 0), np.arange(1, j + 1)])[None, :]
     valid = (cand >= 0) & (cand < ls.size)
