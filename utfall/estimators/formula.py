@@ -12,7 +12,10 @@ Grammar (patsy/formulaic spelling for the subset a measurement plan needs)::
     factor  := name                          # numeric column, or categorical if text/bool
              | C(name)                       # categorical: one dummy per level but the first
              | I(expr) | fn(expr)            # numeric expression; fn in log, exp, sqrt, abs
-    expr    := numbers, column names, + - * / ** and fn(...)
+    expr    := numbers, column names, + - * / ** and fn(...)   (arithmetic only inside I())
+
+A categorical factor in an interaction keeps all its levels when the term without it is not
+already in the model (patsy's rule: ``x:C(g)`` alone is one slope of x per level of g).
 
 Numbers are cast to Float64 *before* any term is built (an Int8 age squared would overflow:
 100**2 does not fit in 8 bits). Categorical levels are sorted (numbers numerically, text as
@@ -98,7 +101,10 @@ def _split_top(text: str, sep: str) -> list[str]:
 
 
 def _names_in(node: ast.AST) -> list[str]:
-    return [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id not in _FUNCTIONS]
+    """Column names an expression reads (not function names, not the ``np`` of np.log)."""
+    skip = {id(n.value) for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+    skip |= {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+    return [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and id(n) not in skip]
 
 
 def _check_expr(node: ast.AST, where: str) -> None:
@@ -151,6 +157,11 @@ def _factor(text: str) -> Factor:
         inner = node.args[0]
         _check_expr(inner, repr(text))
         return Factor(text, "numeric", inner, None)
+    if not isinstance(node, ast.Call):
+        raise ValueError(
+            f"{text!r} is not allowed outside I(): write arithmetic as I(...); the intercept "
+            f"cannot be removed"
+        )
     _check_expr(node, repr(text))
     return Factor(text, "numeric", node, None)
 
@@ -252,10 +263,16 @@ def design_matrix(data: pl.DataFrame, formula: Formula) -> DesignMatrix:
     )
     names: list[str] = []
     cols: list[np.ndarray] = []
+    earlier: list[frozenset[str]] = [frozenset()]
     for term in formula.terms:
         parts: list[list[tuple[str, np.ndarray]]] = []
         for f in term:
-            parts.append(_factor_columns(frame, f, formula.parameter))
+            rest = frozenset(g.label for g in term if g is not f)
+            # patsy's rule: a category loses its reference level only when the term without
+            # it is already in the model (x:C(g) alone gets one slope per level)
+            full = rest not in earlier
+            parts.append(_factor_columns(frame, f, formula.parameter, full))
+        earlier.append(frozenset(f.label for f in term))
         combined = [("", np.ones(frame.height))]
         for p in parts:
             combined = [
@@ -274,7 +291,9 @@ def design_matrix(data: pl.DataFrame, formula: Formula) -> DesignMatrix:
     return DesignMatrix(tuple(names), np.ascontiguousarray(matrix, dtype=np.float64))
 
 
-def _factor_columns(frame: pl.DataFrame, f: Factor, parameter: str) -> list[tuple[str, np.ndarray]]:
+def _factor_columns(
+    frame: pl.DataFrame, f: Factor, parameter: str, full: bool = False
+) -> list[tuple[str, np.ndarray]]:
     if f.node is not None:
         for c in _names_in(f.node):
             if frame[c].dtype != pl.Float64:
@@ -291,8 +310,7 @@ def _factor_columns(frame: pl.DataFrame, f: Factor, parameter: str) -> list[tupl
     levels = _levels(series)
     label = f.label if f.kind == "categorical" else f.column
     out = []
-    for level in levels[1:]:
-        out.append(
-            (f"{label}[T.{_level_label(level)}]", (series == level).to_numpy().astype(np.float64))
-        )
+    for level in levels if full else levels[1:]:
+        name = f"{label}[{_level_label(level)}]" if full else f"{label}[T.{_level_label(level)}]"
+        out.append((name, (series == level).to_numpy().astype(np.float64)))
     return out
