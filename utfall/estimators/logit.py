@@ -54,12 +54,15 @@ def check_rank(x: np.ndarray, names: tuple[str, ...], what: str) -> None:
     # scale columns so that the rank tolerance does not depend on units (income vs 0/1)
     scale = np.sqrt(np.mean(x * x, axis=0))
     scale[scale == 0] = 1.0
-    r, piv = scipy.linalg.qr(x / scale, mode="r", pivoting=True)
+    # unpivoted QR: a tiny |R_ii| means column i adds nothing to the columns before it, so
+    # the error names the later of two dependent terms (the one to remove)
+    r = np.linalg.qr(x / scale, mode="r")
     diag = np.abs(np.diag(r))
-    tol = max(x.shape) * np.finfo(float).eps * (diag[0] if diag.size else 0) * 1e3
-    rank = int(np.sum(diag > tol))
+    tol = max(x.shape) * np.finfo(float).eps * 1e3 * max(float(diag.max(initial=0.0)), 1.0)
+    dependent = np.flatnonzero(diag <= tol)
+    rank = x.shape[1] - dependent.size
     if rank < x.shape[1]:
-        bad = [names[i] for i in sorted(piv[rank:])]
+        bad = [names[i] for i in dependent]
         raise EstimationError(
             f"{what}: the design is singular: {', '.join(repr(b) for b in bad)} "
             f"{'is a linear combination' if len(bad) == 1 else 'are linear combinations'} "
