@@ -43,7 +43,7 @@ from utfall.estimators.ipw import (
     bootstrap,
     weights,
 )
-from utfall.estimators.logit import check_rank, fit_logit
+from utfall.estimators.logit import check_rank, newton_steps
 from utfall.estimators.person_common import (
     COVARIATES,
     PROPENSITY,
@@ -128,8 +128,8 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
         def stat(f):
             if min(np.sum(f[d == 1]), np.sum(f[d == 0])) < xo.shape[1] + 1:
                 raise EstimationError("resample too small for the outcome model")
-            fit = fit_logit(x, d, ps.names, weights=f, start=start, rank_check=False)
-            m1, m0, _, _ = _estimate(fit.prob, d, y, xo, estimand, f)
+            prob = newton_steps(x, d, f, start)
+            m1, m0, _, _ = _estimate(prob, d, y, xo, estimand, f)
             return m1 - m0, (m1 / m0 - 1) if m0 > 0 else math.nan
 
         reps, failed = bootstrap(stat, d.size, params["replications"], design.seed)

@@ -22,7 +22,8 @@ would over-state the ATE's variance and can err either way for the ATT; Luncefor
 Davidian 2004). Interval: normal. The relative interval uses the joint influence of (mu1, mu0).
 
 ``inference="bootstrap"``: ``replications`` resamples of persons (seeded by
-counterfactual.seed), each refitting the logit (Newton, warm-started at the full-sample fit)
+counterfactual.seed), each refitting the logit (two Newton steps from the full-sample fit,
+:func:`utfall.estimators.logit.newton_steps`)
 and both means; SE = standard deviation of the replicate effects, interval = percentile
 interval of the replicate effects (and of the replicate relative effects).
 
@@ -37,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from utfall.estimators.base import Design, EstimationError, Estimator
-from utfall.estimators.logit import fit_logit
+from utfall.estimators.logit import newton_steps
 from utfall.estimators.person_common import PROPENSITY, parameters, persons, relative, result
 from utfall.estimators.propensity import TRIM, fit_propensity, overlap
 from utfall.estimators.result import EffectResult
@@ -81,9 +82,10 @@ def weights(e: np.ndarray, d: np.ndarray, estimand: str) -> np.ndarray:
 
 
 def _means(e, d, y, estimand, f=None) -> tuple[float, float]:
+    """Hajek means (mu1, mu0); ``f`` are frequency weights (bootstrap counts)."""
     w = weights(e, d, estimand) if f is None else weights(e, d, estimand) * f
-    t = d == 1
-    return float(np.sum(w[t] * y[t]) / np.sum(w[t])), float(np.sum(w[~t] * y[~t]) / np.sum(w[~t]))
+    wt, wc = w * d, w * (1 - d)
+    return float(wt @ y / wt.sum()), float(wc @ y / wc.sum())
 
 
 def _influence(x, e, d, y, mu1, mu0, estimand) -> tuple[np.ndarray, np.ndarray]:
@@ -157,8 +159,8 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
         start = ps.fit.coef
 
         def stat(f):
-            fit = fit_logit(x, d, ps.names, weights=f, start=start, rank_check=False)
-            m1, m0 = _means(fit.prob, d, y, estimand, f)
+            prob = newton_steps(x, d, f, start)
+            m1, m0 = _means(prob, d, y, estimand, f)
             return m1 - m0, (m1 / m0 - 1) if m0 > 0 else math.nan
 
         reps, failed = bootstrap(stat, d.size, params["replications"], design.seed)
