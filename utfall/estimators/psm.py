@@ -181,14 +181,14 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     params = parameters(design, PARAMS)
     p = persons(data)
     k = int(params["neighbours"])
-    x, names = propensity_design(data, params["propensity"])
-    fit = fit_logit(x, p.d, names)
-    lin = fit.linear
     t_rows, c_rows = np.flatnonzero(p.d == 1), np.flatnonzero(p.d == 0)
     if c_rows.size < k:
         raise EstimationError(
             f"too few comparison persons: {c_rows.size} for {k} neighbours per treated person"
         )
+    x, names = propensity_design(data, params["propensity"])
+    fit = fit_logit(x, p.d, names)
+    lin = fit.linear
     warnings: list[str] = []
     lt_all, lc_all = lin[t_rows], lin[c_rows]
     off = np.zeros(t_rows.size, dtype=bool)
