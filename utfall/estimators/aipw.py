@@ -43,7 +43,7 @@ from utfall.estimators.ipw import (
     bootstrap,
     weights,
 )
-from utfall.estimators.logit import check_rank, newton_steps
+from utfall.estimators.logit import _gram, check_rank, newton_steps
 from utfall.estimators.person_common import (
     COVARIATES,
     PROPENSITY,
@@ -69,8 +69,12 @@ PARAMS = {
 def _ols(x: np.ndarray, y: np.ndarray, f: np.ndarray | None = None) -> np.ndarray:
     if f is None:
         return np.linalg.lstsq(x, y, rcond=None)[0]
-    s = np.sqrt(f)
-    return np.linalg.lstsq(x * s[:, None], y * s, rcond=None)[0]
+    # bootstrap replicates: weighted normal equations by einsum (see logit._gram), columns
+    # scaled to unit mean square for conditioning
+    scale = np.sqrt(np.einsum("ij,ij->j", x, x) / x.shape[0])
+    scale[scale == 0] = 1.0
+    xs = x / scale
+    return np.linalg.solve(_gram(xs, f), np.einsum("ij,i->j", xs, f * y)) / scale
 
 
 def _estimate(e, d, y, xo, estimand, f=None):

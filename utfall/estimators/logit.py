@@ -52,16 +52,25 @@ def check_rank(x: np.ndarray, names: tuple[str, ...], what: str) -> None:
             f"{what}: {x.shape[0]} persons cannot identify {x.shape[1]} coefficients; "
             f"use fewer covariate terms"
         )
-    # scale columns so that the rank tolerance does not depend on units (income vs 0/1)
-    scale = np.sqrt(np.mean(x * x, axis=0))
+    # Gram matrix of the columns scaled to unit mean square (so the tolerance does not depend on
+    # units), then Gram-Schmidt in formula order: a column whose squared residual on the
+    # columns before it is ~0 adds nothing, so the error names the later of two dependent terms
+    scale = np.sqrt(np.einsum("ij,ij->j", x, x) / x.shape[0])
     scale[scale == 0] = 1.0
-    # unpivoted QR: a tiny |R_ii| means column i adds nothing to the columns before it, so
-    # the error names the later of two dependent terms (the one to remove)
-    r = np.linalg.qr(x / scale, mode="r")
-    diag = np.abs(np.diag(r))
-    tol = max(x.shape) * np.finfo(float).eps * 1e3 * max(float(diag.max(initial=0.0)), 1.0)
-    dependent = np.flatnonzero(diag <= tol)
-    rank = x.shape[1] - dependent.size
+    xs = x / scale
+    gram = np.einsum("ij,ik->jk", xs, xs) / x.shape[0]
+    kept: list[int] = []
+    dependent = []
+    for i in range(x.shape[1]):
+        resid = gram[i, i]
+        if kept:
+            g = gram[np.ix_(kept, kept)]
+            resid -= gram[i, kept] @ np.linalg.solve(g, gram[kept, i])
+        if resid <= 1e-9:
+            dependent.append(i)
+        else:
+            kept.append(i)
+    rank = len(kept)
     if rank < x.shape[1]:
         bad = [names[i] for i in dependent]
         raise EstimationError(
@@ -98,7 +107,7 @@ def fit_logit(
     if rank_check:
         check_rank(x if weights is None else x[weights > 0], names, what)
     beta = np.zeros(x.shape[1]) if start is None else start.astype(float).copy()
-    eta = x @ beta
+    eta = np.einsum("ij,j->i", x, beta)
     ll = _loglik(eta, d, weights)
     extreme_prev = 0
     for it in range(1, max_iter + 1):
@@ -106,8 +115,8 @@ def fit_logit(
         wt = p * (1 - p)
         if weights is not None:
             wt = wt * weights
-        grad = x.T @ ((d - p) if weights is None else weights * (d - p))
-        info = (x * wt[:, None]).T @ x
+        grad = np.einsum("ij,i->j", x, (d - p) if weights is None else weights * (d - p))
+        info = _gram(x, wt)
         try:
             step = scipy.linalg.solve(info, grad, assume_a="pos")
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
@@ -116,7 +125,7 @@ def fit_logit(
         t = 1.0
         while True:
             cand = beta + t * step
-            eta_c = x @ cand
+            eta_c = np.einsum("ij,j->i", x, cand)
             ll_c = _loglik(eta_c, d, weights)
             if ll_c >= ll - 1e-12 * abs(ll) or t < 1e-8:
                 break
@@ -129,8 +138,7 @@ def fit_logit(
         if np.max(np.abs(t * step)) < 1e-10:
             p = 1.0 / (1.0 + np.exp(-eta))
             wt = p * (1 - p) * (1 if weights is None else weights)
-            info = (x * wt[:, None]).T @ x
-            cov = scipy.linalg.inv(info)
+            cov = scipy.linalg.inv(_gram(x, wt))
             return LogitFit(names, beta, cov, p, eta, it, ll)
     _separation(x, beta, eta, names, what)
     raise EstimationError(
@@ -168,7 +176,13 @@ def newton_steps(
     """
     beta = start.astype(float).copy()
     for _ in range(steps):
-        p = expit(x @ beta)
-        info = x.T @ (x * (weights * p * (1 - p))[:, None])
-        beta = beta + scipy.linalg.solve(info, x.T @ (weights * (d - p)), assume_a="pos")
-    return expit(x @ beta)
+        p = expit(np.einsum("ij,j->i", x, beta))
+        grad = np.einsum("ij,i->j", x, weights * (d - p))
+        beta = beta + scipy.linalg.solve(_gram(x, weights * p * (1 - p)), grad, assume_a="pos")
+    return expit(np.einsum("ij,j->i", x, beta))
+
+
+def _gram(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """X' diag(w) X. By einsum, not BLAS: on a shared machine multithreaded BLAS on tall, thin
+    matrices waits for busy cores (measured 20 ms instead of 2 ms for 1 566 x 19)."""
+    return np.einsum("ij,ik->jk", x * w[:, None], x)
