@@ -47,6 +47,7 @@ from utfall.estimators.logit import _gram, check_rank, newton_steps
 from utfall.estimators.person_common import (
     COVARIATES,
     PROPENSITY,
+    ordered,
     parameters,
     persons,
     relative,
@@ -105,6 +106,7 @@ def _estimate(e, d, y, xo, estimand, f=None):
 
 def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     params = parameters(design, PARAMS)
+    data = ordered(data)
     p = persons(data)
     estimand = params["estimand"]
     ps = fit_propensity(data, p.d, params["propensity"], params["trim"])

@@ -29,6 +29,7 @@ from utfall.estimators.person_common import (
     COVARIATES,
     covariates,
     ols_robust,
+    ordered,
     parameters,
     persons,
     relative,
@@ -42,6 +43,7 @@ PARAMS = {"covariates": COVARIATES}
 
 def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     params = parameters(design, PARAMS)
+    data = ordered(data)
     p = persons(data)
     cov = covariates(data, params["covariates"], "covariates")
     xc = cov.matrix - cov.matrix.mean(axis=0)

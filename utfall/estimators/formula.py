@@ -45,6 +45,10 @@ _NUMERIC = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt3
 _NUMERIC += (pl.Float32, pl.Float64, pl.Decimal)
 
 
+#: Columns of the ``person`` shape that a covariate formula must not use.
+RESERVED = {"treated": "treatment indicator", "y": "outcome", "person_id": "identifier"}
+
+
 class FormulaError(EstimationError):
     """A plan's formula cannot be read or does not fit the data."""
 
@@ -244,6 +248,12 @@ def _level_label(value) -> str:
 
 def design_matrix(data: pl.DataFrame, formula: Formula) -> DesignMatrix:
     """The formula's columns for ``data``: numeric columns cast to Float64 first."""
+    reserved = [c for c in formula.columns if c in RESERVED]
+    if reserved:
+        raise FormulaError(
+            f"parameter {formula.parameter}: {reserved[0]!r} is the person table's "
+            f"{RESERVED[reserved[0]]}, not a covariate; remove it from the formula"
+        )
     missing = [c for c in formula.columns if c not in data.columns]
     if missing:
         raise FormulaError(

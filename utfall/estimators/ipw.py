@@ -39,7 +39,14 @@ import polars as pl
 
 from utfall.estimators.base import Design, EstimationError, Estimator
 from utfall.estimators.logit import newton_steps
-from utfall.estimators.person_common import PROPENSITY, parameters, persons, relative, result
+from utfall.estimators.person_common import (
+    PROPENSITY,
+    ordered,
+    parameters,
+    persons,
+    relative,
+    result,
+)
 from utfall.estimators.propensity import TRIM, fit_propensity, overlap
 from utfall.estimators.result import EffectResult
 from utfall.params import ParamSpec
@@ -141,6 +148,7 @@ def _ids(data: pl.DataFrame, keep: np.ndarray):
 
 def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     params = parameters(design, PARAMS)
+    data = ordered(data)
     p = persons(data)
     estimand = params["estimand"]
     ps = fit_propensity(data, p.d, params["propensity"], params["trim"])

@@ -64,6 +64,18 @@ class Persons:
         return int(self.d.size - self.d.sum())
 
 
+def ordered(data: pl.DataFrame) -> pl.DataFrame:
+    """The rows sorted by ``person_id``, so the delivery's row order changes nothing (not the
+    matches a seeded tie-break picks, nor the last bit of a sum)."""
+    if "person_id" not in data.columns:
+        return data
+    if data["person_id"].null_count():
+        raise EstimationError(
+            f"person data: 'person_id' is missing in {data['person_id'].null_count()} rows"
+        )
+    return data.sort("person_id", maintain_order=True)
+
+
 def persons(data: pl.DataFrame, minimum: int = MIN_PER_GROUP) -> Persons:
     """Check the ``person`` shape and return its treatment and outcome as float arrays."""
     for col in ("treated", "y"):

@@ -49,7 +49,14 @@ import polars as pl
 
 from utfall.estimators.base import Design, EstimationError, Estimator
 from utfall.estimators.logit import fit_logit
-from utfall.estimators.person_common import PROPENSITY, parameters, persons, relative, result
+from utfall.estimators.person_common import (
+    PROPENSITY,
+    ordered,
+    parameters,
+    persons,
+    relative,
+    result,
+)
 from utfall.estimators.propensity import propensity_design
 from utfall.estimators.result import EffectResult
 from utfall.params import ParamSpec
@@ -179,6 +186,7 @@ def _balance(x, names, lin, d, treated_rows, control_weight) -> list[dict]:
 
 def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     params = parameters(design, PARAMS)
+    data = ordered(data)
     p = persons(data)
     k = int(params["neighbours"])
     t_rows, c_rows = np.flatnonzero(p.d == 1), np.flatnonzero(p.d == 0)

@@ -26,6 +26,7 @@ from utfall.estimators.person_common import (
     COVARIATES,
     covariates,
     ols_robust,
+    ordered,
     parameters,
     persons,
     relative,
@@ -48,6 +49,7 @@ PARAMS = {
 
 def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     params = parameters(design, PARAMS)
+    data = ordered(data)
     p = persons(data)
     cov = covariates(data, params["covariates"], "covariates")
     n = p.d.size
