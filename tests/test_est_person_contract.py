@@ -77,3 +77,13 @@ def test_missing_person_id_is_named():
     )
     with pytest.raises(EstimationError, match="'person_id' is missing in"):
         get("ipw").fit(frame, Design("y", {"propensity": "z"}))
+
+
+def test_plan_check_catches_bad_formulas_before_data_arrive():
+    check = get("ipw").check
+    assert check({"propensity": "age + C(educ)"}) == []
+    assert check({"propensity": ""})[0][0] == "propensity"
+    (name, sentence), *_ = check({"propensity": "__import__('os')"})
+    assert name == "propensity" and "unknown function" in sentence
+    assert get("aipw").check({"propensity": "a", "covariates": "b +"})[0][0] == "covariates"
+    assert get("diff_in_means").check({"covariates": ""}) == []

@@ -47,6 +47,7 @@ from utfall.estimators.logit import _gram, check_rank, newton_steps
 from utfall.estimators.person_common import (
     COVARIATES,
     PROPENSITY,
+    formula_check,
     ordered,
     parameters,
     persons,
@@ -181,4 +182,5 @@ ESTIMATOR = Estimator(
     published_diagnostics=PUBLISHED,
     description="doubly robust augmented IPW (logit propensity, outcome regressions per arm); "
     "influence-function SE; the recommended person-level method",
+    check=formula_check(("propensity",), ("covariates",)),
 )

@@ -28,6 +28,7 @@ from utfall.estimators.base import Design, Estimator
 from utfall.estimators.person_common import (
     COVARIATES,
     covariates,
+    formula_check,
     ols_robust,
     ordered,
     parameters,
@@ -109,4 +110,5 @@ ESTIMATOR = Estimator(
     ),
     description="difference in means for randomised designs: Neyman (HC2) standard error, "
     "optional covariate adjustment fully interacted with treatment (Lin 2013)",
+    check=formula_check((), ("covariates",)),
 )

@@ -41,6 +41,7 @@ from utfall.estimators.base import Design, EstimationError, Estimator
 from utfall.estimators.logit import newton_steps
 from utfall.estimators.person_common import (
     PROPENSITY,
+    formula_check,
     ordered,
     parameters,
     persons,
@@ -238,4 +239,5 @@ ESTIMATOR = Estimator(
     published_diagnostics=PUBLISHED,
     description="inverse-probability weighting with normalised (Hajek) weights from a logit "
     "propensity; sandwich SE that accounts for the estimated propensity, or a bootstrap",
+    check=formula_check(("propensity",), ()),
 )

@@ -204,6 +204,29 @@ def result(
     )
 
 
+def formula_check(required: tuple[str, ...], optional: tuple[str, ...] = ()):
+    """An ``Estimator.check``: the plan's formulas parse (caught when the plan is validated,
+    before any data arrive) and the required ones are given."""
+    from utfall.estimators.formula import FormulaError
+
+    def check(params) -> list[tuple[str, str]]:
+        problems = []
+        for name in required + optional:
+            text = params.get(name) or ""
+            if name in required and not text.strip():
+                problems.append(
+                    (name, "give the right-hand side of the model, e.g. 'age + C(educ)'")
+                )
+                continue
+            try:
+                parse(text, name)
+            except FormulaError as exc:
+                problems.append((name, str(exc)))
+        return problems
+
+    return check
+
+
 def parameters(design: Design, specs: dict[str, ParamSpec]) -> dict:
     """The plan's parameters with defaults filled; unknown names are an error."""
     unknown = sorted(set(design.parameters) - set(specs))

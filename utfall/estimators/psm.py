@@ -51,6 +51,7 @@ from utfall.estimators.base import Design, EstimationError, Estimator
 from utfall.estimators.logit import fit_logit
 from utfall.estimators.person_common import (
     PROPENSITY,
+    formula_check,
     ordered,
     parameters,
     persons,
@@ -324,4 +325,5 @@ ESTIMATOR = Estimator(
     ),
     description="1:k nearest-neighbour matching on the propensity logit (with or without "
     "replacement, caliper, common support), balance table, Abadie-Imbens standard error",
+    check=formula_check(("propensity",), ()),
 )

@@ -25,6 +25,7 @@ from utfall.estimators.base import Design, Estimator
 from utfall.estimators.person_common import (
     COVARIATES,
     covariates,
+    formula_check,
     ols_robust,
     ordered,
     parameters,
@@ -105,4 +106,5 @@ ESTIMATOR = Estimator(
     ),
     description="OLS of the outcome on treatment and covariates (constant-effect model) with a "
     "heteroskedasticity-robust standard error (HC1 by default)",
+    check=formula_check((), ("covariates",)),
 )
