@@ -37,7 +37,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utfall.estimators.base import Design, get  # noqa: E402
+from utfall.estimators.base import Design, get, registry  # noqa: E402
 
 FORMULA = "age + C(educ) + x"
 
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-replications", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
+    registry()  # import every estimator module before timing
 
     print(f"{'task':34} {'persons':>10} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9} {'ratio':>6}")
     big = cohort(args.pool + args.treated, args.seed, treated=args.treated)
