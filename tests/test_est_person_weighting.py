@@ -190,3 +190,20 @@ def test_aipw_is_doubly_robust_under_a_wrong_propensity():
 def test_missing_propensity_formula_is_named():
     with pytest.raises(EstimationError, match="parameter propensity: give the right-hand side"):
         get("ipw").fit(selected(), Design("y", {}))
+
+
+@pytest.mark.parametrize("method", ["ipw", "aipw", "psm"])
+def test_category_only_among_treated_is_named(method):
+    # quasi-complete separation: a level of g that only treated persons have
+    rng = np.random.default_rng(1)
+    n = 1000
+    g = rng.integers(0, 3, n).astype(str)
+    z = rng.normal(size=n)
+    d = (rng.random(n) < 0.3).astype(int)
+    g = np.where((d == 1) & (rng.random(n) < 0.1), "rare", g)
+    frame = pl.DataFrame(
+        {"person_id": [str(i) for i in range(n)], "treated": pl.Series(d, dtype=pl.Int8)}
+        | {"y": z + d, "g": g, "z": z}
+    )
+    with pytest.raises(EstimationError, match=r"the term 'C\(g\)\[T.rare\]' predicts treatment"):
+        get(method).fit(frame, Design("y", {"propensity": "C(g) + z"}))
