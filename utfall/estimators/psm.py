@@ -141,23 +141,18 @@ def _nearest_without(lc: np.ndarray, lt: np.ndarray, k: int, width: float):
     return idx, dist
 
 
-def _sigma2(score: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """AI's conditional variance of y at each person, from its J nearest in the same group."""
+def _sigma2(ls: np.ndarray, ys: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """AI's conditional variance of y at sorted positions ``at`` of one group (``ls`` sorted,
+    ``ys`` in the same order), from the J nearest other members of the group."""
     j = VARIANCE_NEIGHBOURS
-    if score.size <= j:
-        return np.full(score.size, np.var(y, ddof=1) if score.size > 1 else 0.0)
-    order = np.argsort(score, kind="stable")
-    ls, ys = score[order], y[order]
-    pos = np.arange(ls.size)
-    cand = pos[:, None] + np.concatenate([np.arange(-j, 0), np.arange(1, j + 1)])[None, :]
+    if ls.size <= j:
+        return np.full(at.size, np.var(ys, ddof=1) if ls.size > 1 else 0.0)
+    cand = at[:, None] + np.concatenate([np.arange(-j, 0), np.arange(1, j + 1)])[None, :]
     valid = (cand >= 0) & (cand < ls.size)
     cand = np.clip(cand, 0, ls.size - 1)
-    dist = np.where(valid, np.abs(ls[cand] - ls[:, None]), np.inf)
+    dist = np.where(valid, np.abs(ls[cand] - ls[at][:, None]), np.inf)
     near = np.take_along_axis(cand, np.argsort(dist, axis=1, kind="stable")[:, :j], axis=1)
-    s2 = j / (j + 1) * (ys - ys[near].mean(axis=1)) ** 2
-    out = np.empty_like(s2)
-    out[order] = s2
-    return out
+    return j / (j + 1) * (ys[at] - ys[near].mean(axis=1)) ** 2
 
 
 def _balance(x, names, lin, d, treated_rows, control_weight) -> list[dict]:
@@ -251,11 +246,12 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     kw = np.bincount(safe.ravel(), weights=wmat.ravel(), minlength=lc.size)
     kw2 = np.bincount(safe.ravel(), weights=(wmat**2).ravel(), minlength=lc.size)
     used = kw > 0
-    s2_c = _sigma2(lc, yc)
-    extra = np.clip(kw**2 - kw2, 0.0, None)
+    at = np.flatnonzero(used)
+    s2_c = _sigma2(lc, yc, at)  # only comparison persons that were matched count
+    extra = np.clip(kw[at] ** 2 - kw2[at], 0.0, None)
     psi1 = (y1 - obs) / n1
     psi0_t = (yhat0 - cf) / n1
-    psi0_c = np.sqrt(extra[used] * s2_c[used]) / n1
+    psi0_c = np.sqrt(extra * s2_c) / n1
     v11, v01 = psi1 @ psi1, psi1 @ psi0_t
     v00 = psi0_t @ psi0_t + psi0_c @ psi0_c
     se = math.sqrt(max(v11 + v00 - 2 * v01, 0.0))
