@@ -32,7 +32,8 @@ import math
 import numpy as np
 import polars as pl
 
-from utfall.estimators.base import Design, EstimationError, Estimator
+from utfall.estimators.base import Design, Estimator
+from utfall.estimators.bootstrap import newton, pair_products, replicates, wls
 from utfall.estimators.formula import design_matrix, parse
 from utfall.estimators.ipw import (
     ESTIMAND,
@@ -40,14 +41,14 @@ from utfall.estimators.ipw import (
     PUBLISHED,
     REPLICATIONS,
     _ids,
-    bootstrap,
     weights,
 )
-from utfall.estimators.logit import _gram, check_rank, newton_steps
+from utfall.estimators.logit import check_rank
 from utfall.estimators.person_common import (
     COVARIATES,
     PROPENSITY,
     formula_check,
+    one_blas_thread,
     ordered,
     parameters,
     persons,
@@ -68,22 +69,15 @@ PARAMS = {
 }
 
 
-def _ols(x: np.ndarray, y: np.ndarray, f: np.ndarray | None = None) -> np.ndarray:
-    if f is None:
-        return np.linalg.lstsq(x, y, rcond=None)[0]
-    # bootstrap replicates: weighted normal equations by einsum (see logit._gram), columns
-    # scaled to unit mean square for conditioning
-    scale = np.sqrt(np.einsum("ij,ij->j", x, x) / x.shape[0])
-    scale[scale == 0] = 1.0
-    xs = x / scale
-    return np.linalg.solve(_gram(xs, f), np.einsum("ij,i->j", xs, f * y)) / scale
+def _ols(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.linalg.lstsq(x, y, rcond=None)[0]
 
 
-def _estimate(e, d, y, xo, estimand, f=None):
-    """(mu1, mu0, phi1, phi0, m1, m0): the estimates and their influence (divided by n)."""
-    f = np.ones_like(y) if f is None else f
+def _estimate(e, d, y, xo, estimand):
+    """(mu1, mu0, phi1, phi0): the estimates and their influence (divided by n)."""
+    f = np.ones_like(y)
     t = d == 1
-    m0 = xo @ _ols(xo[~t], y[~t], f[~t])
+    m0 = xo @ _ols(xo[~t], y[~t])
     if estimand == "ATT":
         w = e / (1 - e) * f
         n1 = np.sum(f[t])
@@ -94,7 +88,7 @@ def _estimate(e, d, y, xo, estimand, f=None):
         phi1 = np.where(t, (y - mu1) / n1, 0.0)
         phi0 = np.where(t, (m0 - base) / n1, w * (y - m0 - rbar) / np.sum(w[~t]))
         return mu1, mu0, phi1, phi0
-    m1 = xo @ _ols(xo[t], y[t], f[t])
+    m1 = xo @ _ols(xo[t], y[t])
     n = np.sum(f)
     out = []
     for m, arm, w in ((m1, t, f / e), (m0, ~t, f / (1 - e))):
@@ -103,6 +97,35 @@ def _estimate(e, d, y, xo, estimand, f=None):
         phi = (m - base) / n + np.where(arm, w * (y - m - rbar) / np.sum(w[arm]), 0.0)
         out.append((base + rbar, phi))
     return out[0][0], out[1][0], out[0][1], out[1][1]
+
+
+def _batch(x, d, y, xo, estimand, start):
+    """The bootstrap statistic: (E, R) for every column of counts F (see _estimate)."""
+    products = pair_products(x)
+    scale = np.sqrt(np.einsum("ij,ij->j", xo, xo) / xo.shape[0])
+    xs = xo / np.where(scale > 0, scale, 1.0)  # conditioning of the normal equations
+    products_o = pair_products(xs)
+    yc = y[:, None]
+
+    def stat(f):
+        p = newton(x, products, d, f, start)
+        ft, fc = f * d[:, None], f * (1 - d)[:, None]
+        m0 = wls(xs, products_o, y, fc)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if estimand == "ATT":
+                n1 = ft.sum(axis=0)
+                w = fc * p / (1 - p)
+                mu1 = (y @ ft) / n1
+                mu0 = (ft * m0).sum(axis=0) / n1 + (w * (yc - m0)).sum(axis=0) / w.sum(axis=0)
+            else:
+                m1 = wls(xs, products_o, y, ft)
+                n = f.sum(axis=0)
+                w1, w0 = ft / p, fc / (1 - p)
+                mu1 = (f * m1).sum(axis=0) / n + (w1 * (yc - m1)).sum(axis=0) / w1.sum(axis=0)
+                mu0 = (f * m0).sum(axis=0) / n + (w0 * (yc - m0)).sum(axis=0) / w0.sum(axis=0)
+            return np.column_stack([mu1 - mu0, np.where(mu0 > 0, mu1 / mu0 - 1, np.nan)])
+
+    return stat
 
 
 def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
@@ -130,16 +153,12 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     rel = relative(mu1, mu0, s)
     ci = rel_ci = None
     if params["inference"] == "bootstrap":
-        start = ps.fit.coef
-
-        def stat(f):
-            if min(np.sum(f[d == 1]), np.sum(f[d == 0])) < xo.shape[1] + 1:
-                raise EstimationError("resample too small for the outcome model")
-            prob = newton_steps(x, d, f, start)
-            m1, m0, _, _ = _estimate(prob, d, y, xo, estimand, f)
-            return m1 - m0, (m1 / m0 - 1) if m0 > 0 else math.nan
-
-        reps, failed = bootstrap(stat, d.size, params["replications"], design.seed)
+        reps, failed = replicates(
+            _batch(x, d, y, xo, estimand, ps.fit.coef),
+            d.size,
+            params["replications"],
+            design.seed,
+        )
         se = float(np.std(reps[:, 0], ddof=1))
         a = (1 - design.confidence) / 2
         ci = tuple(np.quantile(reps[:, 0], [a, 1 - a]))
@@ -177,7 +196,7 @@ ESTIMATOR = Estimator(
     name=METHOD,
     data="person",
     estimand="ATT",
-    fit=_fit,
+    fit=one_blas_thread(_fit),
     parameters=PARAMS,
     published_diagnostics=PUBLISHED,
     description="doubly robust augmented IPW (logit propensity, outcome regressions per arm); "

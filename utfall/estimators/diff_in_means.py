@@ -30,6 +30,7 @@ from utfall.estimators.person_common import (
     covariates,
     formula_check,
     ols_robust,
+    one_blas_thread,
     ordered,
     parameters,
     persons,
@@ -94,7 +95,7 @@ ESTIMATOR = Estimator(
     name=METHOD,
     data="person",
     estimand="ATE",
-    fit=_fit,
+    fit=one_blas_thread(_fit),
     parameters=PARAMS,
     published_diagnostics=frozenset(
         (

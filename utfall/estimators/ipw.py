@@ -23,7 +23,7 @@ Davidian 2004). Interval: normal. The relative interval uses the joint influence
 
 ``inference="bootstrap"``: ``replications`` resamples of persons (seeded by
 counterfactual.seed), each refitting the logit (two Newton steps from the full-sample fit,
-:func:`utfall.estimators.logit.newton_steps`)
+see :mod:`utfall.estimators.bootstrap`)
 and both means; SE = standard deviation of the replicate effects, interval = percentile
 interval of the replicate effects (and of the replicate relative effects).
 
@@ -37,11 +37,12 @@ import math
 import numpy as np
 import polars as pl
 
-from utfall.estimators.base import Design, EstimationError, Estimator
-from utfall.estimators.logit import newton_steps
+from utfall.estimators.base import Design, Estimator
+from utfall.estimators.bootstrap import newton, pair_products, replicates
 from utfall.estimators.person_common import (
     PROPENSITY,
     formula_check,
+    one_blas_thread,
     ordered,
     parameters,
     persons,
@@ -120,29 +121,6 @@ def _influence(x, e, d, y, mu1, mu0, estimand) -> tuple[np.ndarray, np.ndarray]:
     return phi1 / n, phi0 / n
 
 
-def bootstrap(statistic, n: int, reps: int, seed: int) -> tuple[np.ndarray, int]:
-    """Replicates of ``statistic(counts)`` over person resamples; counts = times drawn.
-
-    Returns the (reps_ok, k) array of replicate values and the number of failed replicates
-    (a resample with no treated or no comparison person, or a propensity model that could
-    not be fitted on it).
-    """
-    rng = np.random.default_rng(seed)
-    out, failed = [], 0
-    for _ in range(reps):
-        counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        try:
-            out.append(statistic(counts))
-        except (EstimationError, np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError):
-            failed += 1
-    if failed > 0.01 * reps:
-        raise EstimationError(
-            f"the bootstrap failed in {failed} of {reps} resamples (a resample without overlap "
-            f"or with a degenerate propensity model); use inference = sandwich"
-        )
-    return np.array(out), failed
-
-
 def _ids(data: pl.DataFrame, keep: np.ndarray):
     return data["person_id"].to_numpy()[keep] if "person_id" in data.columns else None
 
@@ -165,14 +143,19 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
     rel = relative(mu1, mu0, s)
     ci = rel_ci = None
     if params["inference"] == "bootstrap":
-        start = ps.fit.coef
+        products, start = pair_products(x), ps.fit.coef
 
         def stat(f):
-            prob = newton_steps(x, d, f, start)
-            m1, m0 = _means(prob, d, y, estimand, f)
-            return m1 - m0, (m1 / m0 - 1) if m0 > 0 else math.nan
+            prob = newton(x, products, d, f, start)
+            if estimand == "ATT":
+                w1, w0 = f * d[:, None], f * ((1 - d) * 1.0)[:, None] * prob / (1 - prob)
+            else:
+                w1, w0 = f * d[:, None] / prob, f * (1 - d)[:, None] / (1 - prob)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                m1, m0 = (y @ w1) / w1.sum(axis=0), (y @ w0) / w0.sum(axis=0)
+                return np.column_stack([m1 - m0, np.where(m0 > 0, m1 / m0 - 1, np.nan)])
 
-        reps, failed = bootstrap(stat, d.size, params["replications"], design.seed)
+        reps, failed = replicates(stat, d.size, params["replications"], design.seed)
         se = float(np.std(reps[:, 0], ddof=1))
         a = (1 - design.confidence) / 2
         ci = tuple(np.quantile(reps[:, 0], [a, 1 - a]))
@@ -234,7 +217,7 @@ ESTIMATOR = Estimator(
     name=METHOD,
     data="person",
     estimand="ATT",
-    fit=_fit,
+    fit=one_blas_thread(_fit),
     parameters=PARAMS,
     published_diagnostics=PUBLISHED,
     description="inverse-probability weighting with normalised (Hajek) weights from a logit "

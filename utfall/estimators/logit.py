@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from scipy.special import expit
 
 from utfall.estimators.base import EstimationError
 
@@ -162,24 +161,6 @@ def _separation(x, beta, eta, names, what) -> None:
         f"the term {term!r} predicts treatment (almost) exactly: drop or coarsen it, or "
         f"restrict the cohort to persons who could have been in either group"
     )
-
-
-def newton_steps(
-    x: np.ndarray, d: np.ndarray, weights: np.ndarray, start: np.ndarray, steps: int = 2
-) -> np.ndarray:
-    """Fitted probabilities after ``steps`` weighted Newton steps from ``start``.
-
-    The bootstrap's propensity refit (Andrews 2002, the k-step bootstrap): from the
-    full-sample estimate each Newton step squares the distance to the resample's optimum, so
-    two steps reach it to O(n^-2), far below the sampling noise the bootstrap measures, at a
-    fraction of the cost of iterating to convergence with line searches.
-    """
-    beta = start.astype(float).copy()
-    for _ in range(steps):
-        p = expit(np.einsum("ij,j->i", x, beta))
-        grad = np.einsum("ij,i->j", x, weights * (d - p))
-        beta = beta + scipy.linalg.solve(_gram(x, weights * p * (1 - p)), grad, assume_a="pos")
-    return expit(np.einsum("ij,j->i", x, beta))
 
 
 def _gram(x: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -52,6 +52,7 @@ from utfall.estimators.logit import fit_logit
 from utfall.estimators.person_common import (
     PROPENSITY,
     formula_check,
+    one_blas_thread,
     ordered,
     parameters,
     persons,
@@ -302,7 +303,7 @@ ESTIMATOR = Estimator(
     name=METHOD,
     data="person",
     estimand="ATT",
-    fit=_fit,
+    fit=one_blas_thread(_fit),
     parameters=PARAMS,
     published_diagnostics=frozenset(
         (
