@@ -18,7 +18,8 @@ time to a baseline's):
   resampling rows (``x[idx]``) and refitting statsmodels' Logit to convergence plus the Hajek
   means, timed on ``--baseline-replications`` replications and scaled to ``--replications``.
 
-Peak memory is tracemalloc's peak over the timed call (numpy and polars buffers included);
+Everything runs with one BLAS thread, baselines included (the estimators do). Peak memory is
+tracemalloc's peak over the timed call (numpy and polars buffers included);
 the last line gives the process's maximum resident set size. Wall time on this shared 2-core
 machine swings; CPU time is the steadier figure.
 """
@@ -71,6 +72,15 @@ def cohort(n: int, seed: int, treated: int | None = None) -> pl.DataFrame:
 
 
 def timed(fn):
+    """Wall and CPU seconds and peak traced memory of ``fn()``, with one BLAS thread (as the
+    estimators run, see person_common.one_blas_thread), so the baselines run alike."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _timed(fn)
+
+
+def _timed(fn):
     tracemalloc.start()
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
