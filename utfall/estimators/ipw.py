@@ -148,7 +148,7 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
         def stat(f):
             prob = newton(x, products, d, f, start)
             if estimand == "ATT":
-                w1, w0 = f * d[:, None], f * ((1 - d) * 1.0)[:, None] * prob / (1 - prob)
+                w1, w0 = f * d[:, None], f * (1 - d)[:, None] * prob / (1 - prob)
             else:
                 w1, w0 = f * d[:, None] / prob, f * (1 - d)[:, None] / (1 - prob)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -183,13 +183,7 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
         n_comparison=int(d.size - d.sum()),
         diagnostics=diag,
         parameters=params,
-        restricted={
-            "person_id": data["person_id"].to_numpy()[ps.keep]
-            if "person_id" in data.columns
-            else None,
-            "propensity": e,
-            "weight": w,
-        },
+        restricted={"person_id": _ids(data, ps.keep), "propensity": e, "weight": w},
         warnings=warnings,
     )
 
