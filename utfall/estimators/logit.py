@@ -82,8 +82,8 @@ def check_rank(x: np.ndarray, names: tuple[str, ...], what: str) -> None:
 
 
 def _loglik(eta: np.ndarray, d: np.ndarray, w: np.ndarray | None) -> float:
-    # log p = -log(1+exp(-eta)); log(1-p) = -log(1+exp(eta)); logaddexp is stable
-    ll = -(d * np.logaddexp(0.0, -eta) + (1 - d) * np.logaddexp(0.0, eta))
+    # log p = eta - log(1 + e^eta), log(1 - p) = -log(1 + e^eta); logaddexp is stable
+    ll = d * eta - np.logaddexp(0.0, eta)
     return float(np.sum(ll if w is None else w * ll))
 
 
@@ -106,7 +106,7 @@ def fit_logit(
     if rank_check:
         check_rank(x if weights is None else x[weights > 0], names, what)
     beta = np.zeros(x.shape[1]) if start is None else start.astype(float).copy()
-    eta = np.einsum("ij,j->i", x, beta)
+    eta = x @ beta
     ll = _loglik(eta, d, weights)
     extreme_prev = 0
     for it in range(1, max_iter + 1):
@@ -114,7 +114,7 @@ def fit_logit(
         wt = p * (1 - p)
         if weights is not None:
             wt = wt * weights
-        grad = np.einsum("ij,i->j", x, (d - p) if weights is None else weights * (d - p))
+        grad = x.T @ ((d - p) if weights is None else weights * (d - p))
         info = _gram(x, wt)
         try:
             step = scipy.linalg.solve(info, grad, assume_a="pos")
@@ -124,7 +124,7 @@ def fit_logit(
         t = 1.0
         while True:
             cand = beta + t * step
-            eta_c = np.einsum("ij,j->i", x, cand)
+            eta_c = x @ cand
             ll_c = _loglik(eta_c, d, weights)
             if ll_c >= ll - 1e-12 * abs(ll) or t < 1e-8:
                 break
@@ -164,6 +164,7 @@ def _separation(x, beta, eta, names, what) -> None:
 
 
 def _gram(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """X' diag(w) X. By einsum, not BLAS: on a shared machine multithreaded BLAS on tall, thin
-    matrices waits for busy cores (measured 20 ms instead of 2 ms for 1 566 x 19)."""
-    return np.einsum("ij,ik->jk", x * w[:, None], x)
+    """X' diag(w) X. The estimators run with one BLAS thread
+    (:func:`utfall.estimators.person_common.one_blas_thread`): with several, these tall, thin
+    products stall on a busy machine (measured 20 ms instead of 2 ms for 1 566 x 19)."""
+    return x.T @ (x * w[:, None])
