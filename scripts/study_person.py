@@ -17,6 +17,25 @@ adjusted methods use the correct propensity and outcome formulas; ``diff_in_mean
 ``diff_in_means (Lin)`` run on the randomised cohort (same persons, random assignment).
 For each: bias as % of the effect (with its Monte Carlo SE), coverage of the 95 % interval
 (with its MC SE), mean SE vs the SD of the estimates, replications and errors.
+
+Measured (``--replications 500 --persons 2000 --seed 1``, this 2-core machine, shared)::
+
+    true effect 1.0 (ATT = ATE), 2000 persons per cohort
+    method                           bias % (MC SE)  cover % (MC SE)  mean SE   SD est  reps errors
+    naive                             +191.27 (0.60)       0.0 (0.0)   0.1309   0.1336   500      0
+    regression_adjustment               -0.04 (0.32)      95.8 (0.9)   0.0722   0.0714   500      0
+    psm 1:1 with replacement            -0.31 (0.49)      95.8 (0.9)   0.1126   0.1086   500      0
+    psm 1:3 caliper 0.2                 +0.00 (0.41)      96.2 (0.9)   0.0950   0.0908   500      0
+    ipw ATT                             -0.14 (0.46)      94.6 (1.0)   0.1051   0.1035   500      0
+    ipw ATE                             +0.50 (0.51)      92.6 (1.2)   0.1084   0.1150   500      0
+    aipw ATT                            +0.03 (0.36)      94.4 (1.0)   0.0823   0.0813   500      0
+    aipw ATE                            -0.14 (0.36)      94.2 (1.0)   0.0805   0.0805   500      0
+    diff_in_means (randomised)          -0.16 (0.63)      95.0 (1.0)   0.1414   0.1419   500      0
+    diff_in_means Lin (randomised)      -0.00 (0.31)      94.6 (1.0)   0.0699   0.0692   500      0
+    110.2 s
+
+ipw ATE's 92.6 % is a small-sample shortfall of the sandwich (mean SE 6 % below the SD of the
+estimates): the same study with 8 000 persons gives 96.2 % (MC SE 0.9).
 """
 
 from __future__ import annotations
@@ -127,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.replications, args.persons, args.seed)
     print(f"true effect {EFFECT} (ATT = ATE), {args.persons} persons per cohort")
     print(
-        f"{'method':32} {'bias % of effect':>18} {'coverage 95% CI':>17} "
+        f"{'method':32} {'bias % (MC SE)':>16} {'cover % (MC SE)':>16} "
         f"{'mean SE':>8} {'SD est':>8} {'reps':>5} {'errors':>6}"
     )
     for r in rows:
