@@ -12,7 +12,7 @@ import pytest
 from validator_helpers import fresh_copy, published
 
 import utfall
-from utfall import personnummer, pipeline, report
+from utfall import personnummer, pipeline, recompute, report
 from utfall.cli import EXAMPLE_PLAN
 from utfall.decisions import decide
 from utfall.plan import load_plan
@@ -109,16 +109,8 @@ def test_same_run_same_package_bytes(tmp_path):
         for name in ("a", "b"):
             root = tmp_path / name
             parts = pipeline.report_inputs(con, plan, run)
-            doc = report.build_report(
-                plan,
-                parts["context"]["inputs"],
-                parts["context"]["reconciliation"],
-                parts["panel"],
-                parts["effects"],
-                parts["payment"],
-                notes=parts["context"]["notes"],
-                cohort=parts["context"]["cohort"],
-                quality=parts["context"]["quality"],
+            doc = recompute.report_document(
+                plan, parts["context"], parts["panel"], parts["effects"], parts["payment"]
             )
             report.write_report(doc, root, run_id=run.run_id)
             pipeline.write_data_docs(con, plan, run, root)

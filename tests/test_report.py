@@ -510,3 +510,29 @@ def test_payment_steps_recompute_the_total(report):
     assert total == Decimal(report["payment"]["total"])
     html = render_html(report)
     assert all(s.replace("'", "&#39;")[:40] in html for s in steps)
+
+
+def test_rate_card_claims_stay_out_of_the_report():
+    """A rate card's claims name persons by pseudonym: the report shows counts by status."""
+    from utfall.report import public_payment
+
+    payment = {
+        "total": "100.00",
+        "lines": [
+            {
+                "rule": 0,
+                "amount": "100.00",
+                "claims": [
+                    {"row": 0, "person_id": "p-aaaa", "status": "paid", "amount": "100.00"},
+                    {"row": 1, "person_id": "p-bbbb", "status": "capped_contract"},
+                    {"row": 2, "person_id": "p-cccc", "status": "paid", "amount": "0.00"},
+                ],
+            },
+            {"rule": 1, "amount": "0.00"},
+        ],
+    }
+    shown = public_payment(payment)
+    assert "p-aaaa" not in json.dumps(shown)
+    assert shown["lines"][0]["claims_by_status"] == {"capped_contract": 1, "paid": 2}
+    assert shown["lines"][1] == {"rule": 1, "amount": "0.00"}
+    assert payment["lines"][0]["claims"][0]["person_id"] == "p-aaaa"  # the input is untouched

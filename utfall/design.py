@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from utfall import metrics
+from utfall import metrics, payments
 from utfall.estimators.did import WEIGHTS, did_2x2
 from utfall.payments import propose
 from utfall.plan import Plan
@@ -80,10 +80,8 @@ class Design:
 
 
 def variable_maximum(plan: Plan) -> Decimal:
-    return sum(
-        (Decimal(r["amount"]) for r in plan.payment["rules"] if r["kind"] != "fixed"),
-        Decimal(0),
-    )
+    """The most the outcome-dependent rules can pay (every rule kind, from its module)."""
+    return payments.variable_maximum(plan.payment)
 
 
 def default_grid(plan: Plan) -> list[float]:

@@ -516,6 +516,22 @@ def decision_section(decision: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"status": str(status), "details": {k: v for k, v in sorted(decision.items())}}
 
 
+def public_payment(payment: dict[str, Any]) -> dict[str, Any]:
+    """The proposal as a report may show it: a rate card's per-person claims (pseudonyms)
+    stay in the warehouse; the report gets their count by status."""
+    lines = []
+    for line in payment.get("lines", []):
+        line = dict(line)
+        claims = line.pop("claims", None)
+        if claims is not None:
+            counts: dict[str, int] = {}
+            for c in claims:
+                counts[c["status"]] = counts.get(c["status"], 0) + 1
+            line["claims_by_status"] = dict(sorted(counts.items()))
+        lines.append(line)
+    return {**payment, "lines": lines}
+
+
 def build_report(
     plan: Plan,
     inputs: list[dict[str, Any]],
@@ -626,7 +642,7 @@ def build_report(
         "reconciliation": reconciliation,
         "outcomes": outcomes,
         "effects": public,
-        "payment": {**payment, "steps": payment_steps(payment, pay_effect)},
+        "payment": {**public_payment(payment), "steps": payment_steps(payment, pay_effect)},
         "decision": decision_section(decision),
         "disclosure": {
             "min_cell_size": k_min,
