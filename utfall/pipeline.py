@@ -27,8 +27,8 @@ from utfall.errors import MeasurementError, QualityBlocked, UserError, Warehouse
 from utfall.estimators.base import Design
 from utfall.estimators.result import EffectResult
 from utfall.ingest import Delivery, ingest_source
-from utfall.plan import Plan
-from utfall.validate import DeliveryRejected, ValidationSummary, validate_source
+from utfall.plan import GENERIC_KINDS, METRICS, Plan
+from utfall.validate import DeliveryRejected, ValidationSummary, staged_generic, validate_source
 from utfall.warehouse import runs
 from utfall.warehouse.deliveries import changes_since_published, describe_change, history_run
 from utfall.warehouse.runs import Run
@@ -43,9 +43,16 @@ def key_for(warehouse_path: Path) -> bytes:
 
 
 def validation_order(plan: Plan) -> list[str]:
-    """Source names with the roster first: spells are checked against valid employees."""
-    roster = plan.data["cohort"]["roster_source"]
-    return [roster] + [s["name"] for s in plan.sources if s["name"] != roster]
+    """Source names with the roster first (if the plan has one): spells are checked against
+    valid employees."""
+    roster = plan.roster_source
+    first = [roster] if roster else []
+    return first + [s["name"] for s in plan.sources if s["name"] != roster]
+
+
+def has_panel(plan: Plan) -> bool:
+    """Whether the plan measures outcomes per unit and period (the outcome panel stage)."""
+    return any(METRICS[o["metric"]].data == "unit_panel" for o in plan.outcomes)
 
 
 def start_run(
@@ -99,19 +106,57 @@ def _scoped(con: duckdb.DuckDBPyConnection, table: str, run: Run, order: str) ->
     )
 
 
+def person_frame(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
+) -> pl.DataFrame:
+    """The `person` input of an estimator for one person_value outcome: person_id,
+    treated (Int8 0/1), y (Float64) and the source's covariates (numbers Float64,
+    categories String), one row per valid person of the source, in delivery order."""
+    from schemas.generic import variable_columns
+
+    outcome = plan.outcome(outcome_id)
+    column = plan.outcome_parameters(outcome_id)["column"]
+    source = plan.source(outcome["source"])
+    staged = staged_generic(con, plan, run, outcome["source"])
+    covariates = [n for n, role in variable_columns(source).items() if role != "outcome"]
+    return staged.select(
+        pl.col("person_id").cast(pl.String),
+        (pl.col("group") == "treated").cast(pl.Int8).alias("treated"),
+        pl.col(column).cast(pl.Float64).alias("y"),
+        *covariates,
+    )
+
+
+def estimator_frame(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str, shape: str
+) -> pl.DataFrame:
+    """The input frame of the plan's estimator for one outcome, by its data shape."""
+    if shape == "person":
+        frame = person_frame(con, plan, run, outcome_id)
+        empty = "no valid person in its source"
+    else:
+        frame = _scoped(con, "work.outcome_panel", run, "outcome, unit_id, period_start").filter(
+            pl.col("outcome") == outcome_id
+        )
+        empty = (
+            "no eligible employees in any cohort unit"
+            if METRICS[plan.outcome(outcome_id)["metric"]].source_kind == "sick_leave_spells"
+            else "no valid unit-period row in its source"
+        )
+    if frame.height == 0:
+        raise MeasurementError(f"outcome {outcome_id!r}: {empty}, so there is nothing to measure")
+    return frame
+
+
 def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[EffectResult]:
-    """Run the plan's counterfactual method for every outcome of the run's panel."""
-    panel = _scoped(con, "work.outcome_panel", run, "outcome, unit_id, period_start")
+    """Run the plan's counterfactual method for every outcome, on the frame its data shape
+    asks for (the outcome panel, or the person table). An EstimationError stops the run
+    with its message; each effect's restricted detail is stored apart from its result."""
     cf = plan.counterfactual
     estimator = estimators.get(cf["method"])
     results = []
     for outcome in plan.outcomes:
-        sub = panel.filter(pl.col("outcome") == outcome["id"])
-        if sub.height == 0:
-            raise MeasurementError(
-                f"outcome {outcome['id']!r}: no eligible employees in any cohort unit, so "
-                "there is nothing to measure"
-            )
+        sub = estimator_frame(con, plan, run, outcome["id"], estimator.data)
         r = estimator.fit(
             sub,
             Design(
@@ -164,6 +209,7 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
                 "n_comparison": r.n_comparison,
                 "plan_hash": plan.hash,
                 "result_json": report.dumps(r.to_dict()),
+                "restricted_json": report.dumps(r.restricted_dict()),
             }
             for r in results
         ]
@@ -346,7 +392,9 @@ def run(
     """All stages in order, in this process; `progress` gets one line per finished step."""
     say = progress or (lambda msg: print(msg, file=sys.stderr))
     key = key_for(warehouse_path)
-    steps = 2 * len(plan.sources) + 6
+    # ingest + validate per source, cohort (with a roster), quality, panel (with
+    # outcomes per unit and period), effects, payment, report
+    steps = 2 * len(plan.sources) + 4 + bool(plan.roster_source) + has_panel(plan)
     n = 0
     notes: list[str] = []
 
@@ -386,7 +434,7 @@ def run(
                     lambda v: f"{v.loaded} loaded, {v.quarantined} quarantined",
                 )
             )
-            if name == plan.data["cohort"]["roster_source"]:
+            if name == plan.roster_source:
                 cohort: CohortCheck = step(
                     "cohort units",
                     lambda: check_cohort(con, plan, current),
@@ -409,16 +457,21 @@ def run(
                     f"{r['source']}: {r['expectation']} ({r['severity']}): {r['observed']}"
                 )
                 say(f"  warning: {notes[-1]}")
-        step(
-            "outcome panel",
-            lambda: metrics.build_outcome_panel(con, plan, current),
-            lambda p: f"{p.height} unit-quarter rows",
-        )
+        if has_panel(plan):
+            step(
+                "outcome panel",
+                lambda: metrics.build_outcome_panel(con, plan, current),
+                lambda p: f"{p.height} unit-period rows",
+            )
         effects = step(
             "effects",
             lambda: estimate_effects(con, plan, current),
-            lambda rs: "; ".join(f"{r.outcome} {r.relative_estimate:+.1%}" for r in rs),
+            lambda rs: "; ".join(f"{r.outcome} {_effect_text(r)}" for r in rs),
         )
+        for r in effects:
+            for w in r.warnings:
+                notes.append(f"{r.outcome} ({r.method}): {w}")
+                say(f"  warning: {notes[-1]}")
         payment = step(
             "payment",
             lambda: propose_payment(con, plan, current),
@@ -432,6 +485,13 @@ def run(
     finally:
         con.close()
     return RunResult(current.run_id, deliveries, validations, effects, payment, paths, notes)
+
+
+def _effect_text(r: EffectResult) -> str:
+    """The progress line's effect: relative when there is one, else absolute."""
+    if _finite(r.relative_estimate):
+        return f"{r.relative_estimate:+.1%}"
+    return f"{r.estimate:+.4g} (CI {r.ci_low:.4g} to {r.ci_high:.4g})"
 
 
 def check_quality(
@@ -473,13 +533,16 @@ def check_quality(
         )
     for s in plan.sources:
         kind = s["kind"]
-        staged = warehouse.read_table(
-            con,
-            f"SELECT * EXCLUDE (contract_id, run_id, source, _file, _line) "
-            f"FROM work.staging_{kind} WHERE contract_id = $contract_id AND run_id = $run_id "
-            "AND source = $source",
-            {**run.scope, "source": s["name"]},
-        )
+        if kind in GENERIC_KINDS:
+            staged = staged_generic(con, plan, run, s["name"]).drop("_file", "_line")
+        else:
+            staged = warehouse.read_table(
+                con,
+                f"SELECT * EXCLUDE (contract_id, run_id, source, _file, _line) "
+                f"FROM work.staging_{kind} WHERE contract_id = $contract_id "
+                "AND run_id = $run_id AND source = $source",
+                {**run.scope, "source": s["name"]},
+            )
         history = None
         if earlier:
             history = warehouse.read_table(

@@ -34,15 +34,19 @@ def outcome_series(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> list[dic
     """Group values per quarter, with cells under the disclosure threshold suppressed."""
     series = group_series(panel, outcome_id)
     k = plan.min_cell_size
+    # A delivered unit panel holds aggregates, not persons (employees null): its cells are
+    # not person counts and are not suppressed.
+    sub = panel.filter(pl.col("outcome") == outcome_id)
+    counts_persons = sub.height == 0 or sub["employees"].null_count() < sub.height
     rows = []
     for r in series.iter_rows(named=True):
-        suppressed = r["employees"] < k
+        suppressed = counts_persons and r["employees"] < k
         rows.append(
             {
                 "period_start": r["period_start"].isoformat(),
                 "phase": r["phase"],
                 "group": r["group"],
-                "employees": None if suppressed else r["employees"],
+                "employees": None if suppressed or not counts_persons else r["employees"],
                 "value": None if suppressed else _round(r["value"]),
                 "suppressed": suppressed,
             }
@@ -78,11 +82,12 @@ UNIT_LEVEL_DIAGNOSTICS = ("units", "period_means")
 
 
 def public_effect(effect: dict[str, Any]) -> dict[str, Any]:
-    """An effect result fit for the report: aggregate diagnostics only."""
-    diagnostics = {
-        k: v for k, v in effect["diagnostics"].items() if k not in UNIT_LEVEL_DIAGNOSTICS
-    }
-    return {**effect, "diagnostics": diagnostics}
+    """An effect result fit for the report: only the diagnostics its estimator declares
+    publishable (the allow-list), and of those the aggregate ones only."""
+    from utfall.estimators import publishable
+
+    diagnostics = {k: v for k, v in publishable(effect).items() if k not in UNIT_LEVEL_DIAGNOSTICS}
+    return {**effect, "diagnostics": diagnostics, "warnings": list(effect.get("warnings") or [])}
 
 
 def build_report(
@@ -141,6 +146,9 @@ def build_report(
                 f"data quality, {q['source']}: {q['expectation']} ({q['severity']}): "
                 f"{q['observed']}"
             )
+    for e in effects:
+        for w in e.get("warnings") or []:
+            warnings.append(f"effect on {e['outcome']} ({e['method']}): {w}")
     outcomes = []
     for o in plan.outcomes:
         series = outcome_series(plan, panel, o["id"])
