@@ -137,7 +137,8 @@ def rows_schema(
                 nullable=False,
                 checks=[
                     _check(
-                        pl.col("weight").is_null() | (as_number("weight", decimal) > 0),
+                        pl.col("weight").is_null()
+                        | (as_number("weight", decimal) > 0).fill_null(False),
                         "invalid_weight",
                     )
                 ],

@@ -469,7 +469,7 @@ def run(
             lambda rs: "; ".join(f"{r.outcome} {_effect_text(r)}" for r in rs),
         )
         for r in effects:
-            for w in r.warnings:
+            for w in report.effect_warnings(r.to_dict()):
                 notes.append(f"{r.outcome} ({r.method}): {w}")
                 say(f"  warning: {notes[-1]}")
         payment = step(

@@ -81,13 +81,23 @@ def counterfactual_series(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
 UNIT_LEVEL_DIAGNOSTICS = ("units", "period_means")
 
 
+def effect_warnings(effect: dict[str, Any]) -> list[str]:
+    """An effect's warnings (`EffectResult.warnings`), then those an estimator put in its
+    diagnostics under "warnings" (did_2x2 does), each once."""
+    out = list(effect.get("warnings") or [])
+    for w in (effect.get("diagnostics") or {}).get("warnings") or []:
+        if w not in out:
+            out.append(w)
+    return out
+
+
 def public_effect(effect: dict[str, Any]) -> dict[str, Any]:
     """An effect result fit for the report: only the diagnostics its estimator declares
     publishable (the allow-list), and of those the aggregate ones only."""
     from utfall.estimators import publishable
 
     diagnostics = {k: v for k, v in publishable(effect).items() if k not in UNIT_LEVEL_DIAGNOSTICS}
-    return {**effect, "diagnostics": diagnostics, "warnings": list(effect.get("warnings") or [])}
+    return {**effect, "diagnostics": diagnostics, "warnings": effect_warnings(effect)}
 
 
 def build_report(
@@ -147,7 +157,7 @@ def build_report(
                 f"{q['observed']}"
             )
     for e in effects:
-        for w in e.get("warnings") or []:
+        for w in effect_warnings(e):
             warnings.append(f"effect on {e['outcome']} ({e['method']}): {w}")
     outcomes = []
     for o in plan.outcomes:
