@@ -1247,8 +1247,7 @@ def test_a_person_method_with_a_panel_outcome_is_refused(tmp_path, panel_data, m
             [
                 (
                     "outcomes[0].parameters.column",
-                    "'employment' is not one of source 'units''s outcome_columns "
-                    "(expected: none)",
+                    "'employment' is not one of source 'units''s outcome_columns (expected: none)",
                 ),
                 (
                     "sources[0].outcome_columns",

@@ -1,0 +1,273 @@
+"""End to end through `utfall run` (a subprocess, as a user runs it): a plan and its
+deliveries written into tmp_path, measured, and the report checked against known answers.
+
+Case A (did_2x2 on a unit_panel): no package on the index ships the Card & Krueger (1994)
+NJ/PA minimum-wage data (it is in R packages only, e.g. loedata's Fastfood), so this is a
+simulated panel with a known effect (+2.0 per unit and quarter in the treated units'
+measurement quarters), delivered as Swedish Excel CSV (`;`, decimal comma, Windows-1252)
+with unit weights. The run's estimate must equal the 2x2 difference in differences computed
+here by hand from the delivered file (to 1e-9), and its interval must cover the truth.
+Every run costs a Great Expectations import (~10 s), hence `slow`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from tests.conftest import TEST_KEY
+
+pytestmark = pytest.mark.slow
+
+TRUE_EFFECT = 2.0
+
+
+def utfall_run(plan: Path, deliveries: Path, root: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, UTFALL_PSEUDONYM_KEY=TEST_KEY)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "utfall.cli",
+            "run",
+            str(plan),
+            "--deliveries",
+            str(deliveries),
+            "--warehouse",
+            str(root / "w.duckdb"),
+            "--out",
+            str(root / "report"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def panel_plan(method: str = "did_2x2", parameters: dict | None = None) -> dict:
+    return {
+        "plan_version": 1,
+        "contract": {
+            "id": "e2e-panel",
+            "title": "Simulated unit panel",
+            "instrument": "outcome_based_procurement",
+        },
+        "parties": {
+            "outcome_payer": "Kommunen",
+            "provider": "Leverantör AB",
+            "investor": None,
+            "independent_validator": "Granskare",
+        },
+        "periods": {
+            "baseline": {"start": "2022-01-01", "end": "2023-12-31"},
+            "measurement": {"start": "2024-01-01", "end": "2024-12-31"},
+            "frequency": "quarterly",
+        },
+        "sources": [
+            {
+                "name": "enheter",
+                "kind": "unit_panel",
+                "path": "panel.csv",
+                "format": "csv",
+                "csv": {"delimiter": ";", "encoding": "cp1252", "decimal": ","},
+                "columns": {
+                    "unit_id": "enhet",
+                    "period": "kvartal",
+                    "treated": "insats",
+                    "weight": "invånare",
+                },
+                "treatment_values": {"treated": ["ja"], "comparison": ["nej"]},
+                "outcome_columns": {"sysselsattning": "sysselsättning"},
+            }
+        ],
+        "outcomes": [
+            {
+                "id": "sysselsattning",
+                "metric": "panel_value",
+                "source": "enheter",
+                "unit": "employed per 100 inhabitants",
+                "desired_direction": "increase",
+                "parameters": {"column": "sysselsattning"},
+            }
+        ],
+        "counterfactual": {
+            "method": method,
+            "parameters": parameters if parameters is not None else {"weight": "exposure"},
+            "confidence": 0.95,
+            "seed": 20240101,
+        },
+        "payment": {
+            "currency": "SEK",
+            "outcome": "sysselsattning",
+            "basis": "point_estimate",
+            "rules": [
+                {"kind": "fixed", "amount": "500000.00"},
+                {
+                    "kind": "linear_to_target",
+                    "amount": "1000000.00",
+                    "target_relative_reduction": 0.05,
+                },
+            ],
+        },
+        "disclosure": {"min_cell_size": 5},
+    }
+
+
+def simulated_panel(n_treated: int = 12, n_comparison: int = 14, seed: int = 5) -> pl.DataFrame:
+    """Units x 12 quarters: unit level + common quarter shock + noise, +TRUE_EFFECT in the
+    treated units' measurement quarters; weights (inhabitants) vary by unit."""
+    rng = np.random.default_rng(seed)
+    quarters = [dt.date(y, m, 1) for y in (2022, 2023, 2024) for m in (1, 4, 7, 10)]
+    shocks = rng.normal(0, 1.0, len(quarters))
+    rows = []
+    for u in range(n_treated + n_comparison):
+        treated = u < n_treated
+        level, weight = 40 + rng.normal(0, 5), int(rng.integers(200, 5000))
+        for q, shock in zip(quarters, shocks, strict=True):
+            effect = TRUE_EFFECT if treated and q.year == 2024 else 0.0
+            y = level + shock + effect + rng.normal(0, 0.6)
+            rows.append(
+                {
+                    "enhet": f"Enhet {u:02d} Å",
+                    "kvartal": q.isoformat(),
+                    "insats": "ja" if treated else "nej",
+                    "invånare": str(weight),
+                    "sysselsättning": f"{y:.4f}".replace(".", ","),
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def write_case(root: Path, frame: pl.DataFrame, plan: dict) -> tuple[Path, Path]:
+    deliveries = root / "deliveries"
+    deliveries.mkdir(parents=True)
+    text = frame.write_csv(separator=";", line_terminator="\r\n")
+    (deliveries / "panel.csv").write_bytes(text.encode("cp1252"))
+    path = root / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path, deliveries
+
+
+def hand_did(frame: pl.DataFrame) -> float:
+    """did_2x2 with exposure weights, by its formula (utfall/estimators/did.py): per unit,
+    L = sum(value x w) / sum(w) per phase (w constant per unit here, so the mean), unit
+    weight = mean w; estimate = weighted mean change (treated) - (comparison)."""
+    f = frame.with_columns(
+        pl.col("sysselsättning").str.replace(",", ".").cast(pl.Float64).alias("y"),
+        pl.col("invånare").cast(pl.Float64).alias("w"),
+        (pl.col("kvartal") >= "2024-01-01").alias("post"),
+    )
+    units = f.group_by("enhet", "insats").agg(
+        (
+            pl.col("y").filter(pl.col("post")).mean() - pl.col("y").filter(~pl.col("post")).mean()
+        ).alias("change"),
+        pl.col("w").mean(),
+    )
+    means = units.group_by("insats").agg((pl.col("change") * pl.col("w")).sum() / pl.col("w").sum())
+    by = dict(means.iter_rows())
+    return by["ja"] - by["nej"]
+
+
+@pytest.fixture(scope="module")
+def panel_case(tmp_path_factory):
+    """The simulated panel measured twice, into two warehouses and report folders."""
+    frame = simulated_panel()
+    runs = []
+    for i in range(2):
+        root = tmp_path_factory.mktemp(f"panel{i}")
+        plan, deliveries = write_case(root, frame, panel_plan())
+        runs.append((root, utfall_run(plan, deliveries, root)))
+    return frame, runs
+
+
+def test_did_on_a_unit_panel_matches_the_hand_computed_2x2(panel_case):
+    frame, runs = panel_case
+    root, proc = runs[0]
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((root / "report" / "report.json").read_text(encoding="utf-8"))
+    (effect,) = report["effects"]
+    assert effect["method"] == "did_2x2"
+    assert effect["n_treated"] == 12 and effect["n_comparison"] == 14
+    assert effect["estimate"] == pytest.approx(hand_did(frame), abs=1e-9)
+    assert effect["ci_low"] < TRUE_EFFECT < effect["ci_high"]
+    assert abs(effect["estimate"] - TRUE_EFFECT) < 0.5
+    # every delivered row loaded; the panel's cells are aggregates, not suppressed
+    assert report["reconciliation"] == [
+        {"by_rule": {}, "delivered": 312, "loaded": 312, "quarantined": 0, "source": "enheter"}
+    ]
+    series = report["outcomes"][0]["series"]
+    assert len(series) == 24 and not any(r["suppressed"] for r in series)
+    assert "sysselsattning: +" in proc.stdout and "proposed payment" in proc.stdout
+    # publishable diagnostics only (the allow-list), and no per-unit detail
+    assert "units" not in effect["diagnostics"] and "pre_trend" in effect["diagnostics"]
+
+
+def test_reruns_give_the_same_report_bytes(panel_case):
+    _, runs = panel_case
+    (a, pa), (b, pb) = runs
+    assert pa.returncode == pb.returncode == 0
+    for name in ("report.json", "report.html"):
+        assert (a / "report" / name).read_bytes() == (b / "report" / name).read_bytes()
+
+
+def test_restricted_detail_stays_in_the_warehouse(panel_case):
+    _, runs = panel_case
+    root, _ = runs[0]
+    con = duckdb.connect(str(root / "w.duckdb"), read_only=True)
+    try:
+        stored = con.sql("SELECT restricted_json FROM work.effects").fetchall()
+        assert len(stored) == 1 and json.loads(stored[0][0]) == {}
+        columns = [c[0] for c in con.sql("DESCRIBE marts.effects").fetchall()]
+        assert "restricted_json" not in columns and "result_json" in columns
+    finally:
+        con.close()
+    assert "restricted" not in (root / "report" / "report.json").read_text(encoding="utf-8")
+
+
+def test_a_method_that_cannot_estimate_stops_the_run(tmp_path):
+    """One treated unit: did_2x2 cannot give a unit-clustered SE. The run fails with one
+    line naming the outcome, status failed, nothing published, no report."""
+    frame = simulated_panel(n_treated=1, n_comparison=6)
+    plan, deliveries = write_case(tmp_path, frame, panel_plan())
+    proc = utfall_run(plan, deliveries, tmp_path)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "group 'treated' has 1 unit(s)" in last and "Traceback" not in proc.stderr
+    assert not (tmp_path / "report").exists()
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    try:
+        assert con.sql("SELECT status, stage FROM ledger.runs").fetchall() == [
+            ("failed", "effects")
+        ]
+        assert con.sql("SELECT count(*) FROM ledger.published").fetchall() == [(0,)]
+    finally:
+        con.close()
+
+
+def test_warnings_reach_the_run_output_and_the_report(tmp_path):
+    """A unit delivered only in the baseline is excluded by did_2x2 with a warning: the
+    user sees it on stderr and in the report's warnings."""
+    frame = simulated_panel().filter(
+        ~((pl.col("enhet") == "Enhet 13 Å") & (pl.col("kvartal") >= "2024-01-01"))
+    )
+    plan, deliveries = write_case(tmp_path, frame, panel_plan())
+    proc = utfall_run(plan, deliveries, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: sysselsattning (did_2x2): 1 unit(s) excluded" in proc.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    assert any(
+        w.startswith("effect on sysselsattning (did_2x2): 1 unit(s) excluded")
+        for w in report["warnings"]
+    )
+    assert report["effects"][0]["n_comparison"] == 13
