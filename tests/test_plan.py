@@ -1297,3 +1297,23 @@ def test_generic_source_schema(tmp_path, person_data, change, key):
     source["csv"] = {"delimiter": ";", "decimal": ","}
     change(source)
     assert key in [k for k, _ in _problems(tmp_path, person_data)]
+
+
+def test_annual_and_monthly_frequencies(tmp_path, panel_data, data):
+    panel_data["periods"]["frequency"] = "annual"
+    assert load_plan(_write(tmp_path, panel_data)).data["periods"]["frequency"] == "annual"
+    panel_data["periods"]["measurement"] = {"start": "2024-04-01", "end": "2024-12-31"}
+    assert _problems(tmp_path, panel_data) == [
+        ("periods.measurement.start", "2024-04-01 does not start a year")
+    ]
+    panel_data["periods"]["frequency"] = "monthly"
+    panel_data["periods"]["measurement"] = {"start": "2024-02-01", "end": "2024-02-29"}
+    assert load_plan(_write(tmp_path, panel_data)).period("measurement")[1].day == 29
+    data["periods"]["frequency"] = "monthly"
+    assert _problems(tmp_path, data) == [
+        (
+            "periods.frequency",
+            "outcome 'short_term_sick_days' (metric short_term_sick_days_per_employee) is "
+            "measured by quarter; use frequency quarterly",
+        )
+    ]

@@ -763,12 +763,25 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         ranges[name] = (start, end)
         if end < start:
             problems.append((f"periods.{name}.end", f"{end} is before start {start}"))
-        if start.day != 1 or start.month not in (1, 4, 7, 10):
-            problems.append((f"periods.{name}.start", f"{start} does not start a quarter"))
-        if (end + dt.timedelta(days=1)).day != 1 or end.month not in (3, 6, 9, 12):
-            problems.append((f"periods.{name}.end", f"{end} does not end a quarter"))
+        word, starts, ends = PERIOD_BOUNDARIES[periods["frequency"]]
+        if start.day != 1 or start.month not in starts:
+            problems.append((f"periods.{name}.start", f"{start} does not start a {word}"))
+        if (end + dt.timedelta(days=1)).day != 1 or end.month not in ends:
+            problems.append((f"periods.{name}.end", f"{end} does not end a {word}"))
     if ranges["measurement"][0] <= ranges["baseline"][1]:
         problems.append(("periods.measurement.start", "must come after the baseline period ends"))
+
+    if periods["frequency"] != "quarterly":
+        for o in data["outcomes"]:
+            if METRICS[o["metric"]].source_kind in ("sick_leave_spells", "employee_roster"):
+                problems.append(
+                    (
+                        "periods.frequency",
+                        f"outcome {o['id']!r} (metric {o['metric']}) is measured by quarter; "
+                        "use frequency quarterly",
+                    )
+                )
+                break
 
     names = [s["name"] for s in data["sources"]]
     for i, s in enumerate(data["sources"]):
@@ -952,6 +965,14 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     problems += _payment_basis_problems(payment)
     return problems
 
+
+#: Per frequency: its name, and the months its periods start and end in (the plan's
+#: baseline and measurement must start and end on such boundaries).
+PERIOD_BOUNDARIES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
+    "quarterly": ("quarter", (1, 4, 7, 10), (3, 6, 9, 12)),
+    "monthly": ("month", tuple(range(1, 13)), tuple(range(1, 13))),
+    "annual": ("year", (1,), (12,)),
+}
 
 #: Names the estimator frames use themselves: a plan's outcome or covariate name may not
 #: take one (person frames hold person_id, treated, y; unit panels their fixed columns).
