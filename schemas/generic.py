@@ -34,10 +34,12 @@ import polars as pl
 
 from schemas.checks import as_date, is_date, is_repeat
 
-#: Numbers as delivered, by decimal mark: sign, digits, one mark; "." also an exponent.
+#: Numbers as delivered, by decimal mark: sign, digits, one mark; "." also an exponent;
+#: "," (Swedish exports) also thousands grouped by a space, no-break or narrow no-break
+#: space ("1 234,5"), as Swedish Excel writes them.
 NUMBER = {
     ".": r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$",
-    ",": r"^[+-]?(?:\d+,?\d*|,\d+)$",
+    ",": r"^[+-]?(?:\d+,?\d*|,\d+|\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:,\d*)?)$",
 }
 
 
@@ -45,7 +47,7 @@ def as_number(col: str, decimal: str = ".") -> pl.Expr:
     """Delivered text as Float64 (null when not a finite number in the plan's format)."""
     text = pl.col(col)
     if decimal == ",":
-        text = text.str.replace(",", ".", literal=True)
+        text = text.str.replace_all("[ \u00a0\u202f]", "").str.replace(",", ".", literal=True)
     value = text.cast(pl.Float64, strict=False)
     ok = pl.col(col).str.contains(NUMBER[decimal]) & value.is_finite()
     return pl.when(ok).then(value).otherwise(None)

@@ -313,3 +313,38 @@ def test_panel_rows_keep_their_weight_type(tmp_path, data):
     assert panel["value"].to_list() == [2.5, 0.1]
     assert panel["numerator"].to_list() == [250.0, 12.0]  # 120 x 0.1, no int8 overflow
     con.close()
+
+
+def test_parquet_timestamps_at_midnight_are_dates(tmp_path, data):
+    """Exports often write dates as timestamps: at midnight they are read as dates; a
+    timestamp with a time of day is not a period and is quarantined (invalid_period)."""
+    data["sources"][0]["format"] = "parquet"
+    data["sources"][0]["path"] = "panel.parquet"
+    deliveries = tmp_path / "d"
+    deliveries.mkdir()
+    pl.DataFrame(
+        {
+            "enhet": ["A", "A", "B"],
+            "period": [dt.datetime(2023, 1, 1), dt.datetime(2024, 1, 1), dt.datetime(2023, 1, 1)],
+            "behandlad": [1, 1, 0],
+            "vikt": [1, 1, 1],
+            "sysselsatta": [1.0, 2.0, 3.0],
+        }
+    ).write_parquet(deliveries / "panel.parquet")
+    plan = write_plan(tmp_path, data)
+    con, run, summary = load(tmp_path, plan, deliveries)
+    assert (summary.loaded, summary.quarantined) == (3, 0)
+    con.close()
+    pl.DataFrame(
+        {
+            "enhet": ["A"],
+            "period": [dt.datetime(2023, 1, 1, 12, 30)],
+            "behandlad": [1],
+            "vikt": [1],
+            "sysselsatta": [1.0],
+        }
+    ).write_parquet(deliveries / "panel.parquet")
+    (tmp_path / "w.duckdb").unlink()
+    con, run, summary = load(tmp_path, plan, deliveries)
+    assert summary.by_rule == {"invalid_period": 1}
+    con.close()

@@ -353,3 +353,31 @@ def test_staged_values_are_long_and_typed(tmp_path, data):
     wide = staged_generic(con, plan, run, "participants")
     assert wide.select("person_id", "group", "treatment").rows() == [("P001", "treated", "insats")]
     con.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal", "value"),
+    [
+        ("41.5", ".", 41.5),
+        ("-3.5e1", ".", -35.0),
+        (".5", ".", 0.5),
+        ("1,5", ".", None),  # a decimal comma where the plan says "."
+        ("1.5", ",", None),  # and the other way round
+        ("41,5", ",", 41.5),
+        ("1 234,5", ",", 1234.5),  # Swedish Excel: space between thousands
+        ("1\u00a0234", ",", 1234.0),  # no-break space
+        ("1\u202f234\u202f567,25", ",", 1234567.25),  # narrow no-break space
+        ("12 34", ",", None),  # not groups of three
+        ("1 234,5", ".", None),
+        ("inf", ".", None),
+        ("nan", ".", None),
+        ("1e999", ".", None),  # overflows to inf
+        ("0x1A", ".", None),
+        ("", ".", None),
+    ],
+)
+def test_numbers_as_delivered(text, decimal, value):
+    from schemas.generic import as_number
+
+    got = pl.DataFrame({"x": [text]}).select(as_number("x", decimal))["x"][0]
+    assert got == value

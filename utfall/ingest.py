@@ -12,6 +12,7 @@ echoes delivered values.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 from dataclasses import asdict, dataclass
@@ -110,7 +111,16 @@ def _read_parquet(path: Path, content: bytes) -> pl.DataFrame:
         raise DeliveryError(path, "not a readable Parquet file (damaged or truncated)") from None
     if len(set(df.columns)) != len(df.columns):  # pragma: no cover - parquet forbids it
         raise DeliveryError(path, "duplicate column names")
-    df = df.with_columns(pl.all().cast(pl.String))
+    # A timestamp column holding only midnights is a date column (as many exports write
+    # dates); as text it would read "2024-01-01 00:00:00.000000" and fail the date rules.
+    midnight = [
+        name
+        for name, dtype in df.schema.items()
+        if isinstance(dtype, pl.Datetime) and df[name].drop_nulls().dt.time().eq(dt.time(0)).all()
+    ]
+    df = df.with_columns([pl.col(c).dt.date() for c in midnight]).with_columns(
+        pl.all().cast(pl.String)
+    )
     return df.with_row_index("_line", offset=1).with_columns(pl.col("_line").cast(pl.Int64))
 
 
