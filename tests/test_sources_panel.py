@@ -348,3 +348,43 @@ def test_parquet_timestamps_at_midnight_are_dates(tmp_path, data):
     con, run, summary = load(tmp_path, plan, deliveries)
     assert summary.by_rule == {"invalid_period": 1}
     con.close()
+
+
+@pytest.mark.slow
+def test_dagster_materialises_a_panel_only_plan(tmp_path):
+    """The whole per-plan graph of a unit_panel plan, materialised: every asset and check
+    passes and the run is published with its report (~20 s: Great Expectations)."""
+    from dagster import DagsterInstance, materialize
+    from dagster_duckdb import DuckDBResource
+
+    from pipelines.definitions import build_assets
+    from pipelines.resources import ContractResource, resource_key
+    from tests.test_e2e_methods import panel_plan, simulated_panel, write_case
+
+    plan_path, deliveries = write_case(tmp_path, simulated_panel(), panel_plan())
+    plan = load_plan(plan_path)
+    assets, checks = build_assets(plan)
+    result = materialize(
+        [*assets, *checks],
+        resources={
+            "duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb")),
+            resource_key(plan): ContractResource(
+                plan_path=str(plan_path),
+                deliveries_dir=str(deliveries),
+                reports_dir=str(tmp_path / "report"),
+            ),
+        },
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == {
+        "reconciles",
+        "pandera_contract",
+        "expectations_enheter",
+    }
+    assert all(e.passed for e in evaluations)
+    assert (tmp_path / "report" / "report.json").exists()
+    con = warehouse.connect(tmp_path / "w.duckdb", read_only=True)
+    assert warehouse.scalar(con, "SELECT count(*) FROM marts.outcome_panel") == 312
+    con.close()
