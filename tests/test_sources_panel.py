@@ -388,3 +388,57 @@ def test_dagster_materialises_a_panel_only_plan(tmp_path):
     con = warehouse.connect(tmp_path / "w.duckdb", read_only=True)
     assert warehouse.scalar(con, "SELECT count(*) FROM marts.outcome_panel") == 312
     con.close()
+
+
+def test_report_takes_the_allow_list_and_the_warnings():
+    """The report keeps only the diagnostics the estimator declares publishable (and of
+    those no per-unit detail), and lists both kinds of warnings once each."""
+    from utfall.report import effect_warnings, public_effect
+
+    effect = {
+        "outcome": "employment",
+        "method": "did_2x2",
+        "diagnostics": {
+            "df": 12.0,
+            "units": [{"unit_id": "A"}],  # declared, but per unit: never in a report
+            "secret_per_person": [1, 2],  # not declared: never in a report
+            "warnings": ["pre-trend differs", "shared"],
+        },
+        "warnings": ["shared", "few units"],
+    }
+    public = public_effect(effect)
+    assert public["diagnostics"] == {"df": 12.0, "warnings": ["pre-trend differs", "shared"]}
+    assert (
+        public["warnings"]
+        == effect_warnings(effect)
+        == [
+            "shared",
+            "few units",
+            "pre-trend differs",
+        ]
+    )
+
+
+def test_report_series_of_a_unit_panel_is_not_suppressed(tmp_path, data):
+    """Cells of a delivered panel are aggregates (employees empty): shown, not suppressed;
+    cells of the sick-leave panel below the threshold still are."""
+    from utfall.report import outcome_series
+
+    plan = write_plan(tmp_path, data)
+    row = {
+        "outcome": "employment",
+        "unit_id": "A",
+        "group": "treated",
+        "period_start": dt.date(2023, 1, 1),
+        "period_end": dt.date(2023, 1, 1),
+        "phase": "baseline",
+        "numerator": 2.0,
+        "denominator": 1.0,
+        "value": 2.0,
+    }
+    panel = pl.DataFrame([{**row, "employees": None}], schema_overrides={"employees": pl.Int64})
+    (cell,) = outcome_series(plan, panel, "employment")
+    assert cell["suppressed"] is False and cell["value"] == 2.0 and cell["employees"] is None
+    persons = pl.DataFrame([{**row, "employees": 3}])
+    (cell,) = outcome_series(plan, persons, "employment")
+    assert cell["suppressed"] is True and cell["value"] is None
