@@ -271,3 +271,22 @@ def test_warnings_reach_the_run_output_and_the_report(tmp_path):
         for w in report["warnings"]
     )
     assert report["effects"][0]["n_comparison"] == 13
+
+
+def test_a_panel_without_measurement_periods_is_blocked_before_estimating(tmp_path):
+    """Every row valid, but no measurement period delivered: the data-quality expectation
+    (value_ranges, block) refuses the delivery; the run is rejected, nothing published."""
+    frame = simulated_panel().filter(pl.col("kvartal") < "2024-01-01")
+    plan, deliveries = write_case(tmp_path, frame, panel_plan())
+    proc = utfall_run(plan, deliveries, tmp_path)
+    assert proc.returncode == 2
+    message = proc.stderr.strip().splitlines()[-1]
+    assert "value_ranges" in message and "lacks baseline or measurement periods" in message
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    try:
+        assert con.sql("SELECT status, stage FROM ledger.runs").fetchall() == [
+            ("rejected", "data quality")
+        ]
+    finally:
+        con.close()
+    assert not (tmp_path / "report").exists()

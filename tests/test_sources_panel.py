@@ -153,13 +153,15 @@ def test_treatment_start_column_instead_of_a_flag(tmp_path, data):
         ("B", "2023-01-01", "", "5"),
         ("B", "2024-01-01", "", "6"),
         ("C", "2023-01-01", "2024-13-01", "5"),  # invalid_treatment_start
+        ("D", "2023-01-01", "2024-01-01", "5"),  # D's start differs between its rows:
+        ("D", "2024-01-01", "2024-04-01", "5"),  #   both inconsistent_treatment
     ]
     deliveries = tmp_path / "d"
     deliveries.mkdir()
     write_csv(deliveries / "panel.csv", rows, header=["enhet", "period", "start", "sysselsatta"])
     plan = write_plan(tmp_path, data)
     con, run, summary = load(tmp_path, plan, deliveries)
-    assert summary.by_rule == {"invalid_treatment_start": 1}
+    assert summary.by_rule == {"inconsistent_treatment": 2, "invalid_treatment_start": 1}
     panel = panel_value(con, plan, run)
     assert panel.select("unit_id", "group", "denominator", "treatment_start").rows() == [
         ("A", "treated", 1.0, dt.date(2024, 1, 1)),
