@@ -320,7 +320,7 @@ def test_registry_source_kinds_derive_from_metrics():
         "working_days",
         "calendar_days",
     )
-    assert METHODS == {"did_2x2": ("weight", "inference", "scale")}
+    assert METHODS["did_2x2"] == ("weight", "inference", "scale")
 
 
 def test_schema_enums_equal_the_registries():
