@@ -42,7 +42,7 @@ import math
 import numpy as np
 from scipy import stats
 
-__all__ = ["event_study"]
+__all__ = ["event_study", "event_time_study"]
 
 
 def _sym_inv_sqrt(m: np.ndarray) -> np.ndarray:
@@ -192,4 +192,109 @@ def event_study(
     f = (nu - q + 1) / (nu * q) * wald
     df2 = nu - q + 1
     test.update(wald=wald, f_statistic=f, df=[q, df2], p_value=float(stats.f.sf(f, q, df2)))
+    return out
+
+
+def event_time_study(
+    unit: np.ndarray,
+    period: np.ndarray,
+    period_labels: list[str],
+    y: np.ndarray,
+    w: np.ndarray,
+    cohort: np.ndarray,
+    confidence: float,
+) -> dict:
+    """Event study on any panel, staggered adoption included (``diagnostics["event_study"]``
+    of ``twfe``): coefficients by event time e = t - g_u (periods since the unit's first
+    treated period g_u; never-treated units have none).
+
+    WLS with unit and period fixed effects and one dummy per observed event time except the
+    reference e = -1 (:mod:`utfall.estimators._fe`), CR1 by unit, t with G - 1 df. Without
+    never-treated units the event-time dummies are collinear with the fixed effects, so the
+    earliest event time is a second reference (stated in ``references``). Joint test of the
+    q pre-period coefficients (e <= -2): F = W / q ~ F(q, G - 1). With adoption at different
+    times and effects that differ by cohort, these coefficients mix cohorts with weights that
+    can be negative (Sun and Abraham 2021): read the ``staggered`` method's event-time
+    aggregation for a clean dynamic profile.
+    """
+    from utfall.estimators._fe import fe_wls
+    from utfall.estimators.base import EstimationError
+
+    n_units = cohort.size
+    out: dict = {
+        "method": "WLS of the rate on unit and period fixed effects and event-time dummies "
+        "(reference e = -1), CR1 cluster-robust by unit, t with G - 1 df; joint pre-period "
+        "F test",
+        "references": [-1],
+        "coefficients": [],
+        "pre_test": {"q": 0, "f_statistic": None, "df": None, "p_value": None},
+    }
+    g_row = cohort[unit]
+    ever = g_row >= 0
+    e_row = np.where(ever, period - g_row, 0)
+    observed = sorted({int(e) for e in np.unique(e_row[ever])})
+    refs = [-1]
+    if not np.any(cohort < 0) and observed:
+        refs.append(
+            observed[0] if observed[0] != -1 else (observed[1] if len(observed) > 1 else -1)
+        )
+    terms = [e for e in observed if e not in refs]
+    out["references"] = sorted(set(refs))
+    if not terms:
+        out["note"] = "no event time besides the reference; no event study"
+        return out
+    dropped: list[int] = []
+    fit = None
+    while terms:
+        col = {e: j for j, e in enumerate(terms)}
+        x = np.zeros((y.size, len(terms)))
+        for i in np.flatnonzero(ever):
+            j = col.get(int(e_row[i]))
+            if j is not None:
+                x[i, j] = 1.0
+        try:
+            fit = fe_wls(y, x, unit, period, w, n_units, len(period_labels), "event-time terms")
+            break
+        except (EstimationError, np.linalg.LinAlgError):
+            # not identified (e.g. periods in which every unit is treated): drop the event
+            # time farthest from the reference, as binning the end points would
+            far = max(terms, key=lambda e: (abs(e + 1), e))
+            terms.remove(far)
+            dropped.append(far)
+    out["not_identified"] = sorted(dropped)  # normalised to 0, i.e. further references
+    out["references"] = sorted({*out["references"], *dropped})
+    if fit is None:
+        out["note"] = "no event-time coefficient is identified with these fixed effects"
+        return out
+    dfree = fit.n_clusters - 1
+    q_t = float(stats.t.ppf(0.5 + confidence / 2.0, dfree))
+    n_units_at = {e: int(np.unique(unit[ever & (e_row == e)]).size) for e in observed}
+    for e in observed:
+        rec: dict = {"event_time": e, "n_units": n_units_at[e]}
+        if e in col:
+            b = float(fit.coef[col[e]])
+            se = math.sqrt(max(float(fit.vcov[col[e], col[e]]), 0.0))
+            rec.update(estimate=b, std_error=se, ci_low=b - q_t * se, ci_high=b + q_t * se)
+            rec["reference"] = False
+        else:
+            rec.update(estimate=0.0, std_error=0.0, ci_low=0.0, ci_high=0.0, reference=True)
+        out["coefficients"].append(rec)
+    pre = [col[e] for e in terms if e <= -2]
+    test = out["pre_test"]
+    test["q"] = len(pre)
+    if not pre:
+        test["note"] = "no pre-period coefficient besides the reference; not tested"
+        return out
+    if len(pre) > dfree:
+        test["note"] = f"{len(pre)} pre-period coefficients but {dfree} df; not tested"
+        return out
+    b = fit.coef[pre]
+    v = fit.vcov[np.ix_(pre, pre)]
+    try:
+        wald = float(b @ np.linalg.solve(v, b))
+    except np.linalg.LinAlgError:
+        test["note"] = "singular covariance of the pre-period coefficients; not tested"
+        return out
+    f = wald / len(pre)
+    test.update(f_statistic=f, df=[len(pre), dfree], p_value=float(stats.f.sf(f, len(pre), dfree)))
     return out
