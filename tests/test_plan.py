@@ -1114,7 +1114,20 @@ def test_sick_leave_sources_still_need_a_cohort(tmp_path, data):
     ]
 
 
+def test_a_person_plan_loads(tmp_path, person_data):
+    plan = load_plan(_write(tmp_path, person_data))
+    assert plan.data_shape == "person" and not plan.has_cohort
+    assert plan.source_columns("participants") == {
+        "person_id": "id",
+        "treatment": "grupp",
+        "hba1c": "hba1c_mmol",
+        "age": "alder",
+        "educ": "utbildning",
+    }
+
+
 def test_a_person_outcome_with_a_panel_method_is_refused(tmp_path, person_data):
+    person_data["counterfactual"] = {"method": "did_2x2", "confidence": 0.95, "seed": 1}
     assert _problems(tmp_path, person_data) == [
         (
             "outcomes[0].metric",
@@ -1317,3 +1330,27 @@ def test_annual_and_monthly_frequencies(tmp_path, panel_data, data):
             "measured by quarter; use frequency quarterly",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("formula", "expected"),
+    [
+        (
+            "agee + C(educ)",
+            "'agee' is not a covariate of the plan's person table; did you mean 'age'? "
+            "(covariates: age, educ)",
+        ),
+        (
+            "age + I(hba1c**2)",
+            "'hba1c' is not a covariate of the plan's person table (covariates: age, educ)",
+        ),
+        ("age + + educ", "parameter covariates: an empty term"),
+        ("y ~ age", "parameter covariates: give only the right-hand side"),
+        ("__import__('os')", "parameter covariates: "),
+    ],
+)
+def test_a_person_methods_formula_names_only_covariates(tmp_path, person_data, formula, expected):
+    person_data["counterfactual"]["parameters"] = {"covariates": formula}
+    (problem,) = _problems(tmp_path, person_data)
+    assert problem[0] == "counterfactual.parameters.covariates"
+    assert problem[1].startswith(expected), problem[1]

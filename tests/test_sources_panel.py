@@ -20,7 +20,7 @@ from utfall import warehouse
 from utfall.ingest import ingest_source
 from utfall.metrics import panel_value
 from utfall.pipeline import estimator_frame
-from utfall.plan import Plan, load_plan, plan_hash
+from utfall.plan import Plan, load_plan
 from utfall.validate import validate_source
 from utfall.warehouse import runs
 
@@ -276,18 +276,20 @@ def test_dagster_graph_builds_for_a_panel_only_plan(tmp_path, data, monkeypatch)
     assert defs.resolve_job_def(job_name(plan)).name == "measure_panel_test"
 
 
-def test_dagster_graph_builds_for_a_person_only_plan(tmp_path):
+def test_dagster_graph_builds_for_a_person_only_plan(tmp_path, monkeypatch):
     """A person_table plan has no outcome panel: effects follow the data-quality stage."""
     from dagster import AssetKey
 
-    from pipelines.definitions import build_assets
+    from pipelines.definitions import build_assets, build_definitions
     from tests.test_sources_person import BASE_PLAN as PERSON_PLAN
 
-    data = copy.deepcopy(PERSON_PLAN)
-    plan = Plan(path=tmp_path / "p.yaml", data=data, hash=plan_hash(data))
+    plan = write_plan(tmp_path, copy.deepcopy(PERSON_PLAN))
     assets, _ = build_assets(plan)
     keys = {k.to_user_string() for a in assets for k in a.keys}
     assert "person-test/marts/outcome_panel" not in keys
+    monkeypatch.setenv("UTFALL_PLAN", str(plan.path))
+    graph = build_definitions().resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == keys
     effects = next(a for a in assets if AssetKey(["person-test", "marts", "effects"]) in a.keys)
     deps = {d.to_user_string() for deps in effects.asset_deps.values() for d in deps}
     assert deps == {"person-test/staging/data_quality"}

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from utfall import warehouse
 from utfall.ingest import DeliveryError, ingest_source
 from utfall.personnummer import luhn_digit
 from utfall.pipeline import person_frame
-from utfall.plan import Plan, _meaning_problems, plan_hash
+from utfall.plan import Plan, load_plan
 from utfall.validate import staged_generic, validate_source
 from utfall.warehouse import runs
 
@@ -65,7 +66,12 @@ BASE_PLAN = {
             "parameters": {"column": "hba1c"},
         }
     ],
-    "counterfactual": {"method": "did_2x2", "confidence": 0.95, "seed": 1},
+    "counterfactual": {
+        "method": "diff_in_means",
+        "parameters": {"covariates": "age + C(educ)"},
+        "confidence": 0.95,
+        "seed": 1,
+    },
     "payment": {
         "currency": "SEK",
         "outcome": "hba1c",
@@ -82,11 +88,10 @@ def pnr(date8: str, serial: str = "238") -> str:
 
 
 def plan_for(tmp_path: Path, data: dict) -> Plan:
-    """A Plan over `data`, built directly: these tests are about ingest and validation,
-    and the plan's method check (a person method) is tested in test_plan."""
-    problems = [p for p in _meaning_problems(data) if not p[0].endswith(".metric")]
-    assert problems == []
-    return Plan(path=tmp_path / "plan.yaml", data=data, hash=plan_hash(data))
+    """The plan over `data`, written and loaded as a user's would be."""
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return load_plan(path)
 
 
 ROWS = [

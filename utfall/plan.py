@@ -900,6 +900,8 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                     )
                 )
     problems += _shape_problems(data)
+    if not problems:
+        problems += _formula_problems(data)
 
     cf = data["counterfactual"]
     cf_params = cf.get("parameters") or {}
@@ -963,7 +965,8 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
     problems += _payment_basis_problems(payment)
-    return problems
+    # an estimator's own check may name the same formula problem as _formula_problems: once
+    return list(dict.fromkeys(problems))
 
 
 #: Per frequency: its name, and the months its periods start and end in (the plan's
@@ -1063,6 +1066,49 @@ def _generic_source_problems(i: int, s: dict[str, Any]) -> list[tuple[str, str]]
                     f"values also treated: {', '.join(sorted(both))}",
                 )
             )
+    return problems
+
+
+#: Method parameters that are formulas over a person table's columns (right-hand sides).
+FORMULA_PARAMETERS = ("propensity", "covariates")
+
+
+def _formula_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """A person method's formulas may name only covariates of its outcomes' person tables;
+    a formula that cannot be read, or names another column, is named here, before any data
+    arrive, instead of failing the run."""
+    cf = data["counterfactual"]
+    if estimator_registry()[cf["method"]].data != "person":
+        return []
+    from utfall.estimators.formula import FormulaError, parse
+
+    names = [s["name"] for s in data["sources"]]
+    covariates: dict[str, str] = {}
+    for o in data["outcomes"]:
+        if o["source"] in names:
+            source = data["sources"][names.index(o["source"])]
+            covariates.update({c: o["source"] for c in source.get("covariates") or {}})
+    problems = []
+    for name in FORMULA_PARAMETERS:
+        text = (cf.get("parameters") or {}).get(name)
+        if not isinstance(text, str) or not text.strip():
+            continue
+        at = f"counterfactual.parameters.{name}"
+        try:
+            formula = parse(text, name)
+        except FormulaError as exc:
+            problems.append((at, str(exc)))
+            continue
+        for column in formula.columns:
+            if column not in covariates:
+                problems.append(
+                    (
+                        at,
+                        f"{column!r} is not a covariate of the plan's person table"
+                        f"{did_you_mean(column, covariates)} (covariates: "
+                        f"{', '.join(covariates) or 'none'})",
+                    )
+                )
     return problems
 
 
