@@ -484,3 +484,56 @@ def test_an_estimation_error_stops_the_run_with_its_message(tmp_path):
         assert con.sql("SELECT count(*) FROM ledger.published").fetchall() == [(0,)]
     finally:
         con.close()
+
+
+def test_diff_in_means_on_nsw_reproduces_the_experimental_benchmark(tmp_path):
+    """Case: the NSW experiment (LaLonde 1986; Dehejia and Wahba 1999, Table 3; as shipped
+    in causaldata's nsw_mixtape, Cunningham's *Mixtape* ch. 5): 185 treated and 260 control
+    men, effect of job training on 1978 earnings = 6 349.14 - 4 554.80 = USD 1 794.34.
+    Tolerance 0.01 USD. Delivered as a Swedish Excel CSV (`;`, decimal comma, cp1252)."""
+    from tests.published_data import nsw
+
+    people = nsw()
+    covariates = ["age", "educ", "black", "hisp", "marr", "nodegree", "re74", "re75"]
+    text = people.select(
+        pl.col("person_id").alias("löpnr"),
+        pl.when(pl.col("treated") == 1).then(pl.lit("utbildning")).otherwise(pl.lit("kontroll")),
+        *[
+            pl.col(c).cast(pl.String).str.replace(".", ",", literal=True).alias(c)
+            for c in ["y", *covariates]
+        ],
+    ).write_csv(separator=";")
+    deliveries = tmp_path / "deliveries"
+    deliveries.mkdir()
+    (deliveries / "nsw.csv").write_bytes(text.replace("literal", "grupp").encode("cp1252"))
+    header = (deliveries / "nsw.csv").read_text(encoding="cp1252").splitlines()[0].split(";")
+    source = {
+        "name": "nsw",
+        "kind": "person_table",
+        "path": "nsw.csv",
+        "format": "csv",
+        "csv": {"delimiter": ";", "encoding": "cp1252", "decimal": ","},
+        "columns": {"person_id": "löpnr", "treatment": header[1]},
+        "treatment_values": {"treated": ["utbildning"], "comparison": ["kontroll"]},
+        "outcome_columns": {"earnings_1978": "y"},
+        "covariates": {c: {"column": c, "type": "numeric"} for c in covariates},
+    }
+    outcome = {
+        "id": "earnings_1978",
+        "metric": "person_value",
+        "source": "nsw",
+        "unit": "USD",
+        "desired_direction": "increase",
+        "parameters": {"column": "earnings_1978"},
+    }
+    cf = {"method": "diff_in_means", "confidence": 0.95, "seed": 1}
+    plan = tmp_path / "plan.yaml"
+    plan_data = base_plan("e2e-nsw", source, outcome, cf)
+    plan.write_text(yaml.safe_dump(plan_data, sort_keys=False, allow_unicode=True), "utf-8")
+    proc = utfall_run(plan, deliveries, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    (effect,) = report["effects"]
+    assert effect["n_treated"] == 185 and effect["n_comparison"] == 260
+    assert effect["estimate"] == pytest.approx(1794.34, abs=0.01)
+    assert report["reconciliation"][0]["quarantined"] == 0
