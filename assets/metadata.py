@@ -32,6 +32,8 @@ def column_schema(kind: str, typed: bool) -> MetadataValue:
     columns for staging, the row model's delivered (text) columns for raw."""
     from utfall.schemas import MODELS
 
+    if kind not in MODELS:  # generic kinds: columns depend on the plan; the fixed ones here
+        return _layout_schema(kind, typed)
     rows_model, set_model = MODELS[kind]
     schema = (set_model if typed else rows_model).to_schema()
     columns = [
@@ -44,6 +46,29 @@ def column_schema(kind: str, typed: bool) -> MetadataValue:
         for name, col in schema.columns.items()
     ]
     return MetadataValue.table_schema(TableSchema(columns=columns + _ROW_COLUMNS))
+
+
+def _layout_schema(kind: str, typed: bool) -> MetadataValue:
+    """The fixed columns of a generic kind's warehouse table (its plan-named outcome and
+    covariate columns are in the long table `staging.values`, or `values_json` in raw)."""
+    from utfall.warehouse import layout
+
+    table = f"work.{'staging' if typed else 'raw'}_{kind}"
+    columns = []
+    for part in layout.WORK_TABLES[table].split(", "):
+        name, _, rest = part.strip().partition(" ")
+        name = name.strip('"')
+        if name in ("contract_id", "run_id"):
+            continue
+        columns.append(
+            TableColumn(
+                name,
+                rest.replace(" NOT NULL", "") or "VARCHAR",
+                "",
+                constraints=TableColumnConstraints(nullable="NOT NULL" not in rest),
+            )
+        )
+    return MetadataValue.table_schema(TableSchema(columns=columns))
 
 
 def cell(n: int | None, minimum: int) -> str:

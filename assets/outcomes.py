@@ -6,18 +6,23 @@ from utfall import warehouse
 from utfall.assets.common import GROUPS, key, open_run
 from utfall.assets.metadata import effect_chart, markdown_table, panel_preview
 from utfall.metrics import build_outcome_panel
-from utfall.pipeline import estimate_effects, propose_payment, stage
+from utfall.pipeline import estimate_effects, has_panel, propose_payment, stage
 from utfall.plan import Plan
 
 
 def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
+    """The panel (only for plans with outcomes per unit and period), effects, payment."""
+    panel_key = key(plan, "marts", "outcome_panel")
+    effects_deps = [panel_key if has_panel(plan) else key(plan, "staging", "data_quality")]
+
     @asset(
         key=key(plan, "marts", "outcome_panel"),
         deps=[key(plan, "staging", "data_quality")],
         group_name=GROUPS["measure"],
         kinds={"duckdb"},
         required_resource_keys={"duckdb", resource},
-        description="Each outcome per cohort unit and quarter: numerator, denominator, value.",
+        description="Each outcome per unit and period (cohort units by quarter, or a "
+        "delivered unit panel): numerator, denominator, value.",
     )
     def _panel(context: AssetExecutionContext) -> None:
         with open_run(context, resource) as (con, plan_, run, _c, _k):
@@ -35,7 +40,7 @@ def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
 
     @asset(
         key=key(plan, "marts", "effects"),
-        deps=[key(plan, "marts", "outcome_panel")],
+        deps=effects_deps,
         group_name=GROUPS["measure"],
         kinds={"duckdb"},
         required_resource_keys={"duckdb", resource},
@@ -60,12 +65,16 @@ def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
                             "estimate": r.estimate,
                             "ci": [r.ci_low, r.ci_high],
                             "relative": r.relative_estimate,
+                            "warnings": list(r.warnings),
                         }
                     )
                     for r in results
                 },
             }
         )
+        for r in results:
+            for w in r.warnings:
+                context.log.warning(f"{r.outcome} ({r.method}): {w}")
 
     @asset(
         key=key(plan, "marts", "payments_proposed"),
@@ -92,4 +101,4 @@ def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
             }
         )
 
-    return [_panel, _effects, _payment]
+    return [_panel, _effects, _payment] if has_panel(plan) else [_effects, _payment]

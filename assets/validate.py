@@ -18,15 +18,16 @@ from utfall.assets.common import GROUPS, key, open_run
 from utfall.assets.metadata import column_schema, staging_preview
 from utfall.cohort import check_cohort
 from utfall.pipeline import check_quality, stage
-from utfall.plan import Plan
-from utfall.validate import failures, validate_source
+from utfall.plan import GENERIC_KINDS, Plan
+from utfall.validate import failures, staged_generic, validate_source
+from utfall.warehouse.runs import Run
 
 
 def staging_asset(plan: Plan, source: dict, resource: str) -> AssetsDefinition:
     name = source["name"]
-    roster = plan.data["cohort"]["roster_source"]
+    roster = plan.roster_source
     deps = [key(plan, "raw", name)]
-    if name != roster:
+    if roster and name != roster:
         deps.append(key(plan, "staging", roster))
 
     @asset(
@@ -156,16 +157,21 @@ def staging_checks(plan: Plan, source: dict, resource: str) -> list[AssetChecksD
         description="The staged rows satisfy the source's Pandera set model.",
     )
     def _contract(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        from utfall.schemas import MODELS
+        from utfall.schemas import MODELS, generic
 
-        _, set_model = MODELS[kind]
         with context.resources.duckdb.get_connection() as con:
-            rows = warehouse.read_table(
-                con,
-                f"SELECT * FROM work.staging_{kind} WHERE contract_id = $contract_id "
-                "AND run_id = $run_id AND source = $source ORDER BY _file, _line",
-                {"contract_id": plan.contract_id, "run_id": context.run.run_id, "source": name},
-            )
+            if kind in GENERIC_KINDS:
+                set_model = generic.set_schema(source)
+                run = Run(context.run.run_id, plan.contract_id)
+                rows = staged_generic(con, plan, run, name)
+            else:
+                _, set_model = MODELS[kind]
+                rows = warehouse.read_table(
+                    con,
+                    f"SELECT * FROM work.staging_{kind} WHERE contract_id = $contract_id "
+                    "AND run_id = $run_id AND source = $source ORDER BY _file, _line",
+                    {"contract_id": plan.contract_id, "run_id": context.run.run_id, "source": name},
+                )
         failed = failures(set_model, rows)
         return AssetCheckResult(
             passed=failed.height == 0,

@@ -26,7 +26,7 @@ from utfall.assets.outcomes import measure_assets
 from utfall.assets.periods import quarter_asset
 from utfall.assets.reports import report_asset
 from utfall.assets.validate import quality_asset, quality_checks, staging_asset, staging_checks
-from utfall.pipeline import validation_order
+from utfall.pipeline import has_panel, validation_order
 from utfall.pipelines.resources import default_resources, plan_paths, resource_key
 from utfall.pipelines.sensors import cli_runs_sensor, delivery_sensor, measure_schedule
 from utfall.plan import Plan, load_plan
@@ -60,18 +60,23 @@ def contract_definitions(plan: Plan) -> Definitions:
         tags={"utfall/contract": plan.contract_id},
     )
     keys = [k for a in assets for k in a.keys]
-    quarters = quarter_asset(plan, resource_key(plan))
-    quarters_job = define_asset_job(
-        "quarters_" + job.name.removeprefix("measure_"),
-        selection=AssetSelection.assets(quarters),
-        description=f"{plan.contract_id}'s published outcomes per measurement quarter, one "
-        "partition (quarter) per run; backfill all quarters after a new publication.",
-        tags={"utfall/contract": plan.contract_id},
-    )
+    extra_assets, extra_jobs = [], []
+    if has_panel(plan):  # outcomes per quarter exist only where outcomes are per period
+        quarters = quarter_asset(plan, resource_key(plan))
+        extra_assets.append(quarters)
+        extra_jobs.append(
+            define_asset_job(
+                "quarters_" + job.name.removeprefix("measure_"),
+                selection=AssetSelection.assets(quarters),
+                description=f"{plan.contract_id}'s published outcomes per measurement quarter, "
+                "one partition (quarter) per run; backfill all quarters after a new publication.",
+                tags={"utfall/contract": plan.contract_id},
+            )
+        )
     return Definitions(
-        assets=[*assets, quarters],
+        assets=[*assets, *extra_assets],
         asset_checks=checks,
-        jobs=[job, quarters_job],
+        jobs=[job, *extra_jobs],
         sensors=[
             delivery_sensor(plan, job.name, resource_key(plan)),
             cli_runs_sensor(plan, job.name, keys),

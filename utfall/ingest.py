@@ -12,6 +12,7 @@ echoes delivered values.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 from dataclasses import asdict, dataclass
@@ -23,10 +24,10 @@ import polars as pl
 
 from utfall import personnummer
 from utfall.errors import UserError
-from utfall.plan import SOURCE_KINDS, Plan
+from utfall.plan import SOURCE_KINDS, Plan, source_columns
 from utfall.warehouse import insert_rows, transaction
 from utfall.warehouse.deliveries import record_received
-from utfall.warehouse.layout import KIND_COLUMNS
+from utfall.warehouse.layout import GENERIC_RAW_COLUMNS, KIND_COLUMNS
 from utfall.warehouse.runs import Run
 
 #: Columns every raw row carries for lineage; the identity column becomes `person_id`.
@@ -96,7 +97,7 @@ def _read_csv(path: Path, content: bytes, source: dict[str, Any]) -> pl.DataFram
             content,
             delimiter=opts.get("delimiter", ","),
             encoding=opts.get("encoding", "utf-8"),
-            expected_columns=list(source["columns"].values()),
+            expected_columns=list(source_columns(source).values()),
         )
     except DeliveryFileError as exc:
         raise DeliveryError(path, exc.problem) from None
@@ -110,7 +111,16 @@ def _read_parquet(path: Path, content: bytes) -> pl.DataFrame:
         raise DeliveryError(path, "not a readable Parquet file (damaged or truncated)") from None
     if len(set(df.columns)) != len(df.columns):  # pragma: no cover - parquet forbids it
         raise DeliveryError(path, "duplicate column names")
-    df = df.with_columns(pl.all().cast(pl.String))
+    # A timestamp column holding only midnights is a date column (as many exports write
+    # dates); as text it would read "2024-01-01 00:00:00.000000" and fail the date rules.
+    midnight = [
+        name
+        for name, dtype in df.schema.items()
+        if isinstance(dtype, pl.Datetime) and df[name].drop_nulls().dt.time().eq(dt.time(0)).all()
+    ]
+    df = df.with_columns([pl.col(c).dt.date() for c in midnight]).with_columns(
+        pl.all().cast(pl.String)
+    )
     return df.with_row_index("_line", offset=1).with_columns(pl.col("_line").cast(pl.Int64))
 
 
@@ -132,7 +142,7 @@ def read_delivery(
         df = _read_csv(path, content, source)
     else:
         df = _read_parquet(path, content)
-    mapping: dict[str, str] = source["columns"]
+    mapping = source_columns(source)
     delivered = [c for c in df.columns if c != "_line"]
     missing = [d for d in mapping.values() if d not in delivered]
     if missing:
@@ -142,6 +152,7 @@ def read_delivery(
     if df.height == 0:
         raise DeliveryError(path, "the file has a header but no data rows")
     canonical = [c for c in SOURCE_KINDS[source["kind"]] if c in mapping]
+    canonical += [c for c in mapping if c not in SOURCE_KINDS[source["kind"]]]
     stripped = [pl.col(mapping[c]).str.strip_chars() for c in canonical]
     df = df.select(
         "_line",
@@ -150,16 +161,22 @@ def read_delivery(
             for e, c in zip(stripped, canonical, strict=True)
         ],
     )
-    _refuse_identity_numbers(path, df, mapping, reference_year)
+    # A person table's id may hold identity numbers: they are pseudonymised, not refused.
+    id_column = "person_id" if source["kind"] == "person_table" else "personnummer"
+    _refuse_identity_numbers(path, df, mapping, reference_year, id_column)
     return df, digest, len(content)
 
 
 def _refuse_identity_numbers(
-    path: Path, df: pl.DataFrame, mapping: dict[str, str], reference_year: int
+    path: Path,
+    df: pl.DataFrame,
+    mapping: dict[str, str],
+    reference_year: int,
+    id_column: str = "personnummer",
 ) -> None:
     from utfall.identity import identity_like_columns
 
-    found = identity_like_columns(df.drop("_line"), reference_year, skip=("personnummer",))
+    found = identity_like_columns(df.drop("_line"), reference_year, skip=(id_column,))
     if found:
         cols = ", ".join(
             f"{mapping.get(c, c)} ({n} value{'s' if n != 1 else ''})" for c, n in found.items()
@@ -185,10 +202,39 @@ def pseudonymise_frame(df: pl.DataFrame, key: bytes, reference_year: int) -> pl.
     ).drop("personnummer")
 
 
-def raw_frame(frames: list[pl.DataFrame], kind: str) -> pl.DataFrame:
-    """The raw rows in the work table's column order (absent optional columns as null)."""
+def pseudonymise_ids(df: pl.DataFrame, key: bytes, reference_year: int) -> pl.DataFrame:
+    """A person table's `person_id`: valid identity numbers become the keyed hash of their
+    normalised form, as in the other kinds; values shaped like an identity number that are
+    not valid ones are hashed as delivered and marked (`pnr_problem`: quarantined as
+    invalid_personnummer), so nothing identity-like is kept in clear; any other value is a
+    pseudonym the provider made and is kept as delivered."""
+    from utfall.identity import _CANDIDATE
+
+    ids = df["person_id"]
+    checked = personnummer.check(ids, reference_year)
+    shaped = ids.str.contains(_CANDIDATE).fill_null(False)
+    valid = checked["problem"].is_null() & ids.is_not_null()
+    basis = checked["normalised"].fill_null(ids)
+    hashed = personnummer.pseudonymise(basis, key)
+    return df.with_columns(
+        person_id=pl.when(valid | shaped).then(hashed).otherwise(ids),
+        pnr_problem=pl.when(shaped & ~valid).then(checked["problem"]).otherwise(None),
+    )
+
+
+def raw_frame(frames: list[pl.DataFrame], kind: str, variables: list[str] = ()) -> pl.DataFrame:
+    """The raw rows in the work table's column order (absent optional columns as null).
+
+    For the generic kinds the plan-named `variables` (outcomes, covariates) are kept as
+    delivered text in one JSON object, `values_json` (see utfall.warehouse.layout)."""
     raw = pl.concat(frames, how="vertical")
-    cols = [*LINEAGE, "person_id", "pnr_problem", *KIND_COLUMNS[kind]]
+    if kind in GENERIC_RAW_COLUMNS:
+        raw = raw.with_columns(
+            [pl.lit(None, dtype=pl.String).alias(c) for c in variables if c not in raw.columns]
+        ).with_columns(pl.struct(list(variables)).struct.json_encode().alias("values_json"))
+        cols = [*LINEAGE, "person_id", "pnr_problem", *GENERIC_RAW_COLUMNS[kind], "values_json"]
+    else:
+        cols = [*LINEAGE, "person_id", "pnr_problem", *KIND_COLUMNS[kind]]
     return raw.with_columns(
         [pl.lit(None, dtype=pl.String).alias(c) for c in cols if c not in raw.columns]
     ).select(cols)
@@ -217,13 +263,28 @@ def ingest_source(
         except DeliveryError:
             _ledger_rejected(con, run, source_name, rel, path)
             raise
-        frames.append(pseudonymise_frame(df, key, reference_year).with_columns(_file=pl.lit(rel)))
+        frames.append(
+            _identities(df, source["kind"], key, reference_year).with_columns(_file=pl.lit(rel))
+        )
         ledger.append(Delivery(source_name, rel, digest, size, df.height))
-    raw = raw_frame(frames, source["kind"])
+    variables = [c for c in source_columns(source) if c not in SOURCE_KINDS[source["kind"]]]
+    raw = raw_frame(frames, source["kind"], variables)
     with transaction(con):
         insert_rows(con, f"work.raw_{source['kind']}", raw, {**run.scope, "source": source_name})
         record_received(con, run, source_name, [d.to_dict() for d in ledger])
     return ledger
+
+
+def _identities(df: pl.DataFrame, kind: str, key: bytes, reference_year: int) -> pl.DataFrame:
+    """Identity numbers replaced by the keyed hash, per kind; a unit panel holds none."""
+    if kind == "person_table":
+        return pseudonymise_ids(df, key, reference_year)
+    if kind == "unit_panel":
+        return df.with_columns(
+            pl.lit(None, dtype=pl.String).alias("person_id"),
+            pl.lit(None, dtype=pl.String).alias("pnr_problem"),
+        )
+    return pseudonymise_frame(df, key, reference_year)
 
 
 def _ledger_rejected(

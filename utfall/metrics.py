@@ -63,6 +63,9 @@ from utfall import warehouse
 from utfall.plan import Plan
 from utfall.warehouse.runs import Run
 
+#: The metrics computed from the roster and the sick-leave spells (`outcome_panel`).
+SICK_LEAVE_METRICS = ("short_term_sick_days_per_employee", "sick_leave_rate")
+
 PANEL_SCHEMA = {
     "outcome": pl.String,
     "unit_id": pl.String,
@@ -228,7 +231,7 @@ ORDER BY x.unit_id, x.period_start
 
 def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.DataFrame:
     """The unit x quarter panel for every outcome of the plan (see module docstring)."""
-    roster = plan.data["cohort"]["roster_source"]
+    roster = plan.roster_source
     frames = []
     con.register("_periods", quarters(plan).to_arrow())
     con.register("_units", cohort_units(plan).to_arrow())
@@ -237,6 +240,8 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
         # Outcomes sharing a source and sick-period parameters share a scan.
         bases: dict[tuple[str, int, str, int], pl.DataFrame] = {}
         for outcome in plan.outcomes:
+            if outcome["metric"] not in SICK_LEAVE_METRICS:
+                continue
             params = plan.outcome_parameters(outcome["id"])
             if "max_spell_day" in params:
                 key = (
@@ -292,9 +297,76 @@ def outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Da
     return pl.concat(frames) if frames else pl.DataFrame(schema=PANEL_SCHEMA)
 
 
+#: Metrics computed from a delivered unit panel rather than from the roster and spells.
+PANEL_METRICS = ("panel_value",)
+
+
+def panel_value(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.DataFrame:
+    """The plan's `panel_value` outcomes, one row per unit and period of their unit_panel
+    source: value = the delivered outcome; weight w = the delivered weight, or 1 when the
+    plan maps none; numerator = value x w, denominator = w (so the estimators' rate
+    numerator / denominator is the value, and w the unit-period's weight). `employees` is
+    null: a delivered panel holds aggregates, not persons. `treatment_start` is the
+    delivered start, or with a treated flag the measurement start for treated units."""
+    from utfall.validate import staged_generic
+
+    measurement_start = plan.period("measurement")[0]
+    frames = []
+    for outcome in plan.outcomes:
+        if outcome["metric"] not in PANEL_METRICS:
+            continue
+        column = plan.outcome_parameters(outcome["id"])["column"]
+        staged = staged_generic(con, plan, run, outcome["source"])
+        weight = pl.col("weight").fill_null(1.0)
+        start = pl.col("treatment_start")
+        if "treated" in plan.source(outcome["source"])["columns"]:
+            start = pl.when(pl.col("group") == "treated").then(pl.lit(measurement_start))
+        frames.append(
+            staged.sort("unit_id", "period").select(
+                pl.lit(outcome["id"]).alias("outcome"),
+                "unit_id",
+                "group",
+                pl.col("period").alias("period_start"),
+                pl.col("period").alias("period_end"),
+                "phase",
+                pl.lit(None, dtype=pl.Int64).alias("employees"),
+                (pl.col(column) * weight).alias("numerator"),
+                weight.alias("denominator"),
+                pl.col(column).alias("value"),
+                start.cast(pl.Date).alias("treatment_start"),
+            )
+        )
+    return pl.concat(frames) if frames else pl.DataFrame(schema=FULL_PANEL_SCHEMA)
+
+
+#: The stored panel: PANEL_SCHEMA and each row's treatment start (null: never treated).
+FULL_PANEL_SCHEMA = {**PANEL_SCHEMA, "treatment_start": pl.Date}
+
+
+def full_outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.DataFrame:
+    """The run's panel of every outcome measured per unit and period: the sick-leave
+    metrics from roster and spells, `panel_value` from a delivered unit panel."""
+    frames = []
+    if any(o["metric"] in SICK_LEAVE_METRICS for o in plan.outcomes):
+        sick = outcome_panel(con, plan, run)
+        start = plan.period("measurement")[0]
+        frames.append(
+            sick.with_columns(
+                pl.when(pl.col("group") == "treated")
+                .then(pl.lit(start))
+                .otherwise(None)
+                .cast(pl.Date)
+                .alias("treatment_start")
+            )
+        )
+    frames.append(panel_value(con, plan, run))
+    return pl.concat([f.cast(FULL_PANEL_SCHEMA) for f in frames])  # type: ignore[arg-type]
+
+
 def build_outcome_panel(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.DataFrame:
-    """Compute the run's panel and store it (published as `marts.outcomes_by_unit`)."""
-    panel = outcome_panel(con, plan, run)
+    """Compute the run's panel (`full_outcome_panel`) and store it (published as
+    `marts.outcomes_by_unit`)."""
+    panel = full_outcome_panel(con, plan, run)
     with warehouse.transaction(con):
         warehouse.insert_rows(con, "work.outcome_panel", panel, run.scope)
     return panel

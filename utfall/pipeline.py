@@ -26,8 +26,8 @@ from utfall.cohort import CohortCheck, CohortError, check_cohort
 from utfall.errors import QualityBlocked, UserError, WarehouseError
 from utfall.estimators.result import EffectResult
 from utfall.ingest import Delivery, ingest_source
-from utfall.plan import Plan
-from utfall.validate import DeliveryRejected, ValidationSummary, validate_source
+from utfall.plan import GENERIC_KINDS, METRICS, Plan
+from utfall.validate import DeliveryRejected, ValidationSummary, staged_generic, validate_source
 from utfall.warehouse import marts, runs
 from utfall.warehouse.deliveries import changes_since_published, describe_change, history_run
 from utfall.warehouse.runs import Run
@@ -42,9 +42,16 @@ def key_for(warehouse_path: Path) -> bytes:
 
 
 def validation_order(plan: Plan) -> list[str]:
-    """Source names with the roster first: spells are checked against valid employees."""
-    roster = plan.data["cohort"]["roster_source"]
-    return [roster] + [s["name"] for s in plan.sources if s["name"] != roster]
+    """Source names with the roster first (if the plan has one): spells are checked against
+    valid employees."""
+    roster = plan.roster_source
+    first = [roster] if roster else []
+    return first + [s["name"] for s in plan.sources if s["name"] != roster]
+
+
+def has_panel(plan: Plan) -> bool:
+    """Whether the plan measures outcomes per unit and period (the outcome panel stage)."""
+    return any(METRICS[o["metric"]].data == "unit_panel" for o in plan.outcomes)
 
 
 def start_run(
@@ -99,9 +106,16 @@ def _scoped(con: duckdb.DuckDBPyConnection, table: str, run: Run, order: str) ->
 
 
 def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[EffectResult]:
-    """Run the plan's counterfactual method for every outcome of the run's panel."""
+    """Run the plan's counterfactual method for every outcome, on the frame its data shape
+    asks for (the outcome panel, or the person table). An EstimationError stops the run
+    with its message; each effect's restricted detail is stored apart from its result."""
     panel = _scoped(con, "work.outcome_panel", run, "outcome, unit_id, period_start")
-    results = recompute.fit_effects(plan, panel)
+    results = recompute.fit_effects(
+        plan,
+        lambda outcome_id, shape: recompute.estimator_frame(
+            con, plan, run, outcome_id, shape, panel
+        ),
+    )
     rows = pl.DataFrame(
         [
             {
@@ -117,6 +131,7 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
                 "n_comparison": r.n_comparison,
                 "plan_hash": plan.hash,
                 "result_json": report.dumps(r.to_dict()),
+                "restricted_json": report.dumps(r.restricted_dict()),
             }
             for r in results
         ]
@@ -311,7 +326,9 @@ def run(
     """All stages in order, in this process; `progress` gets one line per finished step."""
     say = progress or (lambda msg: print(msg, file=sys.stderr))
     key = key_for(warehouse_path)
-    steps = 2 * len(plan.sources) + 6
+    # ingest + validate per source, cohort (with a roster), quality, panel (with
+    # outcomes per unit and period), effects, payment, report
+    steps = 2 * len(plan.sources) + 4 + bool(plan.roster_source) + has_panel(plan)
     n = 0
     notes: list[str] = []
 
@@ -351,7 +368,7 @@ def run(
                     lambda v: f"{v.loaded} loaded, {v.quarantined} quarantined",
                 )
             )
-            if name == plan.data["cohort"]["roster_source"]:
+            if name == plan.roster_source:
                 cohort: CohortCheck = step(
                     "cohort units",
                     lambda: check_cohort(con, plan, current),
@@ -374,16 +391,21 @@ def run(
                     f"{r['source']}: {r['expectation']} ({r['severity']}): {r['observed']}"
                 )
                 say(f"  warning: {notes[-1]}")
-        step(
-            "outcome panel",
-            lambda: metrics.build_outcome_panel(con, plan, current),
-            lambda p: f"{p.height} unit-quarter rows",
-        )
+        if has_panel(plan):
+            step(
+                "outcome panel",
+                lambda: metrics.build_outcome_panel(con, plan, current),
+                lambda p: f"{p.height} unit-period rows",
+            )
         effects = step(
             "effects",
             lambda: estimate_effects(con, plan, current),
-            lambda rs: "; ".join(f"{r.outcome} {r.relative_estimate:+.1%}" for r in rs),
+            lambda rs: "; ".join(f"{r.outcome} {_effect_text(r)}" for r in rs),
         )
+        for r in effects:
+            for w in report.effect_warnings(r.to_dict()):
+                notes.append(f"{r.outcome} ({r.method}): {w}")
+                say(f"  warning: {notes[-1]}")
         payment = step(
             "payment",
             lambda: propose_payment(con, plan, current),
@@ -397,6 +419,13 @@ def run(
     finally:
         con.close()
     return RunResult(current.run_id, deliveries, validations, effects, payment, paths, notes)
+
+
+def _effect_text(r: EffectResult) -> str:
+    """The progress line's effect: relative when there is one, else absolute."""
+    if recompute.finite(r.relative_estimate):
+        return f"{r.relative_estimate:+.1%}"
+    return f"{r.estimate:+.4g} (CI {r.ci_low:.4g} to {r.ci_high:.4g})"
 
 
 def check_quality(
@@ -438,13 +467,16 @@ def check_quality(
         )
     for s in plan.sources:
         kind = s["kind"]
-        staged = warehouse.read_table(
-            con,
-            f"SELECT * EXCLUDE (contract_id, run_id, source, _file, _line) "
-            f"FROM work.staging_{kind} WHERE contract_id = $contract_id AND run_id = $run_id "
-            "AND source = $source",
-            {**run.scope, "source": s["name"]},
-        )
+        if kind in GENERIC_KINDS:
+            staged = staged_generic(con, plan, run, s["name"]).drop("_file", "_line")
+        else:
+            staged = warehouse.read_table(
+                con,
+                f"SELECT * EXCLUDE (contract_id, run_id, source, _file, _line) "
+                f"FROM work.staging_{kind} WHERE contract_id = $contract_id "
+                "AND run_id = $run_id AND source = $source",
+                {**run.scope, "source": s["name"]},
+            )
         history = None
         if earlier:
             history = warehouse.read_table(

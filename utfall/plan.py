@@ -59,16 +59,38 @@ SOURCE_KINDS: dict[str, dict[str, bool]] = {
         "spell_end": True,
         "extent": True,
     },
+    # One row per person. `person_id` may be a pseudonym already; values that are valid
+    # identity numbers are pseudonymised on ingest. Outcome and covariate columns are
+    # named by the source's `outcome_columns` and `covariates`.
+    "person_table": {
+        "person_id": True,
+        "treatment": True,
+    },
+    # One row per unit and period; `treated` (mapped by `treatment_values`) or
+    # `treatment_start` (a date, empty = never treated) says which units are treated.
+    "unit_panel": {
+        "unit_id": True,
+        "period": True,
+        "treated": False,
+        "treatment_start": False,
+        "weight": False,
+    },
 }
+
+#: Source kinds mapped by their columns alone (one extract, no personnummer required),
+#: whose outcome and covariate columns the plan names per source.
+GENERIC_KINDS: tuple[str, ...] = ("person_table", "unit_panel")
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """An outcome metric: the source kind its events come from and its parameters."""
+    """An outcome metric: the source kind its events come from, its parameters, and the
+    data shape (utfall.estimators.base.DATA_SHAPES) it gives an estimator."""
 
     source_kind: str
     parameters: Mapping[str, ParamSpec] = field(default_factory=dict)
     description: str = ""
+    data: str = "unit_panel"
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,35 @@ METRICS: dict[str, MetricSpec] = {
         },
         description="sick-leave share of scheduled hours",
     ),
+    "person_value": MetricSpec(
+        source_kind="person_table",
+        parameters={
+            "column": ParamSpec(
+                "string",
+                default=None,
+                description="required: the name of one of the source's outcome_columns",
+            ),
+        },
+        description="one outcome value per person, from a person_table source",
+        data="person",
+    ),
+    "panel_value": MetricSpec(
+        source_kind="unit_panel",
+        parameters={
+            "column": ParamSpec(
+                "string",
+                default=None,
+                description="required: the name of one of the source's outcome_columns",
+            ),
+        },
+        description="one outcome value per unit and period (weighted by the source's "
+        "weight column, if mapped), from a unit_panel source",
+    ),
+}
+#: Metrics that must be given these parameters (no default makes sense).
+REQUIRED_METRIC_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "person_value": ("column",),
+    "panel_value": ("column",),
 }
 #: Which source kind each metric reads its events from (derived from METRICS).
 METRIC_SOURCE_KIND: dict[str, str] = {name: m.source_kind for name, m in METRICS.items()}
@@ -163,6 +214,8 @@ RESERVED_SOURCE_NAMES: frozenset[str] = frozenset(
         "payment_proposal",
         "employee_roster",
         "sick_leave_spells",
+        "values",
+        "source_values",
     }
 ) | frozenset(SOURCE_KINDS)
 
@@ -357,6 +410,8 @@ def plan_schema() -> dict[str, Any]:
     method["enum"] = sorted(METHOD_SPECS)
     rules = schema["properties"]["payment"]["properties"]["rules"]
     rules["items"] = payment_rules_item_schema()  # from the payment rule registry
+    schema["properties"]["outcomes"]["items"]["properties"]["metric"]["enum"] = list(METRICS)
+    schema["properties"]["sources"]["items"]["properties"]["kind"]["enum"] = list(SOURCE_KINDS)
     return schema
 
 
@@ -389,23 +444,47 @@ class Plan:
     def sources_of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [s for s in self.sources if s["kind"] == kind]
 
+    def source_columns(self, name: str) -> dict[str, str]:
+        """Every column a source reads (see :func:`source_columns`)."""
+        return source_columns(self.source(name))
+
+    def treatment_groups(self, name: str) -> dict[str, str]:
+        """A generic source's delivered treatment value -> "treated" / "comparison"."""
+        values = self.source(name).get("treatment_values") or {}
+        return {str(v): group for group in ("treated", "comparison") for v in values.get(group, [])}
+
+    @property
+    def has_cohort(self) -> bool:
+        """True for plans measuring employees of named units (the roster's cohort)."""
+        return "cohort" in self.data
+
+    @property
+    def roster_source(self) -> str | None:
+        return self.data["cohort"]["roster_source"] if self.has_cohort else None
+
+    @property
+    def data_shape(self) -> str:
+        """The input shape of the plan's counterfactual method (a DATA_SHAPES key)."""
+        return estimator_registry()[self.counterfactual["method"]].data
+
     @property
     def treated_units(self) -> list[str]:
-        return list(self.data["cohort"]["treated_units"])
+        return list(self.data["cohort"]["treated_units"]) if self.has_cohort else []
 
     @property
     def comparison_units(self) -> list[str]:
-        return list(self.data["cohort"]["comparison_units"])
+        return list(self.data["cohort"]["comparison_units"]) if self.has_cohort else []
 
     @property
     def unit_check(self) -> str:
         """'error' (default): a cohort unit missing from the roster stops the run;
         'warn': it is listed in the report instead."""
-        return self.data["cohort"].get("unit_check", "error")
+        return self.data.get("cohort", {}).get("unit_check", "error")
 
     @property
     def min_employment_extent(self) -> int:
-        return int(self.data["cohort"].get("eligibility", {}).get("min_employment_extent", 0))
+        cohort = self.data.get("cohort", {})
+        return int(cohort.get("eligibility", {}).get("min_employment_extent", 0))
 
     @property
     def outcomes(self) -> list[dict[str, Any]]:
@@ -452,6 +531,17 @@ class Plan:
     @property
     def min_cell_size(self) -> int:
         return int(self.data["disclosure"]["min_cell_size"])
+
+
+def source_columns(source: dict[str, Any]) -> dict[str, str]:
+    """Every column a source reads: canonical or plan-given name -> delivered column.
+
+    For the generic kinds these are the kind's mapped columns, then the source's
+    `outcome_columns` and `covariates` under the names the plan gives them."""
+    columns = dict(source["columns"])
+    columns.update(source.get("outcome_columns") or {})
+    columns.update({k: v["column"] for k, v in (source.get("covariates") or {}).items()})
+    return columns
 
 
 def _with_defaults(specs: Mapping[str, ParamSpec], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -679,12 +769,25 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         ranges[name] = (start, end)
         if end < start:
             problems.append((f"periods.{name}.end", f"{end} is before start {start}"))
-        if start.day != 1 or start.month not in (1, 4, 7, 10):
-            problems.append((f"periods.{name}.start", f"{start} does not start a quarter"))
-        if (end + dt.timedelta(days=1)).day != 1 or end.month not in (3, 6, 9, 12):
-            problems.append((f"periods.{name}.end", f"{end} does not end a quarter"))
+        word, starts, ends = PERIOD_BOUNDARIES[periods["frequency"]]
+        if start.day != 1 or start.month not in starts:
+            problems.append((f"periods.{name}.start", f"{start} does not start a {word}"))
+        if (end + dt.timedelta(days=1)).day != 1 or end.month not in ends:
+            problems.append((f"periods.{name}.end", f"{end} does not end a {word}"))
     if ranges["measurement"][0] <= ranges["baseline"][1]:
         problems.append(("periods.measurement.start", "must come after the baseline period ends"))
+
+    if periods["frequency"] != "quarterly":
+        for o in data["outcomes"]:
+            if METRICS[o["metric"]].source_kind in ("sick_leave_spells", "employee_roster"):
+                problems.append(
+                    (
+                        "periods.frequency",
+                        f"outcome {o['id']!r} (metric {o['metric']}) is measured by quarter; "
+                        "use frequency quarterly",
+                    )
+                )
+                break
 
     names = [s["name"] for s in data["sources"]]
     for i, s in enumerate(data["sources"]):
@@ -715,14 +818,22 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                 problems.append(
                     (f"sources[{i}].columns.{col}", "required column mapping is missing")
                 )
+        problems += _generic_source_problems(i, s)
         delivered: dict[str, str] = {}
-        for col, name in s["columns"].items():
+        variable = [
+            (f"outcome_columns.{k}", v) for k, v in (s.get("outcome_columns") or {}).items()
+        ]
+        variable += [
+            (f"covariates.{k}.column", v["column"]) for k, v in (s.get("covariates") or {}).items()
+        ]
+        for col, name in [*s["columns"].items(), *variable]:
             if name in delivered:
                 # One delivered column read as two: e.g. the personnummer column mapped to
                 # `sex` as well would carry identity numbers into a plain column.
+                at = col if "." in col else f"columns.{col}"
                 problems.append(
                     (
-                        f"sources[{i}].columns.{col}",
+                        f"sources[{i}].{at}",
                         f"delivered column {name!r} is already mapped to {delivered[name]!r}; "
                         "each delivered column may be mapped once",
                     )
@@ -736,19 +847,32 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         elif data["sources"][names.index(name)]["kind"] != kind:
             problems.append((key, f"source {name!r} is not of kind {kind}"))
 
-    cohort = data["cohort"]
-    check_source("cohort.roster_source", cohort["roster_source"], "employee_roster")
-    for group in ("treated_units", "comparison_units"):
-        for j, unit in enumerate(cohort[group]):
-            if unit != unit.strip():
-                problems.append(
-                    (f"cohort.{group}[{j}]", f"{unit!r} has leading or trailing whitespace")
-                )
-    both = set(cohort["treated_units"]) & set(cohort["comparison_units"])
-    if both:
+    cohort = data.get("cohort")
+    needs_cohort = [
+        s["name"] for s in data["sources"] if s["kind"] in ("employee_roster", "sick_leave_spells")
+    ]
+    if cohort is None and needs_cohort:
         problems.append(
-            ("cohort.comparison_units", f"units also treated: {', '.join(sorted(both))}")
+            (
+                "cohort",
+                "required key is missing: sources of kind employee_roster or "
+                f"sick_leave_spells ({', '.join(needs_cohort)}) are measured for the cohort's "
+                "treated and comparison units",
+            )
         )
+    if cohort is not None:
+        check_source("cohort.roster_source", cohort["roster_source"], "employee_roster")
+        for group in ("treated_units", "comparison_units"):
+            for j, unit in enumerate(cohort[group]):
+                if unit != unit.strip():
+                    problems.append(
+                        (f"cohort.{group}[{j}]", f"{unit!r} has leading or trailing whitespace")
+                    )
+        both = set(cohort["treated_units"]) & set(cohort["comparison_units"])
+        if both:
+            problems.append(
+                ("cohort.comparison_units", f"units also treated: {', '.join(sorted(both))}")
+            )
 
     outcome_ids = [o["id"] for o in data["outcomes"]]
     for i, o in enumerate(data["outcomes"]):
@@ -756,12 +880,34 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         check_source(f"outcomes[{i}].source", o["source"], metric.source_kind)
         if outcome_ids.count(o["id"]) > 1:
             problems.append((f"outcomes[{i}].id", f"duplicate outcome id {o['id']!r}"))
+        given = o.get("parameters") or {}
         problems += parameter_problems(
-            f"outcomes[{i}].parameters",
-            f"metric {o['metric']}",
-            metric.parameters,
-            o.get("parameters") or {},
+            f"outcomes[{i}].parameters", f"metric {o['metric']}", metric.parameters, given
         )
+        for name in REQUIRED_METRIC_PARAMETERS.get(o["metric"], ()):
+            if name not in given:
+                problems.append(
+                    (
+                        f"outcomes[{i}].parameters.{name}",
+                        f"required key is missing (metric {o['metric']}: "
+                        f"{metric.parameters[name].description})",
+                    )
+                )
+        column = given.get("column")
+        if "column" in metric.parameters and isinstance(column, str) and o["source"] in names:
+            source = data["sources"][names.index(o["source"])]
+            known = source.get("outcome_columns") or {}
+            if source["kind"] == metric.source_kind and column not in known:
+                problems.append(
+                    (
+                        f"outcomes[{i}].parameters.column",
+                        f"{column!r} is not one of source {o['source']!r}'s outcome_columns"
+                        f"{did_you_mean(column, known)} (expected: {', '.join(known) or 'none'})",
+                    )
+                )
+    problems += _shape_problems(data)
+    if not problems:
+        problems += _formula_problems(data)
 
     cf = data["counterfactual"]
     cf_params = cf.get("parameters") or {}
@@ -803,6 +949,176 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     problems += payment_rule_problems(payment["rules"])
     problems += _payment_period_problems(payment, ranges["measurement"])
     problems += _payment_basis_problems(payment)
+    # an estimator's own check may name the same formula problem as _formula_problems: once
+    return list(dict.fromkeys(problems))
+
+
+#: Per frequency: its name, and the months its periods start and end in (the plan's
+#: baseline and measurement must start and end on such boundaries).
+PERIOD_BOUNDARIES: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
+    "quarterly": ("quarter", (1, 4, 7, 10), (3, 6, 9, 12)),
+    "monthly": ("month", tuple(range(1, 13)), tuple(range(1, 13))),
+    "annual": ("year", (1,), (12,)),
+}
+
+#: Names the estimator frames use themselves: a plan's outcome or covariate name may not
+#: take one (person frames hold person_id, treated, y; unit panels their fixed columns).
+FRAME_COLUMNS: frozenset[str] = frozenset(
+    {
+        "person_id",
+        "treated",
+        "y",
+        "unit_id",
+        "group",
+        "period",
+        "period_start",
+        "phase",
+        "treatment_start",
+        "numerator",
+        "denominator",
+        "treatment",
+        "weight",
+    }
+)
+
+
+def _generic_source_problems(i: int, s: dict[str, Any]) -> list[tuple[str, str]]:
+    """The plan keys of the generic kinds: only on them, and each consistent."""
+    problems: list[tuple[str, str]] = []
+    at = f"sources[{i}]"
+    keys = ("treatment_values", "outcome_columns", "covariates")
+    if s["kind"] not in GENERIC_KINDS:
+        for k in keys:
+            if k in s:
+                problems.append(
+                    (
+                        f"{at}.{k}",
+                        f"a source of kind {s['kind']} takes no {k}; only the kinds "
+                        f"{', '.join(GENERIC_KINDS)} do",
+                    )
+                )
+        return problems
+    outcomes = s.get("outcome_columns") or {}
+    covariates = s.get("covariates") or {}
+    if not outcomes:
+        problems.append(
+            (f"{at}.outcome_columns", "required key is missing: name at least one outcome column")
+        )
+    if s["kind"] == "unit_panel" and covariates:
+        problems.append(
+            (f"{at}.covariates", "a unit_panel takes no covariates (only a person_table does)")
+        )
+    for name in [*outcomes, *covariates]:
+        if name in FRAME_COLUMNS:
+            problems.append(
+                (
+                    f"{at}.{'outcome_columns' if name in outcomes else 'covariates'}.{name}",
+                    f"{name!r} is a column of the estimator's frame; choose another name",
+                )
+            )
+    for name in sorted(set(outcomes) & set(covariates)):
+        problems.append((f"{at}.covariates.{name}", f"{name!r} is also an outcome column's name"))
+    cols = s["columns"]
+    uses_flag = s["kind"] == "person_table" or "treated" in cols
+    if s["kind"] == "unit_panel" and ("treated" in cols) == ("treatment_start" in cols):
+        problems.append(
+            (
+                f"{at}.columns",
+                "map exactly one of treated (a flag, with treatment_values) and "
+                "treatment_start (a date; empty = never treated)",
+            )
+        )
+    values = s.get("treatment_values")
+    if uses_flag and values is None:
+        problems.append(
+            (
+                f"{at}.treatment_values",
+                "required key is missing: which delivered values of the treatment column "
+                "mean treated and which comparison",
+            )
+        )
+    elif not uses_flag and values is not None:
+        problems.append(
+            (f"{at}.treatment_values", "only a mapped treated column takes treatment_values")
+        )
+    elif values is not None:
+        both = {str(v) for v in values["treated"]} & {str(v) for v in values["comparison"]}
+        if both:
+            problems.append(
+                (
+                    f"{at}.treatment_values.comparison",
+                    f"values also treated: {', '.join(sorted(both))}",
+                )
+            )
+    return problems
+
+
+#: Method parameters that are formulas over a person table's columns (right-hand sides).
+FORMULA_PARAMETERS = ("propensity", "covariates")
+
+
+def _formula_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """A person method's formulas may name only covariates of its outcomes' person tables;
+    a formula that cannot be read, or names another column, is named here, before any data
+    arrive, instead of failing the run."""
+    cf = data["counterfactual"]
+    if estimator_registry()[cf["method"]].data != "person":
+        return []
+    from utfall.estimators.formula import FormulaError, parse
+
+    names = [s["name"] for s in data["sources"]]
+    covariates: dict[str, str] = {}
+    for o in data["outcomes"]:
+        if o["source"] in names:
+            source = data["sources"][names.index(o["source"])]
+            covariates.update({c: o["source"] for c in source.get("covariates") or {}})
+    problems = []
+    for name in FORMULA_PARAMETERS:
+        text = (cf.get("parameters") or {}).get(name)
+        if not isinstance(text, str) or not text.strip():
+            continue
+        at = f"counterfactual.parameters.{name}"
+        try:
+            formula = parse(text, name)
+        except FormulaError as exc:
+            problems.append((at, str(exc)))
+            continue
+        for column in formula.columns:
+            if column not in covariates:
+                problems.append(
+                    (
+                        at,
+                        f"{column!r} is not a covariate of the plan's person table"
+                        f"{did_you_mean(column, covariates)} (covariates: "
+                        f"{', '.join(covariates) or 'none'})",
+                    )
+                )
+    return problems
+
+
+def _shape_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The counterfactual method's data shape must be what every outcome's metric gives: a
+    person method needs person_value outcomes (a person_table), a unit-panel method
+    outcomes measured per unit and period (a unit_panel, or the sick-leave panel)."""
+    method = data["counterfactual"]["method"]
+    shape = estimator_registry()[method].data
+    problems = []
+    for i, o in enumerate(data["outcomes"]):
+        metric = METRICS[o["metric"]]
+        if metric.data != shape:
+            need = (
+                "outcomes of metric person_value from a person_table source"
+                if shape == "person"
+                else "outcomes measured per unit and period (metric panel_value from a "
+                "unit_panel source, or a sick-leave metric)"
+            )
+            problems.append(
+                (
+                    f"outcomes[{i}].metric",
+                    f"method {method} estimates from {shape} data and needs {need}; "
+                    f"metric {o['metric']} gives {metric.data} data",
+                )
+            )
     return problems
 
 

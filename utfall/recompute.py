@@ -14,7 +14,7 @@ payment and report see identical floats.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,23 +34,66 @@ from utfall.warehouse.runs import Run
 CONTEXT_KEYS = ("inputs", "reconciliation", "notes", "cohort", "quality", "population")
 
 
-def _finite(x: float) -> bool:
+def finite(x: float) -> bool:
     return x == x and abs(x) != float("inf")
 
 
-def fit_effects(plan: Plan, panel: pl.DataFrame) -> list[EffectResult]:
-    """The plan's counterfactual method for every outcome of `panel`, with the refusals a
-    payment must not pass (no data, an unbounded interval, no relative effect)."""
+def person_frame(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
+) -> pl.DataFrame:
+    """The `person` input of an estimator for one person_value outcome: person_id,
+    treated (Int8 0/1), y (Float64) and the source's covariates (numbers Float64,
+    categories String), one row per valid person of the source, in delivery order."""
+    from utfall.schemas.generic import variable_columns
+    from utfall.validate import staged_generic
+
+    outcome = plan.outcome(outcome_id)
+    column = plan.outcome_parameters(outcome_id)["column"]
+    source = plan.source(outcome["source"])
+    staged = staged_generic(con, plan, run, outcome["source"])
+    covariates = [n for n, role in variable_columns(source).items() if role != "outcome"]
+    return staged.select(
+        pl.col("person_id").cast(pl.String),
+        (pl.col("group") == "treated").cast(pl.Int8).alias("treated"),
+        pl.col(column).cast(pl.Float64).alias("y"),
+        *covariates,
+    )
+
+
+def estimator_frame(
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    run: Run,
+    outcome_id: str,
+    shape: str,
+    panel: pl.DataFrame,
+) -> pl.DataFrame:
+    """The input frame of the plan's estimator for one outcome, by its data shape: the
+    person table's rows (read from `con`) or the outcome's rows of `panel`."""
+    if shape == "person":
+        frame = person_frame(con, plan, run, outcome_id)
+        empty = "no valid person in its source"
+    else:
+        frame = panel.filter(pl.col("outcome") == outcome_id)
+        empty = (
+            "no eligible employees in any cohort unit"
+            if plan.outcome(outcome_id)["metric"] in metrics.SICK_LEAVE_METRICS
+            else "no valid unit-period row in its source"
+        )
+    if frame.height == 0:
+        raise MeasurementError(f"outcome {outcome_id!r}: {empty}, so there is nothing to measure")
+    return frame
+
+
+def fit_effects(plan: Plan, frame_for: Callable[[str, str], pl.DataFrame]) -> list[EffectResult]:
+    """The plan's counterfactual method for every outcome, on `frame_for(outcome_id,
+    data_shape)`, with the refusals a payment must not pass (an unbounded interval, no
+    relative effect)."""
     cf = plan.counterfactual
     estimator = estimators.get(cf["method"])
     results = []
     for outcome in plan.outcomes:
-        sub = panel.filter(pl.col("outcome") == outcome["id"])
-        if sub.height == 0:
-            raise MeasurementError(
-                f"outcome {outcome['id']!r}: no eligible employees in any cohort unit, so "
-                "there is nothing to measure"
-            )
+        sub = frame_for(outcome["id"], estimator.data)
         r = estimator.fit(
             sub,
             Design(
@@ -66,7 +109,7 @@ def fit_effects(plan: Plan, panel: pl.DataFrame) -> list[EffectResult]:
         ri = r.diagnostics.get("randomization")
         wb = r.diagnostics.get("wild_bootstrap")
         unbounded = not all(
-            map(_finite, (r.ci_low, r.ci_high, r.relative_ci_low, r.relative_ci_high))
+            map(finite, (r.ci_low, r.ci_high, r.relative_ci_low, r.relative_ci_high))
         )
         if ri and unbounded:
             raise MeasurementError(
@@ -81,7 +124,7 @@ def fit_effects(plan: Plan, panel: pl.DataFrame) -> list[EffectResult]:
                 f"{r.n_treated} treated and {r.n_comparison} comparison units gives an "
                 f"unbounded interval at confidence {cf['confidence']}; more units are needed"
             )
-        if not all(map(_finite, (r.estimate, r.std_error, r.relative_estimate, r.relative_ci_low))):
+        if not all(map(finite, (r.estimate, r.std_error, r.relative_estimate, r.relative_ci_low))):
             raise MeasurementError(
                 f"outcome {outcome['id']!r}: the counterfactual level is "
                 f"{r.counterfactual:.6g} (zero or below, or undefined), so a relative effect "
@@ -105,27 +148,35 @@ def propose_payment(plan: Plan, effects: list[dict[str, Any]]) -> dict[str, Any]
     return payments.propose(plan, by_outcome[outcome])
 
 
-def outcome_panel(plan: Plan, staging: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
-    """The outcome panel from validated rows: `staging` maps each source kind to its rows
-    (columns of `work.staging_<kind>` without contract and run). The same SQL as the
-    pipeline's, in a private in-memory DuckDB."""
+def staging_database(
+    plan: Plan, staging: Mapping[str, pl.DataFrame]
+) -> tuple[duckdb.DuckDBPyConnection, Run]:
+    """A private in-memory DuckDB holding only `staging` (each source kind's validated rows,
+    columns of `work.staging_<kind>` without contract and run), under a run of its own."""
     run = Run(run_id="recompute", contract_id=plan.contract_id)
     con = duckdb.connect(":memory:")
+    con.execute("SET python_enable_replacements=false")
+    con.execute("CREATE SCHEMA work")
+    for kind, frame in staging.items():
+        table = f"work.staging_{kind}"
+        con.execute(f"CREATE TABLE {table} ({layout.WORK_TABLES[table]})")
+        with_scope = frame.with_columns(
+            pl.lit(run.contract_id).alias("contract_id"), pl.lit(run.run_id).alias("run_id")
+        )
+        con.register("_rows", with_scope.to_arrow())
+        cols = ", ".join(f'"{c}"' for c in with_scope.columns)
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _rows")
+        con.unregister("_rows")
+    return con, run
+
+
+def outcome_panel(plan: Plan, staging: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """The outcome panel from validated rows (see `staging_database`): the same SQL as the
+    pipeline's, in a private in-memory DuckDB."""
+    con, run = staging_database(plan, staging)
     try:
-        con.execute("SET python_enable_replacements=false")
-        con.execute("CREATE SCHEMA work")
-        for kind, frame in staging.items():
-            table = f"work.staging_{kind}"
-            con.execute(f"CREATE TABLE {table} ({layout.WORK_TABLES[table]})")
-            with_scope = frame.with_columns(
-                pl.lit(run.contract_id).alias("contract_id"), pl.lit(run.run_id).alias("run_id")
-            )
-            con.register("_rows", with_scope.to_arrow())
-            cols = ", ".join(f'"{c}"' for c in with_scope.columns)
-            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _rows")
-            con.unregister("_rows")
         # The pipeline's estimators read the panel back from the warehouse in this order.
-        return metrics.outcome_panel(con, plan, run).sort("outcome", "unit_id", "period_start")
+        return metrics.full_outcome_panel(con, plan, run).sort("outcome", "unit_id", "period_start")
     finally:
         con.close()
 
@@ -164,8 +215,18 @@ def recompute(
     plan: Plan, staging: Mapping[str, pl.DataFrame], context: Mapping[str, Any]
 ) -> Recomputed:
     """Every number of the report from the validated rows, the plan and the context."""
-    panel = outcome_panel(plan, staging)
-    effects = effect_records(fit_effects(plan, panel))
+    con, run = staging_database(plan, staging)
+    try:
+        panel = metrics.full_outcome_panel(con, plan, run).sort(
+            "outcome", "unit_id", "period_start"
+        )
+        results = fit_effects(
+            plan,
+            lambda outcome_id, shape: estimator_frame(con, plan, run, outcome_id, shape, panel),
+        )
+    finally:
+        con.close()
+    effects = effect_records(results)
     payment = propose_payment(plan, effects)
     return Recomputed(
         panel, effects, payment, report_document(plan, context, panel, effects, payment)

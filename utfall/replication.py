@@ -43,7 +43,7 @@ import polars as pl
 import utfall
 from utfall import report
 from utfall.errors import UserError, WarehouseError
-from utfall.plan import Plan
+from utfall.plan import GENERIC_KINDS, Plan
 from utfall.signing import canonical, sha256_hex
 from utfall.warehouse import REPO_ROOT, chain
 from utfall.warehouse.runs import Run
@@ -132,8 +132,12 @@ def write_parquet(frame: pl.DataFrame, path: Path) -> None:
 
 
 def input_kinds(plan: Plan) -> list[str]:
-    """The source kinds whose validated rows the computation reads, in plan order."""
-    return list(dict.fromkeys(s["kind"] for s in plan.sources))
+    """The source kinds whose validated rows the computation reads, in plan order (and
+    `values`, the long table of the generic kinds' plan-named columns, when they are used)."""
+    kinds = list(dict.fromkeys(s["kind"] for s in plan.sources))
+    if any(k in GENERIC_KINDS for k in kinds):
+        kinds.append("values")
+    return kinds
 
 
 @dataclass

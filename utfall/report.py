@@ -110,15 +110,19 @@ def outcome_series(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> list[dic
         return []  # no panel of periods (a person-level method): nothing to chart
     series = group_series(panel, outcome_id)
     k = plan.min_cell_size
+    # A delivered unit panel holds aggregates, not persons (employees null): its cells are
+    # not person counts and are not suppressed.
+    sub = panel.filter(pl.col("outcome") == outcome_id)
+    counts_persons = sub.height == 0 or sub["employees"].null_count() < sub.height
     rows = []
     for r in series.iter_rows(named=True):
-        suppressed = r["employees"] < k
+        suppressed = counts_persons and r["employees"] < k
         rows.append(
             {
                 "period_start": r["period_start"].isoformat(),
                 "phase": r["phase"],
                 "group": r["group"],
-                "employees": None if suppressed else r["employees"],
+                "employees": None if suppressed or not counts_persons else r["employees"],
                 "value": None if suppressed else _round(r["value"]),
                 "suppressed": suppressed,
             }
@@ -148,14 +152,24 @@ def counterfactual_series(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def effect_warnings(effect: Mapping[str, Any]) -> list[str]:
+    """An effect's warnings (`EffectResult.warnings`), then those an estimator put in its
+    diagnostics under "warnings" (did_2x2 does), each once."""
+    out = list(effect.get("warnings") or [])
+    for w in (effect.get("diagnostics") or {}).get("warnings") or []:
+        if w not in out:
+            out.append(w)
+    return out
+
+
 def public_effect(effect: Mapping[str, Any]) -> dict[str, Any]:
     """An effect result fit for the report: the estimator's publishable diagnostics only
     (its allow-list), minus per-unit detail, and its warnings as one list."""
     from utfall.estimators import publishable
 
     diagnostics = {k: v for k, v in publishable(effect).items() if k not in UNIT_LEVEL_DIAGNOSTICS}
-    own = list(effect.get("warnings") or [])
-    warnings = own + [w for w in diagnostics.pop("warnings", None) or [] if w not in own]
+    diagnostics.pop("warnings", None)
+    warnings = effect_warnings(effect)
     inference = diagnostics.get("inference")
     if effect.get("n_treated", 5) < 5 and inference in (None, "analytic", "wild_bootstrap"):
         warnings.append(
@@ -576,6 +590,9 @@ def build_report(
     public = [public_effect(e) for e in effects]
     devs = deviations(plan, notes, cohort_rows, quality_rows, public)
     warnings = [d["what"] for d in devs if d["kind"] != "plan"]
+    for e in public:
+        for w in e["warnings"]:
+            warnings.append(f"effect on {e['outcome']} ({e['method']}): {w}")
     outcomes = []
     for o in plan.outcomes:
         series = outcome_series(plan, panel, o["id"])

@@ -18,7 +18,7 @@ import polars as pl
 
 from utfall import warehouse
 from utfall.errors import UserError
-from utfall.plan import Plan
+from utfall.plan import GENERIC_KINDS, Plan
 from utfall.warehouse.runs import Run
 
 QUARANTINE_SCHEMA_NO_SOURCE = {
@@ -181,7 +181,15 @@ def validate_frame(
     all_failed = pl.concat(
         [failed.select("_pos", "rule", "detail"), set_failed.select("_pos", "rule", "detail")]
     )
-    bad = all_failed.group_by("_pos", maintain_order=True).agg(
+    quarantined, bad = _quarantined(raw, all_failed)
+    valid = typed_rows.filter(~pl.col("_pos").is_in(bad["_pos"].implode())).drop("_pos")
+    return valid, quarantined
+
+
+def _quarantined(raw: pl.DataFrame, failed: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of `raw` (with `_pos`) that broke a rule in `failed` (`_pos`, rule, detail): the
+    first rule, all rules, the first detail, the row as delivered (pseudonymised) as JSON."""
+    bad = failed.group_by("_pos", maintain_order=True).agg(
         pl.col("rule").first(),
         pl.col("rule").unique().sort().str.join(",").alias("rules"),
         pl.col("detail").drop_nulls().first(),
@@ -201,8 +209,112 @@ def validate_frame(
             pl.struct(record_cols).struct.json_encode().alias("record"),
         )
     )
+    return quarantined, bad
+
+
+def _positioned(failed: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
+    """Failures indexed by row of `frame` -> by `_pos` (the row's place in the raw frame)."""
+    return failed.join(
+        frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("index"), "_pos"), on="index"
+    ).select("_pos", "rule", "detail")
+
+
+def validate_generic_frame(
+    plan: Plan, source_name: str, raw: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a generic source's raw rows (delivery order, variables decoded) into (valid
+    typed rows, quarantined rows with rules); pure. See schemas.generic for the rules."""
+    from utfall.schemas import generic
+
+    source = plan.source(source_name)
+    groups = plan.treatment_groups(source_name)
+    periods = (plan.period("baseline"), plan.period("measurement"))
+    raw = raw.with_row_index("_pos")
+    failed = failures(generic.rows_schema(source, groups, periods), raw).with_columns(
+        pl.col("index").cast(pl.UInt32).alias("_pos")
+    )
+    survivors = raw.filter(~pl.col("_pos").is_in(failed["_pos"].implode()))
+    typed_rows = generic.typed(source, groups, survivors, periods)
+    set_failed = _positioned(failures(generic.set_schema(source), typed_rows), typed_rows)
+    all_failed = pl.concat([failed.select("_pos", "rule", "detail"), set_failed])
+    quarantined, bad = _quarantined(raw, all_failed)
     valid = typed_rows.filter(~pl.col("_pos").is_in(bad["_pos"].implode())).drop("_pos")
     return valid, quarantined
+
+
+def read_generic_raw(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, source_name: str
+) -> pl.DataFrame:
+    """A generic source's raw rows with the plan-named columns decoded from values_json."""
+    from utfall.schemas.generic import variable_columns
+
+    source = plan.source(source_name)
+    raw = warehouse.read_table(
+        con,
+        f"SELECT * EXCLUDE (contract_id, run_id, source) FROM work.raw_{source['kind']} "
+        "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source "
+        "ORDER BY _file, _line",
+        {**run.scope, "source": source_name},
+    )
+    names = list(variable_columns(source))
+    struct = pl.Struct({n: pl.String for n in names})
+    return (
+        raw.with_columns(pl.col("values_json").str.json_decode(struct).alias("_v"))
+        .drop("values_json")
+        .unnest("_v")
+    )
+
+
+def long_values(source: dict[str, Any], valid: pl.DataFrame) -> pl.DataFrame:
+    """A generic source's plan-named columns in the long layout of work.staging_values."""
+    from utfall.schemas.generic import variable_columns
+
+    parts = [
+        valid.select(
+            "_file",
+            "_line",
+            pl.lit(name).alias("variable"),
+            pl.lit("outcome" if role == "outcome" else "covariate").alias("role"),
+            (pl.col(name) if role != "categorical" else pl.lit(None))
+            .cast(pl.Float64)
+            .alias("value_num"),
+            (pl.col(name) if role == "categorical" else pl.lit(None))
+            .cast(pl.String)
+            .alias("value_text"),
+        )
+        for name, role in variable_columns(source).items()
+    ]
+    return pl.concat(parts)
+
+
+def staged_generic(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, source_name: str
+) -> pl.DataFrame:
+    """A generic source's staged rows of a run, one row per delivered row, with its
+    plan-named columns back as columns (numbers Float64, categories String)."""
+    from utfall.schemas.generic import variable_columns
+
+    source = plan.source(source_name)
+    scope = {**run.scope, "source": source_name}
+    where = "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source"
+    fixed = warehouse.read_table(
+        con,
+        f"SELECT * EXCLUDE (contract_id, run_id, source) FROM work.staging_{source['kind']} "
+        f"{where} ORDER BY _file, _line",
+        scope,
+    )
+    values = warehouse.read_table(
+        con,
+        f"SELECT _file, _line, variable, value_num, value_text FROM work.staging_values {where}",
+        scope,
+    )
+    for name, role in variable_columns(source).items():
+        column = "value_text" if role == "categorical" else "value_num"
+        part = values.filter(pl.col("variable") == name).select(
+            "_file", "_line", pl.col(column).alias(name)
+        )
+        fixed = fixed.join(part, on=["_file", "_line"], how="left", maintain_order="left")
+    return fixed
 
 
 def validate_source(
@@ -212,6 +324,10 @@ def validate_source(
     source = plan.source(source_name)
     kind = source["kind"]
     scope = {**run.scope, "source": source_name}
+    if kind in GENERIC_KINDS:
+        raw = read_generic_raw(con, plan, run, source_name)
+        valid, quarantined = validate_generic_frame(plan, source_name, raw)
+        return _store(con, plan, run, source, raw.height, valid, quarantined)
     raw = warehouse.read_table(
         con,
         f"SELECT * EXCLUDE (contract_id, run_id, source) FROM work.raw_{kind} "
@@ -221,7 +337,7 @@ def validate_source(
     )
     known = None
     if kind == "sick_leave_spells":
-        roster = plan.data["cohort"]["roster_source"]
+        roster = plan.roster_source
         known = warehouse.read_table(
             con,
             "SELECT person_id FROM work.staging_employee_roster "
@@ -231,10 +347,26 @@ def validate_source(
         if known.len() == 0:
             raise RuntimeError(f"validate source {roster!r} before {source_name!r}")
     valid, quarantined = validate_frame(kind, raw, known, latest_date(plan))
+    return _store(con, plan, run, source, raw.height, valid, quarantined)
+
+
+def _store(
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    run: Run,
+    source: dict[str, Any],
+    delivered: int,
+    valid: pl.DataFrame,
+    quarantined: pl.DataFrame,
+) -> ValidationSummary:
+    """Write a source's staging, quarantine and reconciliation rows in one transaction,
+    then reject the delivery when too much of it broke a rule."""
+    source_name, kind = source["name"], source["kind"]
+    scope = {**run.scope, "source": source_name}
     quarantined = quarantined.cast(QUARANTINE_SCHEMA_NO_SOURCE)  # type: ignore[arg-type]
     summary = ValidationSummary(
         source=source_name,
-        delivered=raw.height,
+        delivered=delivered,
         loaded=valid.height,
         quarantined=quarantined.height,
         by_rule=dict(sorted(quarantined["rule"].value_counts().iter_rows())),
@@ -246,11 +378,14 @@ def validate_source(
     )
     limit = float(source.get("max_quarantine_share", DEFAULT_MAX_QUARANTINE_SHARE))
     share = summary.quarantined / summary.delivered if summary.delivered else 0.0
-    from utfall.warehouse.layout import KIND_COLUMNS
+    from utfall.warehouse.layout import GENERIC_STAGED_COLUMNS, KIND_COLUMNS
 
-    staged = valid.select("_file", "_line", "person_id", *KIND_COLUMNS[kind])
+    columns = {**KIND_COLUMNS, **GENERIC_STAGED_COLUMNS}[kind]
+    staged = valid.select("_file", "_line", "person_id", *columns)
     with warehouse.transaction(con):
         warehouse.insert_rows(con, f"work.staging_{kind}", staged, scope)
+        if kind in GENERIC_KINDS:
+            warehouse.insert_rows(con, "work.staging_values", long_values(source, valid), scope)
         warehouse.insert_rows(con, "work.quarantine_rows", quarantined, scope)
         warehouse.insert_rows(con, "work.reconciliation", reconciliation, scope)
     if share > limit:

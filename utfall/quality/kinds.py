@@ -35,9 +35,16 @@ class KindSpec:
     value_rules: Callable[[Plan], list[ValueRule]]
     #: Columns where null is a value with a meaning, with that meaning (not a missing value).
     meaningful_nulls: dict[str, str] = field(default_factory=dict)
+    #: Which of COMMON_CHECKS apply (a person table has no months to judge).
+    common_checks: tuple[str, ...] = (
+        "volume_vs_history",
+        "periods_present",
+        "null_share",
+        "value_ranges",
+    )
 
 
-#: Expectations every kind runs, in config order where they appear.
+#: Expectations every dated kind runs, in config order where they appear.
 COMMON_CHECKS = ("volume_vs_history", "periods_present", "null_share", "value_ranges")
 
 

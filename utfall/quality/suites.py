@@ -27,14 +27,17 @@ from typing import Any
 import polars as pl
 
 from utfall.plan import Plan
-from utfall.quality import roster, sick_leave
+from utfall.quality import generic, roster, sick_leave
 from utfall.quality.checks import CHECKS, Subject
 from utfall.quality.config import resolve_config
-from utfall.quality.kinds import COMMON_CHECKS, KindSpec, month_starts
+from utfall.quality.kinds import KindSpec, month_starts
 from utfall.quality.results import ExpectationResult
 
 #: The source kinds with quality expectations, by the plan's kind name.
-KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (roster.SPEC, sick_leave.SPEC)}
+KINDS: dict[str, KindSpec] = {
+    spec.kind: spec
+    for spec in (roster.SPEC, sick_leave.SPEC, generic.PERSON_SPEC, generic.PANEL_SPEC)
+}
 
 PROFILE_SCHEMA = {"month": pl.Date, "rows": pl.Int64}
 
@@ -107,7 +110,7 @@ def check_source(
         history=_history(history),
         delivered_rows=delivered_rows,
     )
-    applicable = set(COMMON_CHECKS) | set(spec.extra_checks)
+    applicable = set(spec.common_checks) | set(spec.extra_checks)
     results = []
     for name, settings in settings_by_name.items():
         if settings["severity"] == "off" or name not in applicable:

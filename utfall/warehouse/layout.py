@@ -39,6 +39,30 @@ KIND_COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 
+#: The generic kinds (person_table, unit_panel): their fixed columns as raw text, then
+#: typed in staging. Their outcome and covariate columns vary by plan, so they are not
+#: columns here: raw keeps them as delivered in `values_json` (a JSON object of text), and
+#: staging in the long table `work.staging_values` (one row per delivered row and variable,
+#: `value_num` DOUBLE for numbers, `value_text` for categories), joined on the row's
+#: lineage (source, _file, _line). One fixed layout then serves every contract in the
+#: warehouse and its version check, and an analyst can still pivot by SQL.
+GENERIC_RAW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "person_table": ("treatment",),
+    "unit_panel": ("unit_id", "period", "treated", "treatment_start", "weight"),
+}
+GENERIC_STAGED_COLUMNS: dict[str, dict[str, str]] = {
+    "person_table": {"treatment": "VARCHAR NOT NULL", "group": "VARCHAR NOT NULL"},
+    "unit_panel": {
+        "unit_id": "VARCHAR NOT NULL",
+        "period": "DATE NOT NULL",
+        "phase": "VARCHAR NOT NULL",  # baseline / measurement, from the plan's periods
+        "group": "VARCHAR NOT NULL",  # treated / comparison, constant per unit
+        "treatment": "VARCHAR",  # the delivered flag (null when treatment_start is mapped)
+        "treatment_start": "DATE",  # as delivered; null: never treated, or flag-mapped
+        "weight": "DOUBLE",  # null when the plan maps no weight column
+    },
+}
+
 _SCOPE = "contract_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL"
 _SOURCE_ROW = _SCOPE + ", source VARCHAR NOT NULL, _file VARCHAR NOT NULL, _line BIGINT NOT NULL"
 
@@ -111,8 +135,19 @@ def _work_tables() -> dict[str, str]:
             f"{_SOURCE_ROW}, person_id VARCHAR, pnr_problem VARCHAR, {text}"
         )
         tables[f"work.staging_{kind}"] = f"{_SOURCE_ROW}, person_id VARCHAR NOT NULL, {typed}"
+    for kind, raw_cols in GENERIC_RAW_COLUMNS.items():
+        text = ", ".join(f'"{c}" VARCHAR' for c in raw_cols)
+        typed = ", ".join(f'"{c}" {t}' for c, t in GENERIC_STAGED_COLUMNS[kind].items())
+        tables[f"work.raw_{kind}"] = (
+            f"{_SOURCE_ROW}, person_id VARCHAR, pnr_problem VARCHAR, {text}, values_json VARCHAR"
+        )
+        tables[f"work.staging_{kind}"] = f"{_SOURCE_ROW}, person_id VARCHAR, {typed}"
     tables.update(
         {
+            "work.staging_values": (
+                _SOURCE_ROW + ", variable VARCHAR NOT NULL, role VARCHAR NOT NULL, "
+                "value_num DOUBLE, value_text VARCHAR"
+            ),
             "work.quarantine_rows": (
                 _SCOPE + ", source VARCHAR NOT NULL, file VARCHAR NOT NULL, line BIGINT NOT NULL, "
                 "rule VARCHAR NOT NULL, rules VARCHAR NOT NULL, detail VARCHAR, record VARCHAR"
@@ -133,13 +168,14 @@ def _work_tables() -> dict[str, str]:
             "work.outcome_panel": (
                 _SCOPE + ', outcome VARCHAR NOT NULL, unit_id VARCHAR NOT NULL, "group" VARCHAR, '
                 "period_start DATE NOT NULL, period_end DATE NOT NULL, phase VARCHAR, "
-                "employees BIGINT, numerator DOUBLE, denominator DOUBLE, value DOUBLE"
+                "employees BIGINT, numerator DOUBLE, denominator DOUBLE, value DOUBLE, "
+                "treatment_start DATE"
             ),
             "work.effects": (
                 _SCOPE + ", outcome VARCHAR NOT NULL, method VARCHAR, estimate DOUBLE, "
                 "std_error DOUBLE, ci_low DOUBLE, ci_high DOUBLE, confidence DOUBLE, "
                 "relative_estimate DOUBLE, n_treated BIGINT, n_comparison BIGINT, "
-                "plan_hash VARCHAR NOT NULL, result_json VARCHAR"
+                "plan_hash VARCHAR NOT NULL, result_json VARCHAR, restricted_json VARCHAR"
             ),
             "work.payments_proposed": (
                 _SCOPE + ", plan_hash VARCHAR NOT NULL, rule BIGINT, kind VARCHAR, "
@@ -158,8 +194,9 @@ WORK_TABLES = _work_tables()
 
 #: Published view -> the work table it shows.
 VIEWS: dict[str, str] = {
-    **{f"raw.{kind}": f"work.raw_{kind}" for kind in KIND_COLUMNS},
-    **{f"staging.{kind}": f"work.staging_{kind}" for kind in KIND_COLUMNS},
+    **{f"raw.{kind}": f"work.raw_{kind}" for kind in (*KIND_COLUMNS, *GENERIC_RAW_COLUMNS)},
+    **{f"staging.{kind}": f"work.staging_{kind}" for kind in (*KIND_COLUMNS, *GENERIC_RAW_COLUMNS)},
+    "staging.values": "work.staging_values",
     "raw.deliveries": "ledger.deliveries",
     "quarantine.rows": "work.quarantine_rows",
     "quarantine.reconciliation": "work.reconciliation",
@@ -167,9 +204,12 @@ VIEWS: dict[str, str] = {
 # The marts (documented, suppressed, no identifiers) are defined in `marts`.
 
 _PUBLISHED_ONLY = (
-    "SELECT t.* FROM {table} t WHERE EXISTS (SELECT 1 FROM ledger.published p "
+    "SELECT t.*{exclude} FROM {table} t WHERE EXISTS (SELECT 1 FROM ledger.published p "
     "WHERE p.contract_id = t.contract_id AND p.run_id = t.run_id)"
 )
+#: Columns a published view leaves out: an estimator's restricted (per-unit or per-person)
+#: detail stays in work.effects, for those with access to the run's rows, never in marts.
+VIEW_EXCLUDES: dict[str, tuple[str, ...]] = {"marts.effects": ("restricted_json",)}
 
 
 def create(con: duckdb.DuckDBPyConnection) -> None:
@@ -179,7 +219,10 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
     for name, columns in {**LEDGER_TABLES, **WORK_TABLES}.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
     for view, table in VIEWS.items():
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS {_PUBLISHED_ONLY.format(table=table)}")
+        excluded = VIEW_EXCLUDES.get(view)
+        exclude = f" EXCLUDE ({', '.join(excluded)})" if excluded else ""
+        sql = _PUBLISHED_ONLY.format(table=table, exclude=exclude)
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
     for view, sql in LEDGER_VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
     # Every run, whatever became of it, with its rows kept until the contract's next publish.
