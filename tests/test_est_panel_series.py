@@ -203,3 +203,19 @@ def test_historical_refusals():
 def test_registered():
     reg = registry()
     assert reg["its"].data == reg["historical"].data == "unit_panel"
+
+
+def test_its_ar1_warns_near_a_random_walk_and_refuses_without_df():
+    rng = np.random.default_rng(0)
+    y = 50 + np.cumsum(rng.normal(size=60))  # random-walk errors: rho at its bound 0.99
+    level = {"model": "level"}
+    r = its(_frame(y, 48), Design(outcome="y", parameters=level))
+    assert r.diagnostics["ar1_rho"] == pytest.approx(0.99, abs=1e-3)
+    assert any("random walk" in w for w in r.warnings)
+    assert r.diagnostics["df"] <= 60 - 3 - 1  # never more than the residual df
+    calm = its(_frame(_series(n=48, t0=36), 36), Design(outcome="y", parameters={}))
+    assert not any("random walk" in w or "could not" in w for w in calm.warnings)
+    with pytest.raises(EstimationError, match="newey_west"):  # 4 periods, 3 coefficients + rho
+        its(_frame(y[:4], 3), Design(outcome="y", parameters=level))
+    nw = its(_frame(y[:4], 3), Design(outcome="y", parameters=level | {"variance": "newey_west"}))
+    assert nw.diagnostics["df"] == 1

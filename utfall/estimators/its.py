@@ -168,6 +168,7 @@ class Ar1Fit:
     rho: float
     df: float  # Satterthwaite df of c'b
     resid: np.ndarray  # untransformed residuals y - X b
+    satterthwaite: bool  # False: the df could not be computed and are T - k - 1
 
 
 def _gls(x, y, rho):
@@ -199,7 +200,7 @@ def ar1_reml(x: np.ndarray, y: np.ndarray, c: np.ndarray) -> Ar1Fit:
     s2 = rss / (n - k)
     vcov = s2 * np.linalg.inv(xs.T @ xs)
     v = float(c @ vcov @ c)
-    df = float(n - k - 1)
+    df, satterthwaite = float(n - k - 1), False
     if s2 > 0 and v > 0:
 
         def full(th):  # restricted negative log-likelihood in (s^2, rho)
@@ -233,8 +234,8 @@ def ar1_reml(x: np.ndarray, y: np.ndarray, c: np.ndarray) -> Ar1Fit:
             float(grad @ np.linalg.solve(hess, grad)) if np.all(np.linalg.eigvalsh(hess) > 0) else 0
         )
         if gag > 0:
-            df = min(max(2 * v * v / gag, 1.0), float(n - k - 1))
-    return Ar1Fit(beta, vcov, rho, df, y - x @ beta)
+            df, satterthwaite = min(max(2 * v * v / gag, 1.0), float(n - k - 1)), True
+    return Ar1Fit(beta, vcov, rho, df, y - x @ beta, satterthwaite)
 
 
 def its(panel: pl.DataFrame, design: Design) -> EffectResult:
@@ -306,6 +307,18 @@ def its(panel: pl.DataFrame, design: Design) -> EffectResult:
         grad = c / cf_fit - est * d / cf_fit**2
         rel_se = float(math.sqrt(max(grad @ vcov @ grad, 0.0)))
     warnings = list(s.warnings)
+    if variance == "ar1_reml" and fit.vcov.any():
+        if not fit.satterthwaite:
+            warnings.append(
+                f"the Satterthwaite df could not be computed (rho {rho:.3f}: the restricted "
+                f"likelihood is flat or at its bound); the interval uses {dfree:.0f} df and "
+                "may be too narrow"
+            )
+        if abs(rho) > 0.9:
+            warnings.append(
+                f"AR(1) coefficient {rho:.3f}: the errors are close to a random walk, so the "
+                "pre-period trend is a weak guide to the counterfactual"
+            )
     if variance == "newey_west" and n < 100:
         warnings.append(
             f"{n} periods: Newey-West intervals are too narrow in series this short (95 % "
