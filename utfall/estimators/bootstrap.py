@@ -14,7 +14,9 @@ an n x B matrix F, so every step is one matrix product over all of them:
 The sums over persons are accumulated over blocks of ``ROWS`` persons at a time, so that the
 ROWS x B temporaries of each step stay in the processor's cache instead of streaming n x B
 arrays through memory a dozen times per Newton step (the same sums; only the order of the
-floating-point additions differs, well below 1e-10 relative).
+floating-point additions differs, well below 1e-10 relative: tests/test_est_person_bootstrap_pin.py
+pins the results from before). Measured, aipw (ATT) with 1000 replications on 100 000 persons,
+one BLAS thread, this 2-core machine: 9.6 s wall / 9.5 s CPU before, 5.8 s / 5.8 s after.
 
 A replicate whose linear systems are singular (a resample without a needed category) fails;
 more than 1 % failed replicates is an EstimationError, fewer are counted in the diagnostics.
