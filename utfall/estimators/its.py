@@ -9,7 +9,7 @@ so). Time index t = periods since the first, in steps of the panel's period leng
 between period starts / the smallest gap); t_0 = the first period at or after the treatment
 start (all treated units must share it). P_t = 1[t >= t_0].
 
-Segmented regression, ordinary least squares:
+Segmented regression (OLS, or GLS with AR(1) errors: see Variance below):
 
     y_t = b0 + b1 t + b2 P_t + b3 (t - t_0) P_t  [+ season dummies] + e_t
 
@@ -46,9 +46,11 @@ small-sample factor (statsmodels' ``cov_type="HAC"`` default, agreed to 1e-6 in 
 Lag rule: ``hac_lags`` if >= 0, else L = floor(4 (T/100)^(2/9)) (Newey and West 1994).
 Interval: c'b +- t_{T-k} SE. Measured in the same study: the 95 % interval covered only about
 80 % with AR(1) errors and 87 % with independent errors at the rule's 3 lags; the Bartlett HAC
-of trend and post-period terms is biased down in short series, and fixed-b critical values
-(Kiefer and Vogelsang 2005) did not repair it (85 % and 90 %: their limit theory assumes
-regressors without the post-period break). Below 100 periods the result carries a warning.
+of trend and post-period terms is biased down in short series. Fixed-b critical values
+(Kiefer and Vogelsang 2005, Bartlett kernel, b = (L + 1)/T, their cubic approximation) did
+not repair it in an off-line check of 2000 replicates (85 % and 90 %; their limit theory does
+not cover a post-period indicator that is nonzero on the last quarter of the series only), so
+they are not offered. Below 100 periods the result carries a warning.
 
 Refused: fewer than 3 pre-periods, no post-period, a singular design (e.g. one post-period
 with a slope change: use ``model="level"``), treated units starting at different times.
