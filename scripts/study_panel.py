@@ -20,7 +20,8 @@ rep])``, so any replicate can be re-drawn alone):
 - ``its``: one series of 48 quarters, treated from period 36, level change -3 and slope
   change -0.1 per quarter, trend 0.2, quarterly seasonality, AR(1) errors (rho 0.3, sd 1),
   seasonality modelled. Truth: the mean of the level and slope change over the 12 post periods.
-  ``its_iid``: the same with independent N(0, 1) errors.
+  ``its_iid``: the same with independent N(0, 1) errors. Each is run with the default variance
+  (AR(1) errors by REML, Satterthwaite df) and again with ``variance="newey_west"``.
 - ``historical``: one series of 24 quarters with a linear trend and iid N(0, 1) noise, drop
   of -2 from period 16; trend baseline. Truth -2.
 
@@ -113,13 +114,22 @@ def historical_panel(rng: np.random.Generator):
     return make_panel(y[None, :], [t0]), -2.0
 
 
+#: the ITS rows again with OLS and Newey-West HAC at the rule's lags (under-covers here)
+ITS_NW = {
+    "model": "level_and_slope",
+    "seasonality": "quarter",
+    "variance": "newey_west",
+    "hac_lags": -1,
+}
 CASES = [
     ("staggered", "staggered", {"control": "never_treated", "weight": "equal"}),
     ("staggered", "staggered", {"control": "not_yet_treated", "weight": "equal"}),
     ("staggered", "twfe", {"weight": "equal"}),
     ("synthetic_control", "synthetic_control", {}),
-    ("its", "its", {"model": "level_and_slope", "seasonality": "quarter", "hac_lags": -1}),
-    ("its_iid", "its", {"model": "level_and_slope", "seasonality": "quarter", "hac_lags": -1}),
+    ("its", "its", {"model": "level_and_slope", "seasonality": "quarter"}),
+    ("its_iid", "its", {"model": "level_and_slope", "seasonality": "quarter"}),
+    ("its", "its", ITS_NW),
+    ("its_iid", "its", ITS_NW),
     ("historical", "historical", {"baseline": "trend"}),
 ]
 MAKERS = {
@@ -152,6 +162,7 @@ def run_study(reps: int, seed: int, cases=CASES) -> list[dict]:
             widths.append(math.nan if empty else r.ci_high - r.ci_low)
         mean = float(np.mean(estimates))
         label = method + ("" if not params.get("control") else f" ({params['control']})")
+        label += " (newey_west)" if params.get("variance") == "newey_west" else ""
         rows.append(
             {
                 "scenario": scenario,

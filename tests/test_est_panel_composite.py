@@ -89,7 +89,12 @@ def test_bad_parameters_are_refused(extra, message):
 
 def test_parse_parameters_types_and_defaults():
     got = parse_parameters("its", "hac_lags=4")
-    assert got == {"model": "level_and_slope", "seasonality": "none", "hac_lags": 4}
+    assert got == {
+        "model": "level_and_slope",
+        "seasonality": "none",
+        "variance": "ar1_reml",
+        "hac_lags": 4,
+    }
     with pytest.raises(EstimationError, match="integer"):
         parse_parameters("its", "hac_lags=four")
 

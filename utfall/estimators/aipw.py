@@ -31,9 +31,10 @@ import math
 
 import numpy as np
 import polars as pl
+from scipy.special import expit
 
 from utfall.estimators.base import Design, Estimator
-from utfall.estimators.bootstrap import newton, pair_products, replicates, wls
+from utfall.estimators.bootstrap import blocks, newton_coef, pair_products, replicates, wls_coef
 from utfall.estimators.formula import design_matrix, parse
 from utfall.estimators.ipw import (
     ESTIMAND,
@@ -108,21 +109,39 @@ def _batch(x, d, y, xo, estimand, start):
     yc = y[:, None]
 
     def stat(f):
-        p = newton(x, products, d, f, start)
+        beta = newton_coef(x, products, d, f, start)
         ft, fc = f * d[:, None], f * (1 - d)[:, None]
-        m0 = wls(xs, products_o, y, fc)
+        c0 = wls_coef(xs, products_o, y, fc)
+        c1 = wls_coef(xs, products_o, y, ft) if estimand == "ATE" else None
+        # the sums of the module docstring's means, accumulated over blocks of persons
+        sums = np.zeros((7, f.shape[1]))
         with np.errstate(invalid="ignore", divide="ignore"):
+            for s in blocks(d.size):
+                p = expit(x[s] @ beta)
+                m0, yb, fts, fcs = xs[s] @ c0, yc[s], ft[s], fc[s]
+                if estimand == "ATT":
+                    w = fcs * p / (1 - p)
+                    sums[0] += fts.sum(axis=0)
+                    sums[1] += y[s] @ fts
+                    sums[2] += (fts * m0).sum(axis=0)
+                    sums[3] += (w * (yb - m0)).sum(axis=0)
+                    sums[4] += w.sum(axis=0)
+                else:
+                    m1, fs = xs[s] @ c1, f[s]
+                    w1, w0 = fts / p, fcs / (1 - p)
+                    sums[0] += fs.sum(axis=0)
+                    sums[1] += (fs * m1).sum(axis=0)
+                    sums[2] += (w1 * (yb - m1)).sum(axis=0)
+                    sums[3] += w1.sum(axis=0)
+                    sums[4] += (fs * m0).sum(axis=0)
+                    sums[5] += (w0 * (yb - m0)).sum(axis=0)
+                    sums[6] += w0.sum(axis=0)
             if estimand == "ATT":
-                n1 = ft.sum(axis=0)
-                w = fc * p / (1 - p)
-                mu1 = (y @ ft) / n1
-                mu0 = (ft * m0).sum(axis=0) / n1 + (w * (yc - m0)).sum(axis=0) / w.sum(axis=0)
+                mu1 = sums[1] / sums[0]
+                mu0 = sums[2] / sums[0] + sums[3] / sums[4]
             else:
-                m1 = wls(xs, products_o, y, ft)
-                n = f.sum(axis=0)
-                w1, w0 = ft / p, fc / (1 - p)
-                mu1 = (f * m1).sum(axis=0) / n + (w1 * (yc - m1)).sum(axis=0) / w1.sum(axis=0)
-                mu0 = (f * m0).sum(axis=0) / n + (w0 * (yc - m0)).sum(axis=0) / w0.sum(axis=0)
+                mu1 = sums[1] / sums[0] + sums[2] / sums[3]
+                mu0 = sums[4] / sums[0] + sums[5] / sums[6]
             return np.column_stack([mu1 - mu0, np.where(mu0 > 0, mu1 / mu0 - 1, np.nan)])
 
     return stat
