@@ -55,7 +55,7 @@ def test_example_plan_loads(example_plan):
 def test_example_plan_hash_is_pinned(example_plan):
     # The loader's reading of the example must not drift: its hash is in signed reports.
     assert example_plan.hash == (
-        "sha256:e89e6f0efafa5cc1bc61f4493a13582eb0aa8ba04d51632a184da95f861f2b2d"
+        "sha256:86397a0110ecbb04b1a3e34a2349709def111537de045620fef145717211b9bc"
     )
 
 

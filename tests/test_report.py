@@ -180,7 +180,9 @@ def test_agreed_text_and_deviations(example_plan, report):
     assert kinds == ["plan"] and "after the measurement began (2025-01-01)" in dumps(late)
     html = render_html(late)
     assert "Agreed on: 2025-02-01" in html and "in proportion to the reduction." in html
-    undated = sample_report(example_plan)
+    data = json.loads(json.dumps(example_plan.data))
+    del data["contract"]["agreed_on"]
+    undated = sample_report(replace(example_plan, data=data))
     assert "states no agreement date" in undated["deviations"][0]["what"]
 
 
