@@ -14,13 +14,23 @@ def person_frame(
 ) -> tuple[pl.DataFrame, int]:
     """(frame, dropped): person_id (Utf8), treated (Int8), y (Float64, the column `outcome`),
     the `numeric` covariates as Float64 and the `categorical` ones as Utf8 (the shape of
-    utfall.estimators.base); persons whose outcome is missing (e.g. no follow-up sample) are
-    dropped and counted, never imputed. `participants` holds person_id, treated and the
-    covariates; `outcomes` person_id and `outcome`."""
-    joined = participants.select("person_id", "treated", *numeric, *categorical).join(
-        outcomes.select("person_id", outcome), on="person_id", how="inner", validate="1:1"
+    utfall.estimators.base); persons whose outcome or a covariate is missing (e.g. no
+    follow-up sample) are dropped and counted, never imputed. `participants` holds person_id,
+    treated and the covariates; `outcomes` person_id and `outcome`. A covariate present in
+    both is taken from `outcomes` (the derived value, e.g. a baseline found in the lab rows).
+    """
+    covariates = (*numeric, *categorical)
+    derived = [c for c in covariates if c in outcomes.columns]
+    joined = participants.select(
+        "person_id", "treated", *[c for c in covariates if c not in derived]
+    ).join(
+        outcomes.select("person_id", outcome, *derived),
+        on="person_id",
+        how="inner",
+        validate="1:1",
     )
-    frame = joined.filter(pl.col(outcome).is_not_null()).select(
+    complete = pl.all_horizontal(pl.col(outcome, *covariates).is_not_null())
+    frame = joined.filter(complete).select(
         pl.col("person_id").cast(pl.Utf8),
         pl.col("treated").cast(pl.Int8),
         pl.col(outcome).cast(pl.Float64).alias("y"),
