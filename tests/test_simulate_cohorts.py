@@ -10,12 +10,19 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from utfall.domains import diabetes, hba1c
+from utfall.domains import diabetes, employment, hba1c, public_costs
 from utfall.domains.person import person_frame
 from utfall.estimators.base import Design, get
-from utfall.simulate_cohorts import health_cohort
+from utfall.simulate_cohorts import (
+    FOLLOW_UP_END,
+    employment_cohort,
+    health_cohort,
+    iop_followup,
+    person_costs,
+)
 
 HEALTH_PS = "age + baseline_hba1c + C(sex) + C(clinic)"
+WORK_PS = "age + prior_unemployed_months + C(sex) + C(office)"
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +74,92 @@ def test_health_naive_is_biased_and_aipw_recovers_the_truth(health, outcome):
     assert abs(res.estimate - truth) < 3 * res.std_error
     assert res.ci_low <= truth <= res.ci_high
     assert abs(naive(frame) - truth) > 3 * res.std_error
+
+
+@pytest.fixture(scope="module")
+def work():
+    c = employment_cohort(seed=0)
+    status, bad = employment.validate(c.frames["employment_status"])
+    costs, bad_costs = public_costs.validate(c.frames["public_costs"])
+    assert bad.height == 0 and bad_costs.height == 0
+    out = employment.outcomes(status, c.participants, FOLLOW_UP_END).join(
+        person_costs(costs, c.participants), on="person_id"
+    )
+    return c, out
+
+
+def test_employment_is_seeded_and_selected(work):
+    c, out = work
+    again = employment_cohort(seed=0)
+    for name in ("employment_status", "public_costs"):
+        assert again.frames[name].equals(c.frames[name])
+    assert again.truth == c.truth
+    p = c.participants
+    t, k = p.filter(treated=1), p.filter(treated=0)
+    assert t["prior_unemployed_months"].mean() > k["prior_unemployed_months"].mean() + 3
+    assert set(c.frames["employment_status"]["status"]) == {
+        "employed",
+        "unemployed",
+        "in_education_or_training",
+        "other",
+        "arbetslös",
+    }
+    ev = employment.events(out)
+    assert set(ev["event"]) == {"entered_work", "sustained_13_weeks", "sustained_26_weeks"}
+    assert ev.filter(event="sustained_26_weeks")["duration_days"].min() >= 182
+
+
+@pytest.mark.parametrize(
+    "outcome", ["entered_work", "sustained_13_weeks", "sustained_26_weeks", "cost_total"]
+)
+def test_employment_naive_is_biased_and_aipw_recovers_the_truth(work, outcome):
+    c, out = work
+    frame, dropped = person_frame(
+        out,
+        c.participants,
+        outcome,
+        numeric=("age", "prior_unemployed_months"),
+        categorical=("sex", "office"),
+    )
+    assert dropped == 0
+    truth = c.truth["att"][outcome]
+    res = get("aipw").fit(frame, Design("y", {"propensity": WORK_PS}))
+    assert abs(res.estimate - truth) < 3 * res.std_error
+    # participants were longer unemployed: the naive difference is > 5 SE off (even the sign)
+    assert abs(naive(frame) - truth) > 5 * res.std_error
+
+
+def test_savings_from_the_estimated_cost_effect(work):
+    c, out = work
+    frame, _ = person_frame(
+        out,
+        c.participants,
+        "cost_total",
+        numeric=("age", "prior_unemployed_months"),
+        categorical=("sex", "office"),
+    )
+    res = get("aipw").fit(frame, Design("y", {"propensity": WORK_PS}))
+    n = c.truth["n_treated"]
+    measured = public_costs.savings(res.estimate, n)
+    assert measured > 0
+    assert abs(float(measured - c.truth["savings_total"])) < 3 * res.std_error * n
+
+
+def test_randomised_employment_cohort_naive_is_fine():
+    c = employment_cohort(seed=0, randomised=True)
+    status, _ = employment.validate(c.frames["employment_status"])
+    out = employment.outcomes(status, c.participants, FOLLOW_UP_END)
+    frame, _ = person_frame(out, c.participants, "entered_work")
+    se = get("diff_in_means").fit(frame, Design("y", {})).std_error
+    assert abs(naive(frame) - c.truth["att"]["entered_work"]) < 3 * se
+
+
+def test_iop_historical_baseline_covers_the_truth():
+    c = iop_followup(seed=0)
+    panel = c.frames["indicator_panel"]
+    assert panel.height == 20 and set(panel["phase"]) == {"baseline", "measurement"}
+    truth = c.truth["att"]["share_in_activity"]
+    assert truth == pytest.approx(0.05, abs=0.01)
+    res = get("historical").fit(panel, Design("share_in_activity", {"baseline": "trend"}))
+    assert res.ci_low <= truth <= res.ci_high
+    assert iop_followup(seed=0).frames["indicator_panel"].equals(panel)
