@@ -146,3 +146,23 @@ def test_rate_card_pays_the_events():
     assert due.amount == Decimal("13000")
     statuses = {(c["person_id"], c["event"]): c["status"] for c in due.detail["claims"]}
     assert statuses[("A", "sustained_26_weeks")] == "capped_person"
+
+
+def test_earnings_over_an_explicit_window():
+    e = "employed"
+    valid, _ = employment.validate(
+        status_rows(
+            [
+                ("A", D(2024, 2, 1), e, "100.10"),
+                ("A", D(2024, 3, 1), e, "200.20"),
+                ("A", D(2024, 4, 1), e, None),
+                ("A", D(2024, 5, 1), e, "400"),
+            ]
+        )
+    )
+    enrol = pl.DataFrame({"person_id": ["A"], "enrolled_on": [D(2024, 1, 15)]})
+    out = employment.outcomes(
+        valid, enrol, D(2024, 12, 1), earnings_window=(D(2024, 3, 1), D(2024, 6, 1))
+    ).row(0, named=True)
+    # March-June: 200.20 + 400; April (null) and June (no row) unknown
+    assert (out["earnings_total"], out["earnings_months_missing"]) == (Decimal("600.20"), 2)

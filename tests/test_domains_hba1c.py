@@ -43,6 +43,18 @@ def test_the_equations_by_hand():
     assert hba1c.mono_s_to_ifcc(Decimal("5.5")) == Decimal("46.705")
 
 
+def test_the_unverified_swedish_variant_differs_little_at_the_thresholds():
+    # the docstring's claim: |(10.45 x - 10.62) - (10.11 x - 8.9)| < 0.22 for x in 5.0..5.7 %
+    for tenth in range(50, 58):
+        x = Decimal(tenth) / 10
+        assert abs(Decimal("10.45") * x - Decimal("10.62") - hba1c.mono_s_to_ifcc(x)) < Decimal(
+            "0.22"
+        )
+    assert Decimal("10.45") * 7 - Decimal("10.62") - hba1c.mono_s_to_ifcc(Decimal(7)) == Decimal(
+        "0.66"
+    )
+
+
 @pytest.mark.parametrize(
     ("date", "value", "unit", "conversion", "mmol"),
     [

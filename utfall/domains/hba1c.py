@@ -19,9 +19,9 @@ Conversions (all HbA1c is stored in IFCC mmol/mol; the applied one is named in `
   convert it by the IFCC network's master equation for Mono-S (Hoelzel W et al., Clin Chem
   2004;50:166-74; as published by the IFCC HbA1c network, information.ifcchba1c.org, "Master
   equations"): IFCC mmol/mol = 10.11 x MonoS - 8.9. (A Swedish variant, 10.45 x MonoS - 10.62,
-  is also quoted; we could not verify its source, and it differs by at most 0.4 mmol/mol over
-  Mono-S 4-7 %, so the 42 and 48 mmol/mol thresholds are affected only for values within
-  half a unit of them; a plan needing it can quarantine instead, see ``mono_s``.)
+  is also quoted; we found no source for it to cite. The two differ by 0.34 x MonoS - 1.72:
+  under 0.22 mmol/mol for Mono-S 5.0-5.7 % (IFCC 42-49, where the contracts' thresholds lie),
+  0.7 at 7 %. A plan that will not accept that can quarantine instead, see ``mono_s``.)
 
 Which % scale: a unit naming its scale ("% NGSP", "% DCCT", "% Mono-S") is taken at its word;
 a plain "%" ("procent", "percent") is Mono-S when sampled before 2010-09-01 (the Swedish
