@@ -134,11 +134,14 @@ def test_every_quarantine_rule_keeps_the_row():
         (None, "HbA1c", "44", "mmol/mol"),
         (D(2020, 1, 1), "HbA1c", None, "mmol/mol"),
         (D(2020, 1, 1), "HbA1c", "300", "mmol/mol"),
+        (D(2020, 1, 1), "HbA1c", "44", "mmol/mol"),  # p7: same date and value as p0, kept
+        (D(2020, 1, 1), "HbA1c", "45", "mmol/mol"),
         value_type=pl.Utf8,
     )
+    frame = pl.concat([frame, frame.slice(8, 1)])  # an exact copy of p8
     valid, bad = hba1c.validate(frame)
     assert valid.height + bad.height == frame.height
-    assert valid["person_id"].to_list() == ["p0"]
+    assert valid["person_id"].to_list() == ["p0", "p7", "p8"]
     assert bad["rule"].to_list() == [
         "not_hba1c",
         "value_not_a_number",
@@ -146,6 +149,7 @@ def test_every_quarantine_rule_keeps_the_row():
         "missing_field",
         "missing_field",
         "out_of_range",
+        "duplicate_row",
     ]
     assert bad["detail"].to_list()[3:5] == ["sample_date", "value"]
     assert bad["value"].to_list()[0] == "6,1"

@@ -42,7 +42,10 @@ Quarantine rules (first that applies, in this order), column `rule`:
 * ``value_not_a_number``: a text value that does not read as a number;
 * ``unknown_unit``: a unit not in UNITS;
 * ``mono_s_not_converted``: (only with ``mono_s="quarantine"``) a Mono-S value;
-* ``out_of_range``: the value in mmol/mol outside the hard range 15-200 (bounds valid).
+* ``out_of_range``: the value in mmol/mol outside the hard range 15-200 (bounds valid);
+* ``duplicate_row``: a later exact copy (person, date, analyte, value and unit as delivered)
+  of a row already accepted. Different values of one person on one day are both kept (the
+  outcome definitions average them).
 
 Valid rows outside 20-150 mmol/mol (bounds fine) carry ``warning = "outside_20_150"``.
 """
@@ -128,8 +131,10 @@ def validate(rows: pl.DataFrame, *, mono_s: str = "convert") -> tuple[pl.DataFra
         raise ValueError(f"lab rows: column(s) {', '.join(missing)} missing")
     valid: list[dict] = []
     bad: list[dict] = []
+    seen: set[tuple] = set()
     for row in rows.select(INPUT).to_dicts():
         rule, detail = None, None
+        key = tuple(str(row[c]).strip() for c in INPUT)
         empty = [c for c in INPUT if row[c] is None or not str(row[c]).strip()]
         if empty:
             rule, detail = "missing_field", ", ".join(empty)
@@ -149,7 +154,10 @@ def validate(rows: pl.DataFrame, *, mono_s: str = "convert") -> tuple[pl.DataFra
                 mmol = exact.quantize(Decimal(1), rounding=ROUND_HALF_UP)
             if not HARD_RANGE[0] <= mmol <= HARD_RANGE[1]:
                 rule, detail = "out_of_range", f"{mmol} mmol/mol outside 15-200"
+            elif key in seen:
+                rule, detail = "duplicate_row", None
             else:
+                seen.add(key)
                 warn = None if WARN_RANGE[0] <= mmol <= WARN_RANGE[1] else "outside_20_150"
                 valid.append(
                     {
