@@ -13,6 +13,8 @@ import pytest
 from utfall.domains import diabetes, employment, hba1c, public_costs
 from utfall.domains.person import person_frame
 from utfall.estimators.base import Design, get
+from utfall.payments.base import Inputs
+from utfall.payments.rate_card import pay
 from utfall.simulate_cohorts import (
     FOLLOW_UP_END,
     employment_cohort,
@@ -28,6 +30,10 @@ WORK_PS = "age + prior_unemployed_months + C(sex) + C(office)"
 @pytest.fixture(scope="module")
 def health():
     return health_cohort(seed=0)
+
+
+def treated_ids(c) -> list[str]:
+    return c.participants.filter(treated=1)["person_id"].to_list()
 
 
 def naive(frame: pl.DataFrame) -> float:
@@ -107,6 +113,23 @@ def test_employment_is_seeded_and_selected(work):
     ev = employment.events(out)
     assert set(ev["event"]) == {"entered_work", "sustained_13_weeks", "sustained_26_weeks"}
     assert ev.filter(event="sustained_26_weeks")["duration_days"].min() >= 182
+    # the rate card takes the simulated events as they are (pseudonyms, types, durations)
+    rule = {
+        "prices": [
+            {"event": "entered_work", "price": "10000"},
+            {"event": "sustained_13_weeks", "price": "20000", "min_duration_days": 91},
+            {"event": "sustained_26_weeks", "price": "30000", "min_duration_days": 182},
+        ],
+        "cap_per_person": "50000",
+        "contract_cap": "1000000000",
+    }
+    due = pay(rule, Inputs(events=ev.filter(pl.col("person_id").is_in(treated_ids(c)))))
+    per_event = ev.filter(pl.col("person_id").is_in(treated_ids(c)))["event"].value_counts()
+    n = dict(per_event.iter_rows())
+    full = 10000 * n["entered_work"] + 20000 * n["sustained_13_weeks"]
+    full += 30000 * n["sustained_26_weeks"]
+    # everyone with all three events is cut from 60000 to the 50000 cap
+    assert due.amount == full - 10000 * n["sustained_26_weeks"]
 
 
 @pytest.mark.parametrize(

@@ -139,7 +139,7 @@ def health_cohort(
                 if present[m][i]:
                     v = mean[i] + drift[m] + noise[m][i] + (effect[m] if world else 0.0)
                     day = diabetes.anniversary(enrolled[i], m) + dt.timedelta(int(jitter[m][i]))
-                    add(i, day, f"{max(round(v), 15)}", "mmol/mol")
+                    add(i, day, f"{round(v)}", "mmol/mol")
         return pl.DataFrame(
             rows, schema=dict.fromkeys(hba1c.INPUT, pl.Utf8) | {"sample_date": pl.Date}
         )
