@@ -28,7 +28,15 @@ import polars as pl
 
 from utfall.domains import diabetes, employment, hba1c, public_costs
 
-__all__ = ["Cohort", "employment_cohort", "health_cohort", "iop_followup"]
+__all__ = [
+    "EMPLOYMENT_OUTCOMES",
+    "FOLLOW_UP_END",
+    "Cohort",
+    "employment_cohort",
+    "health_cohort",
+    "iop_followup",
+    "person_costs",
+]
 
 CLINICS = ("vc_a", "vc_b", "vc_c", "vc_d", "vc_e")
 OFFICES = ("af_1", "af_2", "af_3", "af_4")
