@@ -186,3 +186,9 @@ def test_iop_historical_baseline_covers_the_truth():
     res = get("historical").fit(panel, Design("share_in_activity", {"baseline": "trend"}))
     assert res.ci_low <= truth <= res.ci_high
     assert iop_followup(seed=0).frames["indicator_panel"].equals(panel)
+    delivery = c.frames["indicator_delivery"]
+    assert (
+        (delivery["share_in_activity"] * delivery["weight"])
+        .round(6)
+        .equals(panel["numerator"].round(6), check_names=False)
+    )

@@ -367,7 +367,9 @@ def iop_followup(
     estimators' unit_panel shape (one unit, "treated"), and truth["att"]["share_in_activity"]
     the mean over the follow-up quarters of (observed share - the share without the
     partnership, the same binomial draws' quantiles), i.e. the effect the historical trend
-    baseline estimates."""
+    baseline estimates. frames["indicator_delivery"] is the same series as a provider would
+    deliver it to a ``unit_panel`` source (unit_id, period, treatment_start, share_in_activity,
+    weight), for a ``panel_value`` outcome."""
     r = _rng(seed, 21)
     quarters = baseline_quarters + followup_quarters
     starts = [dt.date(2021 + q // 4, 3 * (q % 4) + 1, 1) for q in range(quarters)]
@@ -389,6 +391,15 @@ def iop_followup(
             "denominator": [float(denominator)] * quarters,
         }
     )
+    # as a provider delivers it to a unit_panel source (columns unit_id, period,
+    # treatment_start, weight; outcome column share_in_activity = numerator / weight)
+    delivery = panel.select(
+        "unit_id",
+        pl.col("period_start").alias("period"),
+        "treatment_start",
+        (pl.col("numerator") / pl.col("denominator")).alias("share_in_activity"),
+        pl.col("denominator").alias("weight"),
+    )
     follow = slice(baseline_quarters, None)
     truth = {
         "att": {"share_in_activity": float(np.mean((y1[follow] - y0[follow]) / denominator))},
@@ -400,4 +411,4 @@ def iop_followup(
             "treatment_start": start.isoformat(),
         },
     }
-    return Cohort(pl.DataFrame(), {"indicator_panel": panel}, truth)
+    return Cohort(pl.DataFrame(), {"indicator_panel": panel, "indicator_delivery": delivery}, truth)
