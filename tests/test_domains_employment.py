@@ -166,3 +166,16 @@ def test_earnings_over_an_explicit_window():
     ).row(0, named=True)
     # March-June: 200.20 + 400; April (null) and June (no row) unknown
     assert (out["earnings_total"], out["earnings_months_missing"]) == (Decimal("600.20"), 2)
+
+
+def test_earnings_column_is_optional():
+    raw = pl.DataFrame(
+        {
+            "person_id": ["a", "a"],
+            "month": [D(2024, 1, 1), D(2024, 2, 1)],
+            "status": ["Arbete", "x"],
+        }
+    )
+    valid, bad = employment.validate(raw)
+    assert valid.rows() == [("a", D(2024, 1, 1), "employed", None)]
+    assert bad["rule"].to_list() == ["unknown_status"]

@@ -84,7 +84,7 @@ def test_health_naive_is_biased_and_aipw_recovers_the_truth(health, outcome):
 
 @pytest.fixture(scope="module")
 def work():
-    c = employment_cohort(seed=0)
+    c = employment_cohort(seed=0, population=3000)
     status, bad = employment.validate(c.frames["employment_status"])
     costs, bad_costs = public_costs.validate(c.frames["public_costs"])
     assert bad.height == 0 and bad_costs.height == 0
@@ -96,7 +96,7 @@ def work():
 
 def test_employment_is_seeded_and_selected(work):
     c, out = work
-    again = employment_cohort(seed=0)
+    again = employment_cohort(seed=0, population=3000)
     for name in ("employment_status", "public_costs"):
         assert again.frames[name].equals(c.frames[name])
     assert again.truth == c.truth
@@ -169,7 +169,7 @@ def test_savings_from_the_estimated_cost_effect(work):
 
 
 def test_randomised_employment_cohort_naive_is_fine():
-    c = employment_cohort(seed=0, randomised=True)
+    c = employment_cohort(seed=0, population=2000, randomised=True)
     status, _ = employment.validate(c.frames["employment_status"])
     out = employment.outcomes(status, c.participants, FOLLOW_UP_END)
     frame, _ = person_frame(out, c.participants, "entered_work")
