@@ -1,4 +1,6 @@
-"""`utfall simulate` and `utfall run` end to end, as a user runs them."""
+"""`utfall simulate` and `utfall run` end to end, as a user runs them: the happy path and
+the locked warehouse in a real subprocess; the other error paths call `cli.main` in-process
+(same parser, same handlers, same exit codes) to save a Python start-up each."""
 
 from __future__ import annotations
 
@@ -6,7 +8,10 @@ import json
 import subprocess
 import sys
 
-from utfall.cli import EXAMPLE_PLAN
+import pytest
+
+from utfall.cli import EXAMPLE_PLAN, main
+from utfall.errors import UserError
 
 
 def _utfall(*args: str, env_key: str) -> subprocess.CompletedProcess:
@@ -36,6 +41,15 @@ def _run(tmp_path, deliveries, out, key: str) -> subprocess.CompletedProcess:
     )
 
 
+def _run_in_process(tmp_path, deliveries, out, capsys, *, debug: bool = False):
+    """`utfall [--debug] run ...` in this process: (exit code, stdout, stderr)."""
+    args = ["--debug"] if debug else []
+    args += ["run", str(EXAMPLE_PLAN), "--deliveries", str(deliveries)]
+    code = main([*args, "--warehouse", str(tmp_path / "w.duckdb"), "--out", str(out)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def test_simulate_then_run(tmp_path, pseudonym_key):
     deliveries = tmp_path / "deliveries"
     sim = _utfall(
@@ -44,7 +58,7 @@ def test_simulate_then_run(tmp_path, pseudonym_key):
         "--out",
         str(deliveries),
         "--employees",
-        "3000",
+        "1000",
         "--effect",
         "0.15",
         "--seed",
@@ -74,11 +88,11 @@ def test_simulate_then_run(tmp_path, pseudonym_key):
     assert (tmp_path / "w.duckdb").exists()
 
 
-def test_run_with_missing_deliveries_fails_clearly(tmp_path, pseudonym_key):
-    res = _run(tmp_path, str(tmp_path / "nowhere"), str(tmp_path / "r"), pseudonym_key)
-    assert res.returncode == 2
-    assert "the deliveries folder does not exist" in res.stderr
-    assert "Traceback" not in res.stderr
+def test_run_with_missing_deliveries_fails_clearly(tmp_path, capsys):
+    code, _, err = _run_in_process(tmp_path, tmp_path / "nowhere", tmp_path / "r", capsys)
+    assert code == 2
+    assert "the deliveries folder does not exist" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "r").exists()
 
 
@@ -98,26 +112,19 @@ def test_run_while_warehouse_is_locked_fails_clearly(
     assert "locked by another process; waiting" in res.stderr
 
 
-def test_debug_shows_the_traceback_otherwise_one_line(tmp_path, pseudonym_key):
-    args = [
-        "run",
-        str(EXAMPLE_PLAN),
-        "--deliveries",
-        str(tmp_path / "nowhere"),
-        "--warehouse",
-        str(tmp_path / "w.duckdb"),
-        "--out",
-        str(tmp_path / "r"),
-    ]
-    plain = _utfall(*args, env_key=pseudonym_key)
-    assert plain.returncode == 2 and "Traceback" not in plain.stderr
-    assert plain.stderr.count("utfall: error:") == 1
-    debug = _utfall("--debug", *args, env_key=pseudonym_key)
-    assert debug.returncode == 1 and "Traceback" in debug.stderr
-    assert "DeliveryError" in debug.stderr
+def test_debug_shows_the_traceback_otherwise_one_line(tmp_path, capsys):
+    nowhere, out = tmp_path / "nowhere", tmp_path / "r"
+    code, _, err = _run_in_process(tmp_path, nowhere, out, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.count("utfall: error:") == 1
+    # --debug lets the exception out of main (Python then prints its traceback, exit 1).
+    with pytest.raises(UserError) as raised:
+        _run_in_process(tmp_path, nowhere, out, capsys, debug=True)
+    assert type(raised.value).__name__ == "DeliveryError"
 
 
-def test_short_key_is_one_line_exit_2(tmp_path, deliveries):
-    res = _run(tmp_path, str(deliveries), str(tmp_path / "r"), "too-short")
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "too-short" not in res.stderr  # the key is never echoed
+def test_short_key_is_one_line_exit_2(tmp_path, deliveries, monkeypatch, capsys):
+    monkeypatch.setenv("UTFALL_PSEUDONYM_KEY", "too-short")
+    code, out, err = _run_in_process(tmp_path, deliveries, tmp_path / "r", capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "too-short" not in out + err  # the key is never echoed

@@ -182,17 +182,16 @@ def test_plan_show_cli(example_plan):
     assert example_plan.hash in out.stdout
 
 
-def test_plan_show_cli_bad_plan(tmp_path, data):
+def test_plan_show_cli_bad_plan(tmp_path, data, capsys):
+    """In-process (`cli.main`): test_plan_show_cli above runs the real command."""
+    from utfall.cli import main
+
     data["counterfactual"]["method"] = "magic"
     path = _write(tmp_path, data)
-    out = subprocess.run(
-        [sys.executable, "-m", "utfall.cli", "plan", "show", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 2
-    assert f"{path}: counterfactual.method: unknown method 'magic'" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert main(["plan", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: counterfactual.method: unknown method 'magic'" in err
+    assert "Traceback" not in err
 
 
 # --- YAML: nothing the reader does silently may change the plan's meaning --------------

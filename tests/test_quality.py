@@ -542,15 +542,14 @@ def test_unknown_kind_and_missing_columns_are_bugs(staged, example_plan):
 # --- Great Expectations ------------------------------------------------------------------
 
 
-def test_importing_utfall_quality_does_not_import_gx():
-    code = "import sys, utfall.quality; print('great_expectations' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
-def test_gx_runs_quietly_and_writes_nothing(tmp_path):
-    """In a fresh process (context built here): no progress bars, no file in the cwd."""
+@pytest.fixture(scope="module")
+def fresh_process(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One fresh Python process (GX imported there, ~4 s of CPU, once for both tests below):
+    imports utfall.quality, says whether GX came with it, then runs a GX check in its cwd."""
+    cwd = tmp_path_factory.mktemp("gx-cwd")
     code = (
+        "import sys, utfall.quality\n"
+        "print('great_expectations' in sys.modules)\n"
         "import datetime as dt, polars as pl\n"
         "from utfall.cli import EXAMPLE_PLAN\n"
         "from utfall.plan import load_plan\n"
@@ -561,12 +560,23 @@ def test_gx_runs_quietly_and_writes_nothing(tmp_path):
         "print(len(results))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "5"
+    return cwd, out
+
+
+def test_importing_utfall_quality_does_not_import_gx(fresh_process):
+    _, out = fresh_process
+    assert out.stdout.splitlines()[0] == "False"
+
+
+def test_gx_runs_quietly_and_writes_nothing(fresh_process):
+    """In a fresh process (context built there): no progress bars, no file in the cwd."""
+    cwd, out = fresh_process
+    assert out.stdout.splitlines()[1:] == ["5"]
     assert "Calculating Metrics" not in out.stderr + out.stdout
     assert "%|" not in out.stderr  # no tqdm bar of any kind
-    assert list(tmp_path.iterdir()) == []
+    assert list(cwd.iterdir()) == []
 
 
 def test_an_expectation_gx_cannot_evaluate_raises_instead_of_failing():

@@ -17,6 +17,7 @@ logo from GX's S3 bucket: opened offline it is unstyled, opened online it contac
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -70,6 +71,42 @@ def _suite_result(suite_name: str, source: str, run_id: Any, evrs: list[dict[str
     )
 
 
+class _MemoryClient:
+    """A dict with the get/set that jinja2's MemcachedBytecodeCache asks of its client."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self._data.get(key)
+
+    def set(self, key: str, value: bytes, timeout: int | None = None) -> None:
+        self._data[key] = value
+
+
+@functools.cache
+def _share_compiled_templates() -> None:
+    """Let every GX view compile its Jinja templates once per process.
+
+    GX builds a new Jinja environment for every view it renders and so compiles its ~40
+    templates again for every site (about 1.3 s of a 2 s Data Docs build). A bytecode cache
+    shared by those environments keeps the compiled code, keyed by template name and a
+    checksum of its source; the rendered pages are the same bytes.
+    """
+    from great_expectations.render.view.view import DefaultJinjaView
+    from jinja2 import MemcachedBytecodeCache
+
+    cache = MemcachedBytecodeCache(_MemoryClient())
+    init = DefaultJinjaView.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.env.bytecode_cache = cache
+
+    DefaultJinjaView.__init__ = __init__  # type: ignore[method-assign]
+
+
 def write_data_docs(
     results_by_source: Mapping[str, Iterable[ExpectationResult]],
     out_dir: Path,
@@ -89,6 +126,7 @@ def write_data_docs(
         ValidationResultIdentifier,
     )
 
+    _share_compiled_templates()
     run_id = RunIdentifier(run_name=run_name, run_time=run_time or dt.datetime.now(dt.UTC))
     target = Path(out_dir) / SITE_DIR
     with tempfile.TemporaryDirectory(prefix="utfall-gx-docs-") as tmp:
