@@ -229,10 +229,14 @@ def test_restricted_detail_stays_in_the_warehouse(panel_case):
         stored = con.sql("SELECT restricted_json FROM work.effects").fetchall()
         assert len(stored) == 1 and json.loads(stored[0][0]) == {}
         columns = [c[0] for c in con.sql("DESCRIBE marts.effects").fetchall()]
-        assert "restricted_json" not in columns and "result_json" in columns
+        assert "restricted_json" not in columns and "result_json" not in columns
+        # the whole result (with per-unit diagnostics) only in the restricted schema
+        restricted = [c[0] for c in con.sql("DESCRIBE restricted.effects").fetchall()]
+        assert "restricted_json" not in restricted
     finally:
         con.close()
-    assert "restricted" not in (root / "report" / "report.json").read_text(encoding="utf-8")
+    text = (root / "report" / "report.json").read_text(encoding="utf-8")
+    assert '"restricted"' not in text and "restricted_json" not in text
 
 
 def test_a_method_that_cannot_estimate_stops_the_run(tmp_path):

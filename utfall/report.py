@@ -31,6 +31,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import math
 import subprocess
 from collections.abc import Mapping
 from decimal import Decimal
@@ -101,7 +102,9 @@ GENERAL_LIMITATIONS = [
 
 
 def _round(x: float | None, digits: int = 6) -> float | None:
-    return None if x is None else float(round(x, digits))
+    """Rounded for the report; None when there is no number (a phase without rows gives
+    0/0, which strict JSON cannot hold)."""
+    return None if x is None or not math.isfinite(x) else float(round(x, digits))
 
 
 def outcome_series(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> list[dict[str, Any]]:
@@ -200,12 +203,12 @@ def suppress_cells(counts: Mapping[str, int], k: int) -> dict[str, str | None]:
     """
     status: dict[str, str | None] = {c: None for c in counts}
     for c, n in counts.items():
-        if 0 < n < k:
+        if n is not None and 0 < n < k:
             status[c] = "primary"
     hidden = [c for c, s in status.items() if s]
     if not hidden:
         return status
-    order = sorted((n, c) for c, n in counts.items() if status[c] is None)
+    order = sorted((n, c) for c, n in counts.items() if status[c] is None and n is not None)
     while order and (len(hidden) < 2 or sum(counts[c] for c in hidden) < k):
         _, c = order.pop(0)
         status[c] = "secondary"
@@ -260,7 +263,7 @@ def unit_results(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> dict[str, 
                 {
                     "unit_id": r["unit_id"],
                     "group": group,
-                    "employees": None if hide else int(r["employees"]),
+                    "employees": None if hide or r["employees"] is None else int(r["employees"]),
                     "baseline": None if hide else _round(b),
                     "measurement": None if hide else _round(m),
                     "change": None if hide else _round(change),
@@ -277,8 +280,10 @@ def unit_results(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> dict[str, 
             )
             for p in ("baseline", "measurement")
         }
-        total_n = int(g["employees"].sum())
-        small_total = total_n < k
+        # A delivered panel holds aggregates without person counts: nothing to suppress.
+        counted = g["employees"].null_count() < g.height
+        total_n = int(g["employees"].sum()) if counted else None
+        small_total = counted and total_n < k
         totals.append(
             {
                 "group": group,
