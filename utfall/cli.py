@@ -8,7 +8,6 @@ message and exit 2 (`--debug` shows the traceback); a run that fails publishes n
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -70,43 +69,51 @@ def simulate_deliveries(
     ``scenario``: further :class:`utfall.simulate.SimulationSpec` fields (treated_level_ratio,
     common_shock, common_shock_start, treated_trend_per_quarter). ``progress`` gets one
     ``[i/n]`` line per step (simulating, then each file written)."""
-    from utfall.simulate import simulate, spec_for_plan
+    from utfall.simulate_plans import simulator_for, write_source, write_truth
 
     plan = load_plan(plan_path)
-    spec = spec_for_plan(
-        plan,
-        employees=employees,
-        effect=effect,
-        defect_rate=defect_rate,
-        seed=plan.counterfactual["seed"] if seed is None else seed,
-        **scenario,
-    )
     say = progress or (lambda _: None)
     steps = 1 + len(plan.sources)
+    seed = plan.counterfactual["seed"] if seed is None else seed
+    sim = simulator_for(plan)
     t0 = time.perf_counter()
-    result = simulate(spec)
-    say(f"[1/{steps}] simulated {employees} employees ({time.perf_counter() - t0:.1f} s)")
-    frames = {"employee_roster": result.roster, "sick_leave_spells": result.spells}
+    if sim is None:
+        from utfall.simulate import simulate, spec_for_plan
+
+        spec = spec_for_plan(
+            plan,
+            employees=employees,
+            effect=effect,
+            defect_rate=defect_rate,
+            seed=seed,
+            **scenario,
+        )
+        result = simulate(spec)
+        say(f"[1/{steps}] simulated {employees} employees ({time.perf_counter() - t0:.1f} s)")
+        frames = {"employee_roster": result.roster, "sick_leave_spells": result.spells}
+        truth = dict(result.truth)
+    else:
+        simulated = sim.run(plan, seed, employees)
+        say(f"[1/{steps}] simulated {sim.name} ({time.perf_counter() - t0:.1f} s)")
+        frames, truth = simulated.frames, dict(simulated.truth)
     out.mkdir(parents=True, exist_ok=True)
-    for source in plan.sources:
+    for done, source in enumerate(plan.sources, start=2):
         frame = frames[source["kind"]]
-        inverse = {canonical: delivered for canonical, delivered in source["columns"].items()}
-        frame = frame.select([frame[c].alias(inverse[c]) for c in frame.columns if c in inverse])
-        target = out / source["path"].replace("*", "")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source["format"] == "csv":
-            opts = source.get("csv", {})
-            text = frame.write_csv(separator=opts.get("delimiter", ","))
-            target.write_bytes(text.encode(opts.get("encoding", "utf-8")))
-        else:
-            frame.write_parquet(target)
-        done = plan.sources.index(source) + 2
+        target = write_source(source, frame, out)
         say(f"[{done}/{steps}] wrote {target.name}: {frame.height} rows")
-    truth = dict(result.truth, plan_hash=plan.hash)
-    (out / "truth.json").write_text(
-        json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    truth["plan_hash"] = plan.hash
+    write_truth(out, truth)
     return truth
+
+
+def true_effects(plan_path: Path, truth: dict) -> dict[str, float]:
+    """Each outcome's true effect, as the plan's report states its estimate: the sick-leave
+    simulator's truth is a relative reduction of its first outcome (the report's relative
+    estimate is its negative); the other simulators' truth is per outcome, absolute."""
+    if "outcomes" in truth:
+        return dict(truth["outcomes"])
+    plan = load_plan(plan_path)
+    return {plan.outcomes[0]["id"]: -truth["effect"]}
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -124,10 +131,14 @@ def _simulate(args: argparse.Namespace) -> int:
             treated_trend_per_quarter=args.treated_trend,
             progress=bar,
         )
-    print(
-        f"wrote deliveries for {args.employees} employees to {args.out} "
-        f"(true effect {truth['effect']:.1%}, {time.perf_counter() - t0:.1f} s)"
-    )
+    if "effect" in truth:
+        said = f"{args.employees} employees to {args.out} (true effect {truth['effect']:.1%}"
+    else:
+        effects = ", ".join(
+            f"{k} {v:+.4f}" for k, v in true_effects(Path(args.plan), truth).items()
+        )
+        said = f"{args.plan} to {args.out} (true effects: {effects}"
+    print(f"wrote deliveries for {said}, {time.perf_counter() - t0:.1f} s)")
     return 0
 
 

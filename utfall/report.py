@@ -199,12 +199,12 @@ def suppress_cells(counts: Mapping[str, int], k: int) -> dict[str, str | None]:
     """
     status: dict[str, str | None] = {c: None for c in counts}
     for c, n in counts.items():
-        if 0 < n < k:
+        if n is not None and 0 < n < k:  # None: an aggregate cell (a delivered panel)
             status[c] = "primary"
     hidden = [c for c, s in status.items() if s]
     if not hidden:
         return status
-    order = sorted((n, c) for c, n in counts.items() if status[c] is None)
+    order = sorted((n, c) for c, n in counts.items() if status[c] is None and n is not None)
     while order and (len(hidden) < 2 or sum(counts[c] for c in hidden) < k):
         _, c = order.pop(0)
         status[c] = "secondary"
@@ -259,7 +259,7 @@ def unit_results(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> dict[str, 
                 {
                     "unit_id": r["unit_id"],
                     "group": group,
-                    "employees": None if hide else int(r["employees"]),
+                    "employees": None if hide or r["employees"] is None else int(r["employees"]),
                     "baseline": None if hide else _round(b),
                     "measurement": None if hide else _round(m),
                     "change": None if hide else _round(change),
