@@ -29,7 +29,7 @@ def measure(name: str, root: Path, population: int = 4000) -> tuple[dict, dict]:
 def test_iop_followup_interval_covers_the_truth_and_pays_nothing(tmp_path):
     report, truth = measure("iop_followup.yaml", tmp_path)
     (effect,) = report["effects"]
-    true = cli.true_effects(EXAMPLE_PLANS / "iop_followup.yaml", truth)["share_in_activity"]
+    true, _ = cli.true_effects(EXAMPLE_PLANS / "iop_followup.yaml", truth)["share_in_activity"]
     assert effect["method"] == "historical"
     assert effect["ci_low"] <= true <= effect["ci_high"], (effect, true)
     assert report["payment"]["total"] == "0.00"
@@ -51,3 +51,9 @@ def test_every_example_plan_has_a_simulator(path):
     from utfall.simulate_plans import simulator_for
 
     simulator_for(load_plan(path))  # raises if none serves it
+
+
+def test_the_demo_measures_every_example_plan_sick_leave_first():
+    plans = cli.example_plans()
+    assert plans[0].name == "botkyrka_sick_leave.yaml"
+    assert sorted(plans) == sorted(EXAMPLE_PLANS.glob("*.yaml"))
