@@ -57,3 +57,39 @@ def test_the_demo_measures_every_example_plan_sick_leave_first():
     plans = cli.example_plans()
     assert plans[0].name == "botkyrka_sick_leave.yaml"
     assert sorted(plans) == sorted(EXAMPLE_PLANS.glob("*.yaml"))
+
+
+def test_health_bond_covers_the_truth_repays_within_the_return_bounds_and_verifies(tmp_path):
+    from decimal import Decimal
+
+    from utfall.replication import verify_package
+
+    path = EXAMPLE_PLANS / "health_bond.yaml"
+    report, truth = measure("health_bond.yaml", tmp_path, population=2000)
+    truths = cli.true_effects(path, truth)
+    assert (
+        {e["outcome"] for e in report["effects"]}
+        == set(truths)
+        == {
+            "below_42_12m",
+            "change_24m",
+        }
+    )
+    for effect in report["effects"]:
+        true, scale = truths[effect["outcome"]]
+        assert scale == "absolute" and effect["method"] == "aipw"
+        assert effect["ci_low"] <= true <= effect["ci_high"], (effect, true)
+    total = Decimal(report["payment"]["total"])
+    assert Decimal("24000000.00") <= total <= Decimal("33000000.00")  # -20 % .. +10 %
+    assert {r["source"]: r["loaded"] for r in report["reconciliation"]} == {
+        "deltagare": 2000,
+        "labb": truth_lab_rows(tmp_path / "deliveries"),
+    }
+    v = verify_package(tmp_path / "report")
+    assert v.problems == [], v.problems
+
+
+def truth_lab_rows(deliveries: Path) -> int:
+    import polars as pl
+
+    return pl.read_parquet(deliveries / "lab_results.parquet").height

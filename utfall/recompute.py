@@ -44,10 +44,13 @@ def person_frame(
     """The `person` input of an estimator for one person_value outcome: person_id,
     treated (Int8 0/1), y (Float64) and the source's covariates (numbers Float64,
     categories String), one row per valid person of the source, in delivery order."""
+    from utfall import person_metrics
     from utfall.schemas.generic import variable_columns
     from utfall.validate import staged_generic
 
     outcome = plan.outcome(outcome_id)
+    if outcome["metric"] in person_metrics.FRAMES:
+        return person_metrics.FRAMES[outcome["metric"]](con, plan, run, outcome_id)
     column = plan.outcome_parameters(outcome_id)["column"]
     source = plan.source(outcome["source"])
     staged = staged_generic(con, plan, run, outcome["source"])

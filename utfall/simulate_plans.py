@@ -82,6 +82,27 @@ def _quarters(start, end) -> int:
     return (end.year - start.year) * 4 + (end.month - start.month) // 3 + 1
 
 
+def _health_applies(plan: Plan) -> bool:
+    return sorted(s["kind"] for s in plan.sources) == ["lab_results", "participants"] and all(
+        o["metric"] == "hba1c_outcome" for o in plan.outcomes
+    )
+
+
+def _health_run(plan: Plan, seed: int, population: int) -> Simulated:
+    from utfall.simulate_cohorts import health_cohort
+
+    # a programme effect of -1 mmol/mol at 12 and 24 months: the share below 42 about
+    # doubles, the size of effect the example bond pays in full for
+    cohort = health_cohort(seed=seed, population=population, effect_12m=-1.0, effect_24m=-1.0)
+    truth = dict(cohort.truth)
+    truth["outcomes"] = {
+        o["id"]: cohort.truth["att"][plan.outcome_parameters(o["id"])["outcome"]]
+        for o in plan.outcomes
+    }
+    frames = {"participants": cohort.participants, **cohort.frames}
+    return Simulated(frames, truth)
+
+
 #: Simulators of plans that are not sick-leave plans, tried in order.
 SIMULATORS: list[PlanSimulator] = [
     PlanSimulator(
@@ -90,6 +111,12 @@ SIMULATORS: list[PlanSimulator] = [
         "share_in_activity, quarterly from 2021-01-01)",
         _iop_applies,
         _iop_run,
+    ),
+    PlanSimulator(
+        "health_cohort",
+        "a health bond (sources participants and lab_results, hba1c_outcome outcomes)",
+        _health_applies,
+        _health_run,
     ),
 ]
 
@@ -118,7 +145,7 @@ def write_source(source: dict[str, Any], frame: pl.DataFrame, out: Path) -> Path
     CSV dialect (delimiter, encoding, decimal comma) or Parquet. Returns the file written."""
     names = dict(source["columns"])
     names.update(source.get("outcome_columns") or {})
-    names.update(source.get("covariates") or {})
+    names.update({k: v["column"] for k, v in (source.get("covariates") or {}).items()})
     frame = frame.select([frame[c].alias(names[c]) for c in frame.columns if c in names])
     target = out / source["path"].replace("*", "")
     target.parent.mkdir(parents=True, exist_ok=True)
