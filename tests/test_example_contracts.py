@@ -93,3 +93,23 @@ def truth_lab_rows(deliveries: Path) -> int:
     import polars as pl
 
     return pl.read_parquet(deliveries / "lab_results.parquet").height
+
+
+def test_employment_soc_covers_the_truth_pays_the_rate_card_within_caps_and_verifies(tmp_path):
+    from decimal import Decimal
+
+    from utfall.replication import verify_package
+
+    path = EXAMPLE_PLANS / "employment_soc.yaml"
+    report, truth = measure("employment_soc.yaml", tmp_path, population=1500)
+    truths = cli.true_effects(path, truth)
+    for effect in report["effects"]:
+        true, _ = truths[effect["outcome"]]
+        assert effect["ci_low"] <= true <= effect["ci_high"], (effect, true)
+    (line,) = report["payment"]["lines"]
+    assert line["kind"] == "rate_card"
+    total = Decimal(report["payment"]["total"])
+    treated = truth["n_treated"]
+    assert Decimal(0) < total <= Decimal("70000.00") * treated  # the cap per person
+    v = verify_package(tmp_path / "report")
+    assert v.problems == [], v.problems

@@ -143,3 +143,49 @@ def test_dialects_load_the_same_rows_and_quarantine_each_defect_with_its_rule(tm
             assert "19650312" not in dump and "650312" not in dump, table
     finally:
         con.close()
+
+
+STATUS = [
+    ("e1", "2024-02-01", "arbetslös", None),
+    ("e1", "2024-03-01", "employed", "21500.50"),
+    ("e1", "2024-03-15", "employed", "100"),  # month_not_first_day
+    ("e1", "2024-04-01", "på månen", None),  # unknown_status
+    ("e1", "2024-05-01", "employed", "-5"),  # negative_earnings
+    ("e1", "2024-06-01", "employed", "12.345"),  # earnings_more_than_two_decimals
+    ("e1", "2024-02-01", "arbetslös", None),  # duplicate_row
+    ("e1", "2024-13-01", "employed", None),  # invalid_date
+]
+
+
+@pytest.mark.parametrize("decimal", [".", ","])
+def test_employment_status_quarantines_each_defect_with_its_file_line(decimal):
+    """Row checks on the raw text rows (every file format reaches them as text), with the
+    earnings' decimal point or comma."""
+    from utfall.kinds import employment_status
+    from utfall.validate import validate_person_frame
+
+    source = {"kind": "employment_status", "format": "csv"}
+    raw = pl.DataFrame(
+        [list(r) for r in STATUS],
+        schema=["person_id", "month", "status", "earnings"],
+        orient="row",
+    ).with_columns(
+        pl.lit("f.csv").alias("_file"),
+        pl.int_range(2, len(STATUS) + 2, dtype=pl.Int64).alias("_line"),
+        pl.lit(None, dtype=pl.String).alias("pnr_problem"),
+    )
+    raw = raw.with_columns(pl.col("earnings").str.replace(".", decimal, literal=True))
+    assert employment_status.COLUMNS["earnings"] is False
+    valid, quarantined = validate_person_frame(source, raw)
+    assert valid.height + quarantined.height == len(STATUS)
+    assert valid["status"].to_list() == ["unemployed", "employed"]
+    assert [str(e) for e in valid["earnings"].to_list()] == ["None", "21500.50"]
+    assert quarantined["rule"].to_list() == [
+        "month_not_first_day",
+        "unknown_status",
+        "negative_earnings",
+        "earnings_more_than_two_decimals",
+        "duplicate_row",
+        "invalid_date",
+    ]
+    assert quarantined["line"].to_list() == [4, 5, 6, 7, 8, 9]

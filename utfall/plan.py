@@ -35,6 +35,7 @@ import yaml
 from utfall.domains import diabetes as _diabetes
 from utfall.errors import UserError
 from utfall.estimators.base import registry as estimator_registry
+from utfall.kinds import employment_status as _employment_status
 from utfall.kinds import lab_results as _lab_results
 from utfall.kinds import participants as _participants
 from utfall.params import ParamSpec
@@ -82,9 +83,15 @@ SOURCE_KINDS: dict[str, dict[str, bool]] = {
     # row checks are utfall.domains' validate functions); participants take `covariates`.
     "participants": dict(_participants.COLUMNS),
     "lab_results": dict(_lab_results.COLUMNS),
+    "employment_status": dict(_employment_status.COLUMNS),
 }
 #: Source kinds with a person_id column (a pseudonym, or an identity number hashed on ingest).
-PERSON_ID_KINDS: tuple[str, ...] = ("person_table", "participants", "lab_results")
+PERSON_ID_KINDS: tuple[str, ...] = (
+    "person_table",
+    "participants",
+    "lab_results",
+    "employment_status",
+)
 
 #: Source kinds mapped by their columns alone (one extract, no personnummer required),
 #: whose outcome and covariate columns the plan names per source.
@@ -211,18 +218,37 @@ METRICS: dict[str, MetricSpec] = {
         "the plan's participants source (its covariates are the estimator's)",
         data="person",
     ),
+    "employment_outcome": MetricSpec(
+        source_kind="employment_status",
+        parameters={
+            "outcome": ParamSpec(
+                "string",
+                default=None,
+                choices=("entered_work", "sustained_13_weeks", "sustained_26_weeks"),
+                description=(
+                    "required: entered_work (1 = an employed month after enrolment), "
+                    "sustained_13_weeks / sustained_26_weeks (1 = 3 / 6 consecutive employed "
+                    "months), to the end of the measurement period (utfall.domains.employment)"
+                ),
+            ),
+        },
+        description="an employment outcome per participant, from employment_status and the "
+        "plan's participants source; the rate card's events are the treated participants'",
+        data="person",
+    ),
 }
 #: Metrics that must be given these parameters (no default makes sense).
 REQUIRED_METRIC_PARAMETERS: dict[str, tuple[str, ...]] = {
     "person_value": ("column",),
     "panel_value": ("column",),
     "hba1c_outcome": ("outcome",),
+    "employment_outcome": ("outcome",),
 }
 #: A participants source's own columns a person method's formulas may name (besides the
 #: plan's covariates): age (numeric) and sex (categorical, F/M).
 PARTICIPANT_COVARIATES: tuple[str, ...] = ("age", "sex")
 #: Metrics on person-level kinds that also read the plan's one participants source.
-PARTICIPANT_METRICS: tuple[str, ...] = ("hba1c_outcome",)
+PARTICIPANT_METRICS: tuple[str, ...] = ("hba1c_outcome", "employment_outcome")
 #: Which source kind each metric reads its events from (derived from METRICS).
 METRIC_SOURCE_KIND: dict[str, str] = {name: m.source_kind for name, m in METRICS.items()}
 

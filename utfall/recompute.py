@@ -142,13 +142,24 @@ def effect_records(results: list[EffectResult]) -> list[dict[str, Any]]:
     return [json.loads(report.dumps(r.to_dict())) for r in results]
 
 
-def propose_payment(plan: Plan, effects: list[dict[str, Any]]) -> dict[str, Any]:
-    """The payment under the plan's terms from the effect of the plan's payment outcome."""
+def propose_payment(
+    plan: Plan, effects: list[dict[str, Any]], inputs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The payment under the plan's terms from the effect of the plan's payment outcome, and
+    `inputs` (events, counts: `payment_inputs`) for the rules that read them."""
     by_outcome = {e["outcome"]: e for e in effects}
     outcome = plan.payment["outcome"]
     if outcome not in by_outcome:
         raise MeasurementError(f"no effect estimate for the payment outcome {outcome!r}")
-    return payments.propose(plan, by_outcome[outcome])
+    return payments.propose(plan, by_outcome[outcome], **(inputs or {}))
+
+
+def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
+    """The payment rules' inputs besides the effect, from the run's staged rows (the same in
+    the pipeline and in `utfall verify`): see utfall.person_metrics.payment_inputs."""
+    from utfall import person_metrics
+
+    return person_metrics.payment_inputs(con, plan, run)
 
 
 def staging_database(
@@ -227,10 +238,11 @@ def recompute(
             plan,
             lambda outcome_id, shape: estimator_frame(con, plan, run, outcome_id, shape, panel),
         )
+        inputs = payment_inputs(con, plan, run)
     finally:
         con.close()
     effects = effect_records(results)
-    payment = propose_payment(plan, effects)
+    payment = propose_payment(plan, effects, inputs)
     return Recomputed(
         panel, effects, payment, report_document(plan, context, panel, effects, payment)
     )

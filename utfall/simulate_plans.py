@@ -103,6 +103,32 @@ def _health_run(plan: Plan, seed: int, population: int) -> Simulated:
     return Simulated(frames, truth)
 
 
+def _employment_applies(plan: Plan) -> bool:
+    kinds = sorted(s["kind"] for s in plan.sources)
+    return kinds == ["employment_status", "participants"] and all(
+        o["metric"] == "employment_outcome" for o in plan.outcomes
+    )
+
+
+def _employment_run(plan: Plan, seed: int, population: int) -> Simulated:
+    from utfall.simulate_cohorts import FOLLOW_UP_END, employment_cohort
+
+    end = plan.period("measurement")[1]
+    if end.replace(day=1) != FOLLOW_UP_END:
+        raise UserError(
+            f"{plan.contract_id}: the employment simulator follows persons up to "
+            f"{FOLLOW_UP_END:%Y-%m}; the plan's measurement ends {end}"
+        )
+    cohort = employment_cohort(seed=seed, population=population)
+    truth = dict(cohort.truth)
+    truth["outcomes"] = {
+        o["id"]: cohort.truth["att"][plan.outcome_parameters(o["id"])["outcome"]]
+        for o in plan.outcomes
+    }
+    frames = {"participants": cohort.participants, **cohort.frames}
+    return Simulated(frames, truth)
+
+
 #: Simulators of plans that are not sick-leave plans, tried in order.
 SIMULATORS: list[PlanSimulator] = [
     PlanSimulator(
@@ -117,6 +143,13 @@ SIMULATORS: list[PlanSimulator] = [
         "a health bond (sources participants and lab_results, hba1c_outcome outcomes)",
         _health_applies,
         _health_run,
+    ),
+    PlanSimulator(
+        "employment_cohort",
+        "an employment contract (sources participants and employment_status, "
+        "employment_outcome outcomes, measured to 2025-12)",
+        _employment_applies,
+        _employment_run,
     ),
 ]
 

@@ -29,9 +29,9 @@ class PersonKind:
 
 
 def _registry() -> dict[str, PersonKind]:
-    from utfall.kinds import lab_results, participants
+    from utfall.kinds import employment_status, lab_results, participants
 
-    return {k.name: k for k in (participants.KIND, lab_results.KIND)}
+    return {k.name: k for k in (participants.KIND, lab_results.KIND, employment_status.KIND)}
 
 
 KINDS: dict[str, PersonKind] = {}

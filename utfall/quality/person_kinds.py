@@ -1,7 +1,8 @@
-"""Quality rules of the person-level kinds (participants, lab_results): their row rules are
-the domain modules' (utfall.kinds); on the delivery as a whole they get the null-share
-expectation and are profiled by month (participants by enrolment, lab results by sample date)
-for volume against history. Missing groups are the estimator's to refuse (it names them)."""
+"""Quality rules of the person-level kinds (participants, lab_results, employment_status):
+their row rules are the domain modules' (utfall.kinds); on the delivery as a whole they get
+the null-share expectation and are profiled by month (participants by enrolment, lab results
+by sample date, status by month) for volume against history. Missing groups are the
+estimator's to refuse (it names them)."""
 
 from __future__ import annotations
 
@@ -48,5 +49,16 @@ LAB_RESULTS_SPEC = KindSpec(
     profile=_by_month("sample_date"),
     value_rules=no_rules,
     meaningful_nulls={"warning": "empty: the value lies within 20-150 mmol/mol"},
+    common_checks=("null_share",),
+)
+
+EMPLOYMENT_STATUS_SPEC = KindSpec(
+    kind="employment_status",
+    columns=("person_id", "month", "status"),
+    counted="rows",
+    extra_checks=(),
+    profile=_by_month("month"),
+    value_rules=no_rules,
+    meaningful_nulls={"earnings": "empty: no earnings delivered for the month"},
     common_checks=("null_share",),
 )

@@ -43,6 +43,7 @@ KINDS: dict[str, KindSpec] = {
         generic.PANEL_SPEC,
         person_kinds.PARTICIPANTS_SPEC,
         person_kinds.LAB_RESULTS_SPEC,
+        person_kinds.EMPLOYMENT_STATUS_SPEC,
     )
 }
 

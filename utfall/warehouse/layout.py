@@ -70,6 +70,7 @@ GENERIC_STAGED_COLUMNS: dict[str, dict[str, str]] = {
 PERSON_RAW_COLUMNS: dict[str, tuple[str, ...]] = {
     "participants": ("treated", "enrolled_on", "exit_on", "exit_reason", "age", "sex"),
     "lab_results": ("sample_date", "analyte", "value", "unit"),
+    "employment_status": ("month", "status", "earnings"),
 }
 PERSON_STAGED_COLUMNS: dict[str, dict[str, str]] = {
     "participants": {
@@ -88,6 +89,11 @@ PERSON_STAGED_COLUMNS: dict[str, dict[str, str]] = {
         "conversion": "VARCHAR NOT NULL",  # ifcc, ngsp or mono_s: how the value was read
         "hba1c_mmol_mol": "DOUBLE NOT NULL",
         "warning": "VARCHAR",  # outside_20_150
+    },
+    "employment_status": {
+        "month": "DATE NOT NULL",  # the first day of the month
+        "status": "VARCHAR NOT NULL",  # employed, unemployed, in_education_or_training, other
+        "earnings": "DECIMAL(18,2)",  # exact; null where not delivered
     },
 }
 #: Person kinds whose raw rows carry the plan's covariates in values_json.
