@@ -113,3 +113,35 @@ def test_employment_soc_covers_the_truth_pays_the_rate_card_within_caps_and_veri
     assert Decimal(0) < total <= Decimal("70000.00") * treated  # the cap per person
     v = verify_package(tmp_path / "report")
     assert v.problems == [], v.problems
+
+
+@pytest.mark.parametrize("name", ["health_bond.yaml", "employment_soc.yaml", "iop_followup.yaml"])
+def test_example_plan_materializes_in_dagster_with_every_check_passing(tmp_path, name):
+    """Each new kind through the Dagster assets and their checks (reconciliation, the
+    staged rows' contract, the expectations), as `dagster dev` runs the plan."""
+    from dagster import DagsterInstance, materialize
+
+    from utfall.pipelines.definitions import build_assets
+    from utfall.pipelines.resources import ContractResource, WarehouseResource, resource_key
+
+    path = EXAMPLE_PLANS / name
+    plan = load_plan(path)
+    deliveries = tmp_path / "deliveries"
+    cli.simulate_deliveries(path, deliveries, 800, 0.0, 0.0, None)
+    assets, checks = build_assets(plan)
+    result = materialize(
+        [*assets, *checks],
+        resources={
+            "duckdb": WarehouseResource(database=str(tmp_path / "w.duckdb")),
+            resource_key(plan): ContractResource(
+                plan_path=str(path),
+                deliveries_dir=str(deliveries),
+                reports_dir=str(tmp_path / "report"),
+            ),
+        },
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(c.passed for c in evaluations)
+    assert (tmp_path / "report" / "report.json").exists()
