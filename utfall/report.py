@@ -100,7 +100,9 @@ GENERAL_LIMITATIONS = [
 
 
 def _round(x: float | None, digits: int = 6) -> float | None:
-    return None if x is None else float(round(x, digits))
+    """Rounded for the report; None for no value, NaN included (e.g. a delivered panel's
+    unit with no rows in one phase: 0 / 0), which JSON cannot hold."""
+    return None if x is None or x != x else float(round(x, digits))
 
 
 def outcome_series(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> list[dict[str, Any]]:
