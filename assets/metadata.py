@@ -106,7 +106,11 @@ def staging_preview(
     total = warehouse.scalar(con, f"SELECT count(*) FROM {table} {where}", scope)
     cols = set(con.sql(f"SELECT * FROM {table} LIMIT 0").columns)
     by = "unit_id" if "unit_id" in cols else None
-    date_cols = [c for c in ("spell_start", "employed_from") if c in cols]
+    date_cols = [
+        c
+        for c in ("spell_start", "employed_from", "enrolled_on", "sample_date", "month")
+        if c in cols
+    ]
     if by is None and date_cols:
         by = f"strftime({date_cols[0]}, '%Y-%m')"
     minimum = plan.min_cell_size
@@ -165,7 +169,11 @@ def effect_chart(panel: pl.DataFrame, results: list[Any], minimum: int) -> Metad
     series = group_series(panel)
     parts = []
     for r in results:
-        sub = series.filter(pl.col("outcome") == r.outcome)
+        # a person-level plan has no panel (nothing per quarter to draw): the effect alone
+        if "outcome" in series.columns:
+            sub = series.filter(pl.col("outcome") == r.outcome)
+        else:
+            sub = pl.DataFrame(schema={"value": pl.Float64, "period_start": pl.Date})
         top = max((v for v in sub["value"] if v is not None), default=0.0) or 1.0
         lines = [f"### {r.outcome}", ""]
         lines.append(
@@ -174,9 +182,10 @@ def effect_chart(panel: pl.DataFrame, results: list[Any], minimum: int) -> Metad
             f"(CI {r.relative_ci_low:+.1%} to {r.relative_ci_high:+.1%})"
         )
         lines += ["", "```"]
-        for q in sub.partition_by("period_start", maintain_order=True):
+        for q in sub.partition_by("period_start", maintain_order=True) if sub.height else []:
             for g in q.iter_rows(named=True):
-                if g["employees"] < minimum:
+                # employees is None for a delivered panel's aggregates (no persons counted)
+                if g["employees"] is not None and g["employees"] < minimum:
                     bar, value = "", f"<{minimum} employees"
                 else:
                     bar, value = "█" * round(30 * g["value"] / top), f"{g['value']:.4g}"

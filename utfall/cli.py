@@ -8,7 +8,6 @@ message and exit 2 (`--debug` shows the traceback); a run that fails publishes n
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -70,43 +69,52 @@ def simulate_deliveries(
     ``scenario``: further :class:`utfall.simulate.SimulationSpec` fields (treated_level_ratio,
     common_shock, common_shock_start, treated_trend_per_quarter). ``progress`` gets one
     ``[i/n]`` line per step (simulating, then each file written)."""
-    from utfall.simulate import simulate, spec_for_plan
+    from utfall.simulate_plans import simulator_for, write_source, write_truth
 
     plan = load_plan(plan_path)
-    spec = spec_for_plan(
-        plan,
-        employees=employees,
-        effect=effect,
-        defect_rate=defect_rate,
-        seed=plan.counterfactual["seed"] if seed is None else seed,
-        **scenario,
-    )
     say = progress or (lambda _: None)
     steps = 1 + len(plan.sources)
+    seed = plan.counterfactual["seed"] if seed is None else seed
+    sim = simulator_for(plan)
     t0 = time.perf_counter()
-    result = simulate(spec)
-    say(f"[1/{steps}] simulated {employees} employees ({time.perf_counter() - t0:.1f} s)")
-    frames = {"employee_roster": result.roster, "sick_leave_spells": result.spells}
+    if sim is None:
+        from utfall.simulate import simulate, spec_for_plan
+
+        spec = spec_for_plan(
+            plan,
+            employees=employees,
+            effect=effect,
+            defect_rate=defect_rate,
+            seed=seed,
+            **scenario,
+        )
+        result = simulate(spec)
+        say(f"[1/{steps}] simulated {employees} employees ({time.perf_counter() - t0:.1f} s)")
+        frames = {"employee_roster": result.roster, "sick_leave_spells": result.spells}
+        truth = dict(result.truth)
+    else:
+        simulated = sim.run(plan, seed, employees)
+        say(f"[1/{steps}] simulated {sim.name} ({time.perf_counter() - t0:.1f} s)")
+        frames, truth = simulated.frames, dict(simulated.truth)
     out.mkdir(parents=True, exist_ok=True)
-    for source in plan.sources:
+    for done, source in enumerate(plan.sources, start=2):
         frame = frames[source["kind"]]
-        inverse = {canonical: delivered for canonical, delivered in source["columns"].items()}
-        frame = frame.select([frame[c].alias(inverse[c]) for c in frame.columns if c in inverse])
-        target = out / source["path"].replace("*", "")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source["format"] == "csv":
-            opts = source.get("csv", {})
-            text = frame.write_csv(separator=opts.get("delimiter", ","))
-            target.write_bytes(text.encode(opts.get("encoding", "utf-8")))
-        else:
-            frame.write_parquet(target)
-        done = plan.sources.index(source) + 2
+        target = write_source(source, frame, out)
         say(f"[{done}/{steps}] wrote {target.name}: {frame.height} rows")
-    truth = dict(result.truth, plan_hash=plan.hash)
-    (out / "truth.json").write_text(
-        json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    truth["plan_hash"] = plan.hash
+    write_truth(out, truth)
     return truth
+
+
+def true_effects(plan_path: Path, truth: dict) -> dict[str, tuple[float, str]]:
+    """Each simulated outcome's true effect and its scale, as the report states it: the
+    sick-leave simulator's truth is a relative reduction of the plan's first outcome (the
+    report's relative estimate is its negative); the other simulators give the absolute
+    effect per outcome id."""
+    if "outcomes" in truth:
+        return {k: (float(v), "absolute") for k, v in truth["outcomes"].items()}
+    plan = load_plan(plan_path)
+    return {plan.outcomes[0]["id"]: (-truth["effect"], "relative")}
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -124,20 +132,29 @@ def _simulate(args: argparse.Namespace) -> int:
             treated_trend_per_quarter=args.treated_trend,
             progress=bar,
         )
-    print(
-        f"wrote deliveries for {args.employees} employees to {args.out} "
-        f"(true effect {truth['effect']:.1%}, {time.perf_counter() - t0:.1f} s)"
-    )
+    if "effect" in truth:
+        said = f"{args.employees} employees to {args.out} (true effect {truth['effect']:.1%}"
+    else:
+        effects = ", ".join(
+            f"{k} {v:+.4f}" for k, (v, _) in true_effects(Path(args.plan), truth).items()
+        )
+        said = f"{args.plan} to {args.out} (true effects: {effects}"
+    print(f"wrote deliveries for {said}, {time.perf_counter() - t0:.1f} s)")
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from utfall.pipeline import run
-
     plan = load_plan(args.plan)
     deliveries = Path(args.deliveries or paths.deliveries_root() / plan.contract_id)
     out = Path(args.out or paths.reports_root() / plan.contract_id)
-    warehouse = Path(args.warehouse or default_path())
+    _measure(plan, deliveries, out, Path(args.warehouse or default_path()))
+    return 0
+
+
+def _measure(plan: Any, deliveries: Path, out: Path, warehouse: Path) -> Any:
+    """Run `plan` on `deliveries` and print what `utfall run` prints; the RunResult."""
+    from utfall.pipeline import run
+
     with Progress(f"run {plan.contract_id}") as bar:
         result = run(plan, warehouse, deliveries, out, progress=bar)
     for note in result.notes:
@@ -162,21 +179,59 @@ def _run(args: argparse.Namespace) -> int:
     if snapshot_path(warehouse).is_symlink():
         print(f"analysts' snapshot: {snapshot_path(warehouse)}/ (one Parquet file per mart)")
     print(f"report: {result.report_paths['report.html']}")
-    return 0
+    return result
+
+
+def example_plans() -> list[Path]:
+    """The example contracts the demo measures: the sick-leave one first, then the others
+    in data/plans (the package's example_plans) by file name."""
+    others = sorted(p for p in paths.EXAMPLE_PLANS.glob("*.yaml") if p.name != EXAMPLE_PLAN.name)
+    return [EXAMPLE_PLAN, *others]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    plan = load_plan(EXAMPLE_PLAN)
-    deliveries = paths.deliveries_root() / plan.contract_id
-    print(f"simulating deliveries for {plan.contract_id} into {deliveries}", file=sys.stderr)
-    with Progress("simulate") as bar:
-        truth = simulate_deliveries(
-            EXAMPLE_PLAN, deliveries, args.employees, 0.12, 0.01, None, progress=bar
-        )
-    args.plan, args.deliveries = str(EXAMPLE_PLAN), str(deliveries)
-    code = _run(args)
-    print(f"true simulated effect: {-truth['effect']:+.1%} (see {deliveries / 'truth.json'})")
-    return code
+    warehouse = Path(args.warehouse or default_path())
+    t0 = time.perf_counter()
+    summary: list[str] = []
+    for path in example_plans():
+        plan = load_plan(path)
+        deliveries = paths.deliveries_root() / plan.contract_id
+        out = Path(args.out) / plan.contract_id if args.out else None
+        out = out or paths.reports_root() / plan.contract_id
+        print(f"\n== {plan.contract_id}: {plan.data['contract']['title']}")
+        print(f"simulating deliveries for {plan.contract_id} into {deliveries}", file=sys.stderr)
+        with Progress("simulate") as bar:
+            truth = simulate_deliveries(
+                path, deliveries, args.employees, 0.12, 0.01, None, progress=bar
+            )
+        result = _measure(plan, deliveries, out, warehouse)
+        truths = true_effects(path, truth)
+        if "effect" in truth:
+            print(
+                f"true simulated effect: {-truth['effect']:+.1%} (see {deliveries / 'truth.json'})"
+            )
+        for e in result.effects:
+            if e.outcome not in truths:
+                continue
+            true, scale = truths[e.outcome]
+            if scale == "relative":
+                est, low, high, fmt = (
+                    e.relative_estimate,
+                    e.relative_ci_low,
+                    e.relative_ci_high,
+                    "{:+.1%}",
+                )
+            else:
+                est, low, high, fmt = e.estimate, e.ci_low, e.ci_high, "{:+.4f}"
+            covered = "covers" if low <= true <= high else "MISSES"
+            summary.append(
+                f"  {plan.contract_id} / {e.outcome} ({e.method}): {fmt.format(est)} "
+                f"({e.confidence:.0%} CI {fmt.format(low)} to {fmt.format(high)}), "
+                f"simulated truth {fmt.format(true)}: the interval {covered} it"
+            )
+    print(f"\nexample contracts measured ({time.perf_counter() - t0:.0f} s):")
+    print("\n".join(summary))
+    return 0
 
 
 def _at_least(minimum: int):
@@ -244,7 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("plan", help=_PLAN_HELP)
     sim.add_argument("--out", required=True, help="directory for the delivery files")
     sim.add_argument(
-        "--employees", type=_at_least(1), default=4000, help="employees to simulate (4000)"
+        "--employees",
+        type=_at_least(1),
+        default=4000,
+        help="employees to simulate (4000); persons for a person-level contract's plan",
     )
     sim.add_argument(
         "--effect",
@@ -305,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_text in (
         ("run", "ingest, validate, measure and report, in this process"),
-        ("demo", "simulate the example contract's deliveries and run it"),
+        ("demo", "simulate every example contract's deliveries and measure each"),
     ):
         p = sub.add_parser(name, help=help_text)
         if name == "run":
@@ -313,12 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--deliveries", help="default: data/deliveries/<contract id>")
         else:
             p.add_argument(
-                "--employees", type=_at_least(1), default=4000, help="employees to simulate"
+                "--employees",
+                type=_at_least(1),
+                default=4000,
+                help="employees (sick leave) or persons (person-level contracts) to simulate",
             )
         p.add_argument(
             "--warehouse", help="DuckDB file (default: $UTFALL_WAREHOUSE or data/warehouse.duckdb)"
         )
-        p.add_argument("--out", help="report directory (default: data/reports/<contract id>)")
+        p.add_argument(
+            "--out",
+            help="report directory (default: data/reports/<contract id>)"
+            if name == "run"
+            else "root of the report directories, one per contract (default: data/reports)",
+        )
         p.set_defaults(func=_run if name == "run" else _demo)
     validator.register(sub)
     status.register(sub)

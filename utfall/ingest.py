@@ -24,10 +24,15 @@ import polars as pl
 
 from utfall import personnummer
 from utfall.errors import UserError
-from utfall.plan import SOURCE_KINDS, Plan, source_columns
+from utfall.plan import PERSON_ID_KINDS, SOURCE_KINDS, Plan, source_columns
 from utfall.warehouse import insert_rows, transaction
 from utfall.warehouse.deliveries import record_received
-from utfall.warehouse.layout import GENERIC_RAW_COLUMNS, KIND_COLUMNS
+from utfall.warehouse.layout import (
+    GENERIC_RAW_COLUMNS,
+    KIND_COLUMNS,
+    PERSON_KINDS_WITH_VALUES,
+    PERSON_RAW_COLUMNS,
+)
 from utfall.warehouse.runs import Run
 
 #: Columns every raw row carries for lineage; the identity column becomes `person_id`.
@@ -162,7 +167,7 @@ def read_delivery(
         ],
     )
     # A person table's id may hold identity numbers: they are pseudonymised, not refused.
-    id_column = "person_id" if source["kind"] == "person_table" else "personnummer"
+    id_column = "person_id" if source["kind"] in PERSON_ID_KINDS else "personnummer"
     _refuse_identity_numbers(path, df, mapping, reference_year, id_column)
     return df, digest, len(content)
 
@@ -228,11 +233,14 @@ def raw_frame(frames: list[pl.DataFrame], kind: str, variables: list[str] = ()) 
     For the generic kinds the plan-named `variables` (outcomes, covariates) are kept as
     delivered text in one JSON object, `values_json` (see utfall.warehouse.layout)."""
     raw = pl.concat(frames, how="vertical")
-    if kind in GENERIC_RAW_COLUMNS:
+    if kind in GENERIC_RAW_COLUMNS or kind in PERSON_KINDS_WITH_VALUES:
         raw = raw.with_columns(
             [pl.lit(None, dtype=pl.String).alias(c) for c in variables if c not in raw.columns]
         ).with_columns(pl.struct(list(variables)).struct.json_encode().alias("values_json"))
-        cols = [*LINEAGE, "person_id", "pnr_problem", *GENERIC_RAW_COLUMNS[kind], "values_json"]
+        fixed = GENERIC_RAW_COLUMNS.get(kind) or PERSON_RAW_COLUMNS[kind]
+        cols = [*LINEAGE, "person_id", "pnr_problem", *fixed, "values_json"]
+    elif kind in PERSON_RAW_COLUMNS:
+        cols = [*LINEAGE, "person_id", "pnr_problem", *PERSON_RAW_COLUMNS[kind]]
     else:
         cols = [*LINEAGE, "person_id", "pnr_problem", *KIND_COLUMNS[kind]]
     return raw.with_columns(
@@ -277,7 +285,7 @@ def ingest_source(
 
 def _identities(df: pl.DataFrame, kind: str, key: bytes, reference_year: int) -> pl.DataFrame:
     """Identity numbers replaced by the keyed hash, per kind; a unit panel holds none."""
-    if kind == "person_table":
+    if kind in PERSON_ID_KINDS:
         return pseudonymise_ids(df, key, reference_year)
     if kind == "unit_panel":
         return df.with_columns(

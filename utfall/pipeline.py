@@ -159,7 +159,8 @@ def propose_payment(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dic
     outcome = plan.payment["outcome"]
     if outcome not in effects:
         raise WarehouseError(f"run {run.run_id} has no effect estimate for {outcome!r}")
-    proposal = recompute.propose_payment(plan, [effects[outcome]])
+    inputs = recompute.payment_inputs(con, plan, run)
+    proposal = recompute.propose_payment(plan, [effects[outcome]], inputs)
     lines = pl.DataFrame(
         [
             {

@@ -32,8 +32,12 @@ from typing import Any
 
 import yaml
 
+from utfall.domains import diabetes as _diabetes
 from utfall.errors import UserError
 from utfall.estimators.base import registry as estimator_registry
+from utfall.kinds import employment_status as _employment_status
+from utfall.kinds import lab_results as _lab_results
+from utfall.kinds import participants as _participants
 from utfall.params import ParamSpec
 from utfall.payments.base import registry as payment_registry
 from utfall.payments.base import rule_problems as payment_rule_problems
@@ -75,7 +79,19 @@ SOURCE_KINDS: dict[str, dict[str, bool]] = {
         "treatment_start": False,
         "weight": False,
     },
+    # Person-level kinds of the outcome contracts (one module each in utfall/kinds, whose
+    # row checks are utfall.domains' validate functions); participants take `covariates`.
+    "participants": dict(_participants.COLUMNS),
+    "lab_results": dict(_lab_results.COLUMNS),
+    "employment_status": dict(_employment_status.COLUMNS),
 }
+#: Source kinds with a person_id column (a pseudonym, or an identity number hashed on ingest).
+PERSON_ID_KINDS: tuple[str, ...] = (
+    "person_table",
+    "participants",
+    "lab_results",
+    "employment_status",
+)
 
 #: Source kinds mapped by their columns alone (one extract, no personnummer required),
 #: whose outcome and covariate columns the plan names per source.
@@ -177,12 +193,62 @@ METRICS: dict[str, MetricSpec] = {
         description="one outcome value per unit and period (weighted by the source's "
         "weight column, if mapped), from a unit_panel source",
     ),
+    "hba1c_outcome": MetricSpec(
+        source_kind="lab_results",
+        parameters={
+            "outcome": ParamSpec(
+                "string",
+                default=None,
+                choices=_diabetes.OUTCOMES,
+                description=(
+                    "required: below_42_{12,24}m (1 = back below 42 mmol/mol), "
+                    "progressed_48_{12,24}m (1 = at or above 48) or change_{12,24}m (mmol/mol "
+                    "against baseline), at the 12- or 24-month follow-up (utfall.domains.diabetes)"
+                ),
+            ),
+            "window_days": ParamSpec(
+                "integer",
+                default=90,
+                minimum=1,
+                maximum=183,
+                description="a follow-up sample counts within this many days of the anniversary",
+            ),
+        },
+        description="an HbA1c outcome per participant at 12 or 24 months, from lab_results and "
+        "the plan's participants source (its covariates are the estimator's)",
+        data="person",
+    ),
+    "employment_outcome": MetricSpec(
+        source_kind="employment_status",
+        parameters={
+            "outcome": ParamSpec(
+                "string",
+                default=None,
+                choices=("entered_work", "sustained_13_weeks", "sustained_26_weeks"),
+                description=(
+                    "required: entered_work (1 = an employed month after enrolment), "
+                    "sustained_13_weeks / sustained_26_weeks (1 = 3 / 6 consecutive employed "
+                    "months), to the end of the measurement period (utfall.domains.employment)"
+                ),
+            ),
+        },
+        description="an employment outcome per participant, from employment_status and the "
+        "plan's participants source; the rate card's events are the treated participants'",
+        data="person",
+    ),
 }
 #: Metrics that must be given these parameters (no default makes sense).
 REQUIRED_METRIC_PARAMETERS: dict[str, tuple[str, ...]] = {
     "person_value": ("column",),
     "panel_value": ("column",),
+    "hba1c_outcome": ("outcome",),
+    "employment_outcome": ("outcome",),
 }
+#: A participants source's own columns a person method's formulas may name (besides the
+#: plan's covariates): age (numeric) and sex (categorical, F/M).
+PARTICIPANT_COVARIATES: tuple[str, ...] = ("age", "sex")
+#: Metrics on person-level kinds that also read the plan's one participants source.
+PARTICIPANT_METRICS: tuple[str, ...] = ("hba1c_outcome", "employment_outcome")
 #: Which source kind each metric reads its events from (derived from METRICS).
 METRIC_SOURCE_KIND: dict[str, str] = {name: m.source_kind for name, m in METRICS.items()}
 
@@ -197,6 +263,10 @@ METHODS: dict[str, tuple[str, ...]] = {
     name: tuple(m.parameters) for name, m in METHOD_SPECS.items()
 }
 
+
+#: Source kinds whose names a source may take: plans already name a person_table source
+#: "participants", and no table, view or asset key is named after a source's kind.
+UNRESERVED_KINDS: frozenset[str] = frozenset({"participants", "lab_results"})
 
 #: Names of internal tables and schemas a source must not take (its name becomes a table).
 RESERVED_SOURCE_NAMES: frozenset[str] = frozenset(
@@ -217,7 +287,7 @@ RESERVED_SOURCE_NAMES: frozenset[str] = frozenset(
         "values",
         "source_values",
     }
-) | frozenset(SOURCE_KINDS)
+) | (frozenset(SOURCE_KINDS) - UNRESERVED_KINDS)
 
 #: Data-quality defaults: what `Plan.quality` returns for keys a plan leaves out. Severity
 #: `block` stops the run, `warn` lists the failure in the report, `off` skips the check;
@@ -880,6 +950,16 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         check_source(f"outcomes[{i}].source", o["source"], metric.source_kind)
         if outcome_ids.count(o["id"]) > 1:
             problems.append((f"outcomes[{i}].id", f"duplicate outcome id {o['id']!r}"))
+        if o["metric"] in PARTICIPANT_METRICS:
+            n_part = sum(1 for s in data["sources"] if s["kind"] == "participants")
+            if n_part != 1:
+                problems.append(
+                    (
+                        f"outcomes[{i}].metric",
+                        f"metric {o['metric']} needs exactly one source of kind participants "
+                        f"(the plan has {n_part})",
+                    )
+                )
         given = o.get("parameters") or {}
         problems += parameter_problems(
             f"outcomes[{i}].parameters", f"metric {o['metric']}", metric.parameters, given
@@ -989,7 +1069,7 @@ def _generic_source_problems(i: int, s: dict[str, Any]) -> list[tuple[str, str]]
     keys = ("treatment_values", "outcome_columns", "covariates")
     if s["kind"] not in GENERIC_KINDS:
         for k in keys:
-            if k in s:
+            if k in s and not (k == "covariates" and s["kind"] == "participants"):
                 problems.append(
                     (
                         f"{at}.{k}",
@@ -1072,6 +1152,11 @@ def _formula_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         if o["source"] in names:
             source = data["sources"][names.index(o["source"])]
             covariates.update({c: o["source"] for c in source.get("covariates") or {}})
+        if o["metric"] in PARTICIPANT_METRICS:
+            for s in data["sources"]:
+                if s["kind"] == "participants":
+                    covariates.update({c: s["name"] for c in PARTICIPANT_COVARIATES})
+                    covariates.update({c: s["name"] for c in s.get("covariates") or {}})
     problems = []
     for name in FORMULA_PARAMETERS:
         text = (cf.get("parameters") or {}).get(name)

@@ -44,10 +44,13 @@ def person_frame(
     """The `person` input of an estimator for one person_value outcome: person_id,
     treated (Int8 0/1), y (Float64) and the source's covariates (numbers Float64,
     categories String), one row per valid person of the source, in delivery order."""
+    from utfall import person_metrics
     from utfall.schemas.generic import variable_columns
     from utfall.validate import staged_generic
 
     outcome = plan.outcome(outcome_id)
+    if outcome["metric"] in person_metrics.FRAMES:
+        return person_metrics.FRAMES[outcome["metric"]](con, plan, run, outcome_id)
     column = plan.outcome_parameters(outcome_id)["column"]
     source = plan.source(outcome["source"])
     staged = staged_generic(con, plan, run, outcome["source"])
@@ -139,13 +142,24 @@ def effect_records(results: list[EffectResult]) -> list[dict[str, Any]]:
     return [json.loads(report.dumps(r.to_dict())) for r in results]
 
 
-def propose_payment(plan: Plan, effects: list[dict[str, Any]]) -> dict[str, Any]:
-    """The payment under the plan's terms from the effect of the plan's payment outcome."""
+def propose_payment(
+    plan: Plan, effects: list[dict[str, Any]], inputs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The payment under the plan's terms from the effect of the plan's payment outcome, and
+    `inputs` (events, counts: `payment_inputs`) for the rules that read them."""
     by_outcome = {e["outcome"]: e for e in effects}
     outcome = plan.payment["outcome"]
     if outcome not in by_outcome:
         raise MeasurementError(f"no effect estimate for the payment outcome {outcome!r}")
-    return payments.propose(plan, by_outcome[outcome])
+    return payments.propose(plan, by_outcome[outcome], **(inputs or {}))
+
+
+def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
+    """The payment rules' inputs besides the effect, from the run's staged rows (the same in
+    the pipeline and in `utfall verify`): see utfall.person_metrics.payment_inputs."""
+    from utfall import person_metrics
+
+    return person_metrics.payment_inputs(con, plan, run)
 
 
 def staging_database(
@@ -224,10 +238,11 @@ def recompute(
             plan,
             lambda outcome_id, shape: estimator_frame(con, plan, run, outcome_id, shape, panel),
         )
+        inputs = payment_inputs(con, plan, run)
     finally:
         con.close()
     effects = effect_records(results)
-    payment = propose_payment(plan, effects)
+    payment = propose_payment(plan, effects, inputs)
     return Recomputed(
         panel, effects, payment, report_document(plan, context, panel, effects, payment)
     )

@@ -134,8 +134,10 @@ def write_parquet(frame: pl.DataFrame, path: Path) -> None:
 def input_kinds(plan: Plan) -> list[str]:
     """The source kinds whose validated rows the computation reads, in plan order (and
     `values`, the long table of the generic kinds' plan-named columns, when they are used)."""
+    from utfall.warehouse.layout import PERSON_KINDS_WITH_VALUES
+
     kinds = list(dict.fromkeys(s["kind"] for s in plan.sources))
-    if any(k in GENERIC_KINDS for k in kinds):
+    if any(k in GENERIC_KINDS or k in PERSON_KINDS_WITH_VALUES for k in kinds):
         kinds.append("values")
     return kinds
 
@@ -504,7 +506,9 @@ def _check_context(
 ) -> None:
     """The recorded reconciliation against the rows in the package: loaded = rows."""
     loaded: dict[str, int] = {}
-    for frame in staging.values():
+    for kind, frame in staging.items():
+        if kind == "values":  # one row per delivered row and variable, not per row
+            continue
         if "source" in frame.columns:
             for name, n in frame.group_by("source").len().iter_rows():
                 loaded[name] = n

@@ -242,6 +242,38 @@ def validate_generic_frame(
     return valid, quarantined
 
 
+def read_person_raw(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, source_name: str
+) -> pl.DataFrame:
+    """A person-level kind's raw rows (delivery order), covariates decoded from values_json."""
+    from utfall.warehouse.layout import PERSON_KINDS_WITH_VALUES
+
+    source = plan.source(source_name)
+    if source["kind"] in PERSON_KINDS_WITH_VALUES:
+        return read_generic_raw(con, plan, run, source_name)
+    return warehouse.read_table(
+        con,
+        f"SELECT * EXCLUDE (contract_id, run_id, source) FROM work.raw_{source['kind']} "
+        "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source "
+        "ORDER BY _file, _line",
+        {**run.scope, "source": source_name},
+    )
+
+
+def validate_person_frame(
+    source: dict[str, Any], raw: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a person-level kind's raw rows into (valid typed rows, quarantined rows with
+    their rule), by the kind's row checks (utfall.kinds, which call utfall.domains); pure."""
+    from utfall.kinds import kinds
+
+    raw = raw.with_row_index("_pos")
+    valid, failed = kinds()[source["kind"]].validate(raw, source)
+    quarantined, bad = _quarantined(raw, failed)
+    valid = valid.filter(~pl.col("_pos").is_in(bad["_pos"].implode())).sort("_pos").drop("_pos")
+    return valid, quarantined
+
+
 def read_generic_raw(
     con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, source_name: str
 ) -> pl.DataFrame:
@@ -328,6 +360,12 @@ def validate_source(
         raw = read_generic_raw(con, plan, run, source_name)
         valid, quarantined = validate_generic_frame(plan, source_name, raw)
         return _store(con, plan, run, source, raw.height, valid, quarantined)
+    from utfall.kinds import kinds
+
+    if kind in kinds():
+        raw = read_person_raw(con, plan, run, source_name)
+        valid, quarantined = validate_person_frame(source, raw)
+        return _store(con, plan, run, source, raw.height, valid, quarantined)
     raw = warehouse.read_table(
         con,
         f"SELECT * EXCLUDE (contract_id, run_id, source) FROM work.raw_{kind} "
@@ -378,13 +416,18 @@ def _store(
     )
     limit = float(source.get("max_quarantine_share", DEFAULT_MAX_QUARANTINE_SHARE))
     share = summary.quarantined / summary.delivered if summary.delivered else 0.0
-    from utfall.warehouse.layout import GENERIC_STAGED_COLUMNS, KIND_COLUMNS
+    from utfall.warehouse.layout import (
+        GENERIC_STAGED_COLUMNS,
+        KIND_COLUMNS,
+        PERSON_KINDS_WITH_VALUES,
+        PERSON_STAGED_COLUMNS,
+    )
 
-    columns = {**KIND_COLUMNS, **GENERIC_STAGED_COLUMNS}[kind]
+    columns = {**KIND_COLUMNS, **GENERIC_STAGED_COLUMNS, **PERSON_STAGED_COLUMNS}[kind]
     staged = valid.select("_file", "_line", "person_id", *columns)
     with warehouse.transaction(con):
         warehouse.insert_rows(con, f"work.staging_{kind}", staged, scope)
-        if kind in GENERIC_KINDS:
+        if kind in GENERIC_KINDS or kind in PERSON_KINDS_WITH_VALUES:
             warehouse.insert_rows(con, "work.staging_values", long_values(source, valid), scope)
         warehouse.insert_rows(con, "work.quarantine_rows", quarantined, scope)
         warehouse.insert_rows(con, "work.reconciliation", reconciliation, scope)

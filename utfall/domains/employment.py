@@ -109,9 +109,10 @@ def _earnings(value: object) -> tuple[Decimal | None, str | None]:
     return d.quantize(Decimal("0.01")), None
 
 
-def validate(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def validate(rows: pl.DataFrame, *, with_index: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(valid, quarantined): valid rows (VALID_SCHEMA, status mapped, sorted by person and
-    month) and the failing input rows with `rule` and `detail`."""
+    month) and the failing input rows with `rule` and `detail` (with ``with_index``, also
+    `_n`, the 0-based input row, so a pipeline can trace each back to its file and line)."""
     for c in ("person_id", "month", "status"):
         if c not in rows.columns:
             raise ValueError(f"employment rows: column {c!r} missing")
@@ -167,8 +168,11 @@ def validate(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         "detail": pl.Utf8,
     }
     bad.sort(key=lambda b: b["_n"])
+    if with_index:
+        quarantine_schema["_n"] = pl.Int64
     quarantined = pl.DataFrame(
-        [{k: v for k, v in b.items() if k != "_n"} for b in bad], schema=quarantine_schema
+        [{k: v for k, v in b.items() if k != "_n" or with_index} for b in bad],
+        schema=quarantine_schema,
     )
     return valid, quarantined
 

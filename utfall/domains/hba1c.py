@@ -132,7 +132,9 @@ def validate(rows: pl.DataFrame, *, mono_s: str = "convert") -> tuple[pl.DataFra
     valid: list[dict] = []
     bad: list[dict] = []
     seen: set[tuple] = set()
-    for row in rows.select(INPUT).to_dicts():
+    # lineage columns (a leading underscore, e.g. the pipeline's _pos/_file/_line) ride along
+    extra = [c for c in rows.columns if c.startswith("_")]
+    for row in rows.select(*INPUT, *extra).to_dicts():
         rule, detail = None, None
         key = tuple(str(row[c]).strip() for c in INPUT)
         empty = [c for c in INPUT if row[c] is None or not str(row[c]).strip()]
@@ -169,6 +171,7 @@ def validate(rows: pl.DataFrame, *, mono_s: str = "convert") -> tuple[pl.DataFra
                         "conversion": scale,
                         "hba1c_mmol_mol": float(mmol),
                         "warning": warn,
+                        **{c: row[c] for c in extra},
                     }
                 )
         if rule is not None:
@@ -183,7 +186,8 @@ def validate(rows: pl.DataFrame, *, mono_s: str = "convert") -> tuple[pl.DataFra
         "rule": pl.Utf8,
         "detail": pl.Utf8,
     }
+    lineage = {c: rows.schema[c] for c in extra}
     return (
-        pl.DataFrame(valid, schema=VALID_SCHEMA),
-        pl.DataFrame(bad, schema=quarantine_schema),
+        pl.DataFrame(valid, schema=VALID_SCHEMA | lineage),
+        pl.DataFrame(bad, schema=quarantine_schema | lineage),
     )

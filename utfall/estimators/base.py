@@ -84,6 +84,9 @@ class Estimator:
     published_diagnostics: frozenset[str] = frozenset()
     description: str = ""
     check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
+    #: False for methods on the treated series alone (historical baseline, ITS): a delivery
+    #: without comparison units is then complete.
+    needs_comparison: bool = True
 
     def __post_init__(self) -> None:
         if self.data not in DATA_SHAPES:

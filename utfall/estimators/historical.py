@@ -108,6 +108,7 @@ def historical(panel: pl.DataFrame, design: Design) -> EffectResult:
 ESTIMATOR = Estimator(
     name=METHOD,
     data="unit_panel",
+    needs_comparison=False,
     estimand="ATT",
     fit=historical,
     parameters={

@@ -374,6 +374,7 @@ SEASONALITY = ParamSpec(
 ESTIMATOR = Estimator(
     name=METHOD,
     data="unit_panel",
+    needs_comparison=False,
     estimand="ATT",
     fit=its,
     parameters={

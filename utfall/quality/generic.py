@@ -36,11 +36,26 @@ def person_value_rules(plan: Plan) -> list[ValueRule]:
     return [_both_groups()]
 
 
-def panel_value_rules(plan: Plan) -> list[ValueRule]:
+def _treated_group() -> ValueRule:
     import great_expectations.expectations as gxe
 
+    return (
+        "group",
+        "(the delivery lacks the treated group)",
+        gxe.ExpectColumnDistinctValuesToContainSet(column="group", value_set=["treated"]),
+    )
+
+
+def panel_value_rules(plan: Plan) -> list[ValueRule]:
+    """Both groups, unless the plan's method reads the treated series alone (historical,
+    its): then the treated group suffices. Baseline and measurement periods always."""
+    import great_expectations.expectations as gxe
+
+    from utfall.estimators.base import registry
+
+    series_only = not registry()[plan.counterfactual["method"]].needs_comparison
     return [
-        _both_groups(),
+        _treated_group() if series_only else _both_groups(),
         (
             "phase",
             "(the delivery lacks baseline or measurement periods)",

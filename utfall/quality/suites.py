@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 
 from utfall.plan import Plan
-from utfall.quality import generic, roster, sick_leave
+from utfall.quality import generic, person_kinds, roster, sick_leave
 from utfall.quality.checks import CHECKS, Subject
 from utfall.quality.config import resolve_config
 from utfall.quality.kinds import KindSpec, month_starts
@@ -36,7 +36,15 @@ from utfall.quality.results import ExpectationResult
 #: The source kinds with quality expectations, by the plan's kind name.
 KINDS: dict[str, KindSpec] = {
     spec.kind: spec
-    for spec in (roster.SPEC, sick_leave.SPEC, generic.PERSON_SPEC, generic.PANEL_SPEC)
+    for spec in (
+        roster.SPEC,
+        sick_leave.SPEC,
+        generic.PERSON_SPEC,
+        generic.PANEL_SPEC,
+        person_kinds.PARTICIPANTS_SPEC,
+        person_kinds.LAB_RESULTS_SPEC,
+        person_kinds.EMPLOYMENT_STATUS_SPEC,
+    )
 }
 
 PROFILE_SCHEMA = {"month": pl.Date, "rows": pl.Int64}

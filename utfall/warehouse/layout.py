@@ -63,6 +63,42 @@ GENERIC_STAGED_COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 
+#: The person-level kinds of the outcome contracts (utfall/kinds, one module each): raw keeps
+#: their delivered columns as text (participants' covariates as text in `values_json`, as a
+#: person_table's), staging their typed columns, explicitly (participants' covariates in
+#: work.staging_values).
+PERSON_RAW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "participants": ("treated", "enrolled_on", "exit_on", "exit_reason", "age", "sex"),
+    "lab_results": ("sample_date", "analyte", "value", "unit"),
+    "employment_status": ("month", "status", "earnings"),
+}
+PERSON_STAGED_COLUMNS: dict[str, dict[str, str]] = {
+    "participants": {
+        "treated": "TINYINT NOT NULL",
+        "enrolled_on": "DATE NOT NULL",
+        "exit_on": "DATE",
+        "exit_reason": "VARCHAR",
+        "age": "BIGINT NOT NULL",
+        "sex": "VARCHAR NOT NULL",
+    },
+    "lab_results": {
+        "sample_date": "DATE NOT NULL",
+        "analyte": "VARCHAR NOT NULL",
+        "value_delivered": "DOUBLE NOT NULL",
+        "unit_delivered": "VARCHAR NOT NULL",
+        "conversion": "VARCHAR NOT NULL",  # ifcc, ngsp or mono_s: how the value was read
+        "hba1c_mmol_mol": "DOUBLE NOT NULL",
+        "warning": "VARCHAR",  # outside_20_150
+    },
+    "employment_status": {
+        "month": "DATE NOT NULL",  # the first day of the month
+        "status": "VARCHAR NOT NULL",  # employed, unemployed, in_education_or_training, other
+        "earnings": "DECIMAL(18,2)",  # exact; null where not delivered
+    },
+}
+#: Person kinds whose raw rows carry the plan's covariates in values_json.
+PERSON_KINDS_WITH_VALUES = ("participants",)
+
 _SCOPE = "contract_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL"
 _SOURCE_ROW = _SCOPE + ", source VARCHAR NOT NULL, _file VARCHAR NOT NULL, _line BIGINT NOT NULL"
 
@@ -142,6 +178,14 @@ def _work_tables() -> dict[str, str]:
             f"{_SOURCE_ROW}, person_id VARCHAR, pnr_problem VARCHAR, {text}, values_json VARCHAR"
         )
         tables[f"work.staging_{kind}"] = f"{_SOURCE_ROW}, person_id VARCHAR, {typed}"
+    for kind, raw_cols in PERSON_RAW_COLUMNS.items():
+        text = ", ".join(f'"{c}" VARCHAR' for c in raw_cols)
+        values = ", values_json VARCHAR" if kind in PERSON_KINDS_WITH_VALUES else ""
+        typed = ", ".join(f'"{c}" {t}' for c, t in PERSON_STAGED_COLUMNS[kind].items())
+        tables[f"work.raw_{kind}"] = (
+            f"{_SOURCE_ROW}, person_id VARCHAR, pnr_problem VARCHAR, {text}{values}"
+        )
+        tables[f"work.staging_{kind}"] = f"{_SOURCE_ROW}, person_id VARCHAR NOT NULL, {typed}"
     tables.update(
         {
             "work.staging_values": (
@@ -194,8 +238,14 @@ WORK_TABLES = _work_tables()
 
 #: Published view -> the work table it shows.
 VIEWS: dict[str, str] = {
-    **{f"raw.{kind}": f"work.raw_{kind}" for kind in (*KIND_COLUMNS, *GENERIC_RAW_COLUMNS)},
-    **{f"staging.{kind}": f"work.staging_{kind}" for kind in (*KIND_COLUMNS, *GENERIC_RAW_COLUMNS)},
+    **{
+        f"raw.{kind}": f"work.raw_{kind}"
+        for kind in (*KIND_COLUMNS, *GENERIC_RAW_COLUMNS, *PERSON_RAW_COLUMNS)
+    },
+    **{
+        f"staging.{kind}": f"work.staging_{kind}"
+        for kind in (*KIND_COLUMNS, *GENERIC_RAW_COLUMNS, *PERSON_RAW_COLUMNS)
+    },
     "staging.values": "work.staging_values",
     "raw.deliveries": "ledger.deliveries",
     "quarantine.rows": "work.quarantine_rows",

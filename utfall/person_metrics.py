@@ -1,0 +1,119 @@
+"""Outcome metrics on the person-level kinds (participants + lab_results, ...): each builds
+the estimators' `person` frame (person_id, treated, y, the participants' covariates) from a
+run's staged rows, by the pure outcome definitions of utfall.domains. Used by the pipeline and
+by `utfall verify` alike (through recompute.person_frame), so a replication package's staging
+Parquet files give the same frame. One function per metric, registered in FRAMES.
+
+Persons without the outcome (no follow-up sample in the window) or a covariate are dropped
+from the frame, never imputed (utfall.domains.person.person_frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from utfall import warehouse
+from utfall.plan import Plan
+from utfall.warehouse.runs import Run
+
+
+def participants_frame(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run
+) -> tuple[pl.DataFrame, tuple[str, ...], tuple[str, ...]]:
+    """The plan's participants source's staged rows with its covariates as columns, and the
+    covariates' names (numeric, categorical): age and sex, then the plan's."""
+    from utfall.validate import staged_generic
+
+    (source,) = plan.sources_of_kind("participants")
+    staged = staged_generic(con, plan, run, source["name"])
+    covariates = source.get("covariates") or {}
+    numeric = ("age", *(k for k, v in covariates.items() if v["type"] == "numeric"))
+    categorical = ("sex", *(k for k, v in covariates.items() if v["type"] != "numeric"))
+    return staged, numeric, categorical
+
+
+def hba1c_outcome(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
+) -> pl.DataFrame:
+    """The outcome's HbA1c measure per participant (utfall.domains.diabetes.outcomes on the
+    staged lab results), as the person frame."""
+    from utfall.domains import diabetes, person
+
+    params = plan.outcome_parameters(outcome_id)
+    people, numeric, categorical = participants_frame(con, plan, run)
+    if "baseline_hba1c" not in people.columns:
+        people = people.with_columns(pl.lit(None, dtype=pl.Float64).alias("baseline_hba1c"))
+    labs = warehouse.read_table(
+        con,
+        "SELECT person_id, sample_date, hba1c_mmol_mol FROM work.staging_lab_results "
+        "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source "
+        "ORDER BY _file, _line",
+        {**run.scope, "source": plan.outcome(outcome_id)["source"]},
+    )
+    per_person = diabetes.outcomes(people, labs, window_days=int(params["window_days"]))
+    frame, _dropped = person.person_frame(
+        per_person, people, params["outcome"], numeric=numeric, categorical=categorical
+    )
+    return frame
+
+
+def employment_per_person(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, source: str):
+    """(participants, their numeric and categorical covariates, per-person employment
+    outcomes to the end of the measurement period: utfall.domains.employment.outcomes)."""
+    from utfall.domains import employment
+
+    people, numeric, categorical = participants_frame(con, plan, run)
+    status = warehouse.read_table(
+        con,
+        "SELECT person_id, month, status, earnings FROM work.staging_employment_status "
+        "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source "
+        "ORDER BY _file, _line",
+        {**run.scope, "source": source},
+    )
+    end = plan.period("measurement")[1]
+    per_person = employment.outcomes(status, people.select("person_id", "enrolled_on"), end)
+    return people, numeric, categorical, per_person
+
+
+def employment_outcome(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
+) -> pl.DataFrame:
+    """The outcome (entered or sustained work) per participant, as the person frame."""
+    from utfall.domains import person
+
+    source = plan.outcome(outcome_id)["source"]
+    people, numeric, categorical, per_person = employment_per_person(con, plan, run, source)
+    frame, _dropped = person.person_frame(
+        per_person,
+        people,
+        plan.outcome_parameters(outcome_id)["outcome"],
+        numeric=numeric,
+        categorical=categorical,
+    )
+    return frame
+
+
+FRAMES: dict[str, Callable[[duckdb.DuckDBPyConnection, Plan, Run, str], pl.DataFrame]] = {
+    "hba1c_outcome": hba1c_outcome,
+    "employment_outcome": employment_outcome,
+}
+
+
+def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
+    """What the plan's payment rules read besides the effect, from the staged rows: for a
+    rate card on an employment outcome, `events` (utfall.domains.employment.events of the
+    treated participants) and counts["persons_treated"]."""
+    kinds = {r["kind"] for r in plan.payment["rules"]}
+    outcome = plan.outcome(plan.payment["outcome"])
+    if "rate_card" not in kinds or outcome["metric"] != "employment_outcome":
+        return {}
+    from utfall.domains import employment
+
+    people, _n, _c, per_person = employment_per_person(con, plan, run, outcome["source"])
+    treated = people.filter(pl.col("treated") == 1)["person_id"]
+    mine = per_person.filter(pl.col("person_id").is_in(treated.implode()))
+    return {"events": employment.events(mine), "counts": {"persons_treated": treated.len()}}
