@@ -34,7 +34,14 @@ import polars as pl
 from scipy.special import expit
 
 from utfall.estimators.base import Design, Estimator
-from utfall.estimators.bootstrap import blocks, newton_coef, pair_products, replicates, wls_coef
+from utfall.estimators.bootstrap import (
+    blocks,
+    newton_coef,
+    pair_products,
+    percentile_summary,
+    replicates,
+    wls_coef,
+)
 from utfall.estimators.formula import design_matrix, parse
 from utfall.estimators.ipw import (
     ESTIMAND,
@@ -56,7 +63,7 @@ from utfall.estimators.person_common import (
     relative,
     result,
 )
-from utfall.estimators.propensity import TRIM, fit_propensity, overlap
+from utfall.estimators.propensity import TRIM, fit_propensity, overlap, trimming_warnings
 from utfall.estimators.result import EffectResult
 
 METHOD = "aipw"
@@ -178,16 +185,9 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
             params["replications"],
             design.seed,
         )
-        se = float(np.std(reps[:, 0], ddof=1))
-        a = (1 - design.confidence) / 2
-        ci = tuple(np.quantile(reps[:, 0], [a, 1 - a]))
-        rel_ci = tuple(np.quantile(reps[:, 1], [a, 1 - a])) if mu0 > 0 else (math.nan,) * 2
+        se, ci, rel_ci = percentile_summary(reps, design.confidence, mu0 > 0)
         diag["bootstrap_failed"] = failed
-    if ps.n_trimmed:
-        warnings.append(
-            f"{ps.n_trimmed} persons with a propensity outside [{params['trim']}, "
-            f"{1 - params['trim']}] were trimmed: the effect is for the remaining population"
-        )
+    warnings += trimming_warnings(ps.n_trimmed, params["trim"])
     diag |= {"n_trimmed": ps.n_trimmed, "logit_iterations": ps.fit.iterations}
     diag["se_type"] = "bootstrap percentile" if ci is not None else "influence function"
     ids = _ids(data, ps.keep)

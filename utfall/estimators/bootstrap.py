@@ -132,3 +132,15 @@ def _one(statistic, f):
         return statistic(f)
     except np.linalg.LinAlgError:
         return np.full((1, 2), np.nan)
+
+
+def percentile_summary(
+    reps: np.ndarray, confidence: float, relative_defined: bool
+) -> tuple[float, tuple[float, float], tuple[float, float]]:
+    """Bootstrap SE (the replicates' SD) and percentile intervals of the effect (column 0)
+    and of the relative effect (column 1; NaN when the counterfactual is not positive)."""
+    se = float(np.std(reps[:, 0], ddof=1))
+    a = (1 - confidence) / 2
+    ci = tuple(np.quantile(reps[:, 0], [a, 1 - a]))
+    rel_ci = tuple(np.quantile(reps[:, 1], [a, 1 - a])) if relative_defined else (np.nan,) * 2
+    return se, ci, rel_ci  # type: ignore[return-value]

@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from utfall.estimators.base import Design, Estimator
-from utfall.estimators.bootstrap import newton, pair_products, replicates
+from utfall.estimators.bootstrap import newton, pair_products, percentile_summary, replicates
 from utfall.estimators.person_common import (
     PROPENSITY,
     formula_check,
@@ -49,7 +49,7 @@ from utfall.estimators.person_common import (
     relative,
     result,
 )
-from utfall.estimators.propensity import TRIM, fit_propensity, overlap
+from utfall.estimators.propensity import TRIM, fit_propensity, overlap, trimming_warnings
 from utfall.estimators.result import EffectResult
 from utfall.params import ParamSpec
 
@@ -156,16 +156,9 @@ def _fit(data: pl.DataFrame, design: Design) -> EffectResult:
                 return np.column_stack([m1 - m0, np.where(m0 > 0, m1 / m0 - 1, np.nan)])
 
         reps, failed = replicates(stat, d.size, params["replications"], design.seed)
-        se = float(np.std(reps[:, 0], ddof=1))
-        a = (1 - design.confidence) / 2
-        ci = tuple(np.quantile(reps[:, 0], [a, 1 - a]))
-        rel_ci = tuple(np.quantile(reps[:, 1], [a, 1 - a])) if mu0 > 0 else (math.nan,) * 2
+        se, ci, rel_ci = percentile_summary(reps, design.confidence, mu0 > 0)
         diag["bootstrap_failed"] = failed
-    if ps.n_trimmed:
-        warnings.append(
-            f"{ps.n_trimmed} persons with a propensity outside [{params['trim']}, "
-            f"{1 - params['trim']}] were trimmed: the effect is for the remaining population"
-        )
+    warnings += trimming_warnings(ps.n_trimmed, params["trim"])
     diag |= {"n_trimmed": ps.n_trimmed, "logit_iterations": ps.fit.iterations}
     diag["se_type"] = "bootstrap percentile" if ci is not None else "M-estimation sandwich"
     return result(

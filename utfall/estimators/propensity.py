@@ -142,3 +142,13 @@ def overlap(
 def _quantiles(v: np.ndarray) -> dict:
     q = np.quantile(v, [0.0, 0.01, 0.5, 0.99, 1.0])
     return dict(zip(("min", "p01", "median", "p99", "max"), map(float, q), strict=True))
+
+
+def trimming_warnings(n_trimmed: int, trim: float) -> list[str]:
+    """The warning a report shows when trimming changed the population the effect is for."""
+    if not n_trimmed:
+        return []
+    return [
+        f"{n_trimmed} persons with a propensity outside [{trim}, {1 - trim}] were trimmed: "
+        "the effect is for the remaining population"
+    ]
