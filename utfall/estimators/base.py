@@ -25,8 +25,6 @@ Data shapes (``Estimator.data``) are fixed frames the pipeline builds from the d
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -37,6 +35,7 @@ import polars as pl
 from utfall.errors import MeasurementError
 from utfall.estimators.result import EffectResult
 from utfall.params import ParamSpec
+from utfall.registry import discover
 
 #: The input shapes an estimator can take (see the module docstring).
 DATA_SHAPES: dict[str, str] = {
@@ -98,18 +97,7 @@ def registry() -> dict[str, Estimator]:
     """Every estimator module's ``ESTIMATOR``, by name (modules found, sorted, once)."""
     import utfall.estimators as package
 
-    found: dict[str, Estimator] = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        est = getattr(module, "ESTIMATOR", None)
-        if est is None:
-            continue
-        if not isinstance(est, Estimator):
-            raise TypeError(f"{module.__name__}.ESTIMATOR is not an Estimator")
-        if est.name in found:
-            raise ValueError(f"two estimators are named {est.name!r}")
-        found[est.name] = est
-    return dict(sorted(found.items()))
+    return discover(package, "ESTIMATOR", Estimator, lambda est: est.name)
 
 
 def get(name: str) -> Estimator:

@@ -16,8 +16,6 @@ explain it. The caller (`utfall.payments.proposal`) rounds that amount once to Ã
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -25,6 +23,7 @@ from functools import cache
 from typing import Any
 
 from utfall.errors import UserError
+from utfall.registry import discover
 
 CENT = Decimal("0.01")
 SHARE = Decimal("0.0001")
@@ -155,18 +154,7 @@ def registry() -> dict[str, Rule]:
     """Every rule module's ``RULE``, by kind (modules found, sorted, once)."""
     import utfall.payments as package
 
-    found: dict[str, Rule] = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        rule = getattr(module, "RULE", None)
-        if rule is None:
-            continue
-        if not isinstance(rule, Rule):
-            raise TypeError(f"{module.__name__}.RULE is not a Rule")
-        if rule.kind in found:
-            raise ValueError(f"two payment rules are named {rule.kind!r}")
-        found[rule.kind] = rule
-    return dict(sorted(found.items()))
+    return discover(package, "RULE", Rule, lambda rule: rule.kind)
 
 
 def get(kind: str) -> Rule:
