@@ -49,8 +49,9 @@ def hba1c_outcome(
         people = people.with_columns(pl.lit(None, dtype=pl.Float64).alias("baseline_hba1c"))
     labs = warehouse.read_table(
         con,
-        "SELECT person_id, sample_date, hba1c_mmol_mol FROM work.staging_lab_results "
+        "SELECT person_id, sample_date, value AS hba1c_mmol_mol FROM work.staging_lab_results "
         "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source "
+        "AND analyte = 'HbA1c' "
         "ORDER BY _file, _line",
         {**run.scope, "source": plan.outcome(outcome_id)["source"]},
     )

@@ -889,6 +889,7 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                     (f"sources[{i}].columns.{col}", "required column mapping is missing")
                 )
         problems += _generic_source_problems(i, s)
+        problems += _person_source_problems(i, s)
         delivered: dict[str, str] = {}
         variable = [
             (f"outcome_columns.{k}", v) for k, v in (s.get("outcome_columns") or {}).items()
@@ -1129,6 +1130,44 @@ def _generic_source_problems(i: int, s: dict[str, Any]) -> list[tuple[str, str]]
                     f"{at}.treatment_values.comparison",
                     f"values also treated: {', '.join(sorted(both))}",
                 )
+            )
+    return problems
+
+
+#: Plan keys of the person-level kinds: key -> the one kind that takes it.
+PERSON_SOURCE_KEYS: dict[str, str] = {"mono_s": "lab_results", "eligibility": "participants"}
+
+
+def _person_source_problems(i: int, s: dict[str, Any]) -> list[tuple[str, str]]:
+    """`mono_s` only on lab_results; `eligibility` only on participants, over its numeric
+    columns (age, numeric covariates), each with min <= max."""
+    problems: list[tuple[str, str]] = []
+    at = f"sources[{i}]"
+    for key, kind in PERSON_SOURCE_KEYS.items():
+        if key in s and s["kind"] != kind:
+            problems.append((f"{at}.{key}", f"only a source of kind {kind} takes {key}"))
+    if s["kind"] != "participants":
+        return problems
+    covariates = s.get("covariates") or {}
+    numeric = ["age", *(k for k, v in covariates.items() if v["type"] == "numeric")]
+    for column, bounds in (s.get("eligibility") or {}).items():
+        if column not in numeric:
+            what = (
+                "a categorical covariate"
+                if column in covariates
+                else "not a numeric column of the source"
+            )
+            problems.append(
+                (
+                    f"{at}.eligibility.{column}",
+                    f"{column!r} is {what}{did_you_mean(column, numeric)} "
+                    f"(eligibility may name: {', '.join(numeric)})",
+                )
+            )
+        low, high = bounds.get("min"), bounds.get("max")
+        if low is not None and high is not None and low > high:
+            problems.append(
+                (f"{at}.eligibility.{column}", f"min {low} is above max {high}: nobody is eligible")
             )
     return problems
 

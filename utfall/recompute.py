@@ -174,6 +174,7 @@ def staging_database(
     for kind, frame in staging.items():
         table = f"work.staging_{kind}"
         con.execute(f"CREATE TABLE {table} ({layout.WORK_TABLES[table]})")
+        _check_layout(con, table, frame.columns)
         with_scope = frame.with_columns(
             pl.lit(run.contract_id).alias("contract_id"), pl.lit(run.run_id).alias("run_id")
         )
@@ -182,6 +183,28 @@ def staging_database(
         con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _rows")
         con.unregister("_rows")
     return con, run
+
+
+def _check_layout(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> None:
+    """A package's staging rows must have this version's columns (e.g. a package built before
+    lab results held `value` and `unit` has `hba1c_mmol_mol`): say so, not a SQL error."""
+    schema, name = table.split(".")
+    expected = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchall()
+    } - {"contract_id", "run_id"}
+    missing, unknown = sorted(expected - set(columns)), sorted(set(columns) - expected)
+    if missing or unknown:
+        raise MeasurementError(
+            f"{table}: the package's rows have other columns than this version's layout "
+            f"(schema version {layout.SCHEMA_VERSION}; missing: {', '.join(missing) or 'none'}; "
+            f"unknown: {', '.join(unknown) or 'none'}): it was built by another version of "
+            "utfall; verify it with that version"
+        )
 
 
 def outcome_panel(plan: Plan, staging: Mapping[str, pl.DataFrame]) -> pl.DataFrame:

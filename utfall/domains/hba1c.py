@@ -58,6 +58,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 import polars as pl
 
 MONO_S_UNTIL = dt.date(2010, 8, 31)
+#: What a plan may do with Mono-S values (lab_results source key `mono_s`).
+MONO_S_CHOICES = ("convert", "quarantine")
 HARD_RANGE = (Decimal(15), Decimal(200))
 WARN_RANGE = (Decimal(20), Decimal(150))
 NGSP_SLOPE, NGSP_OFFSET = Decimal("10.929"), Decimal("2.152")
@@ -121,10 +123,36 @@ def _scale(unit: str, sample_date: dt.date) -> str | None:
     return scale
 
 
+def read(
+    number: Decimal, unit: str, sample_date: dt.date, *, mono_s: str = "convert"
+) -> tuple[str | None, str | None, Decimal | None]:
+    """One HbA1c value read: (rule, detail, None) when it must be quarantined for
+    unknown_unit, mono_s_not_converted or out_of_range, else (None, scale, mmol/mol): the
+    scale (ifcc, ngsp, mono_s) names the conversion applied (see the module docstring)."""
+    scale = _scale(unit, sample_date)
+    if scale is None:
+        return "unknown_unit", unit, None
+    if scale == "mono_s" and mono_s == "quarantine":
+        return "mono_s_not_converted", f"{number} % Mono-S", None
+    if scale == "ifcc":
+        mmol = number
+    else:
+        exact = ngsp_to_ifcc(number) if scale == "ngsp" else mono_s_to_ifcc(number)
+        mmol = exact.quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    if not HARD_RANGE[0] <= mmol <= HARD_RANGE[1]:
+        return "out_of_range", f"{mmol} mmol/mol outside 15-200", None
+    return None, scale, mmol
+
+
+def warning(mmol: Decimal) -> str | None:
+    """``outside_20_150`` for a valid value outside the warning range, else None."""
+    return None if WARN_RANGE[0] <= mmol <= WARN_RANGE[1] else "outside_20_150"
+
+
 def validate(rows: pl.DataFrame, *, mono_s: str = "convert") -> tuple[pl.DataFrame, pl.DataFrame]:
     """(valid, quarantined): valid HbA1c rows in mmol/mol (VALID_SCHEMA, in input order) and
     the input rows that failed, with `rule` and `detail` (see the module docstring)."""
-    if mono_s not in ("convert", "quarantine"):
+    if mono_s not in MONO_S_CHOICES:
         raise ValueError(f"mono_s must be 'convert' or 'quarantine', not {mono_s!r}")
     missing = [c for c in INPUT if c not in rows.columns]
     if missing:
@@ -144,23 +172,12 @@ def validate(rows: pl.DataFrame, *, mono_s: str = "convert") -> tuple[pl.DataFra
             rule, detail = "not_hba1c", row["analyte"]
         elif (number := _number(row["value"])) is None:
             rule, detail = "value_not_a_number", str(row["value"])
-        elif (scale := _scale(row["unit"], row["sample_date"])) is None:
-            rule, detail = "unknown_unit", row["unit"]
-        elif scale == "mono_s" and mono_s == "quarantine":
-            rule, detail = "mono_s_not_converted", f"{number} % Mono-S"
         else:
-            if scale == "ifcc":
-                mmol = number
-            else:
-                exact = ngsp_to_ifcc(number) if scale == "ngsp" else mono_s_to_ifcc(number)
-                mmol = exact.quantize(Decimal(1), rounding=ROUND_HALF_UP)
-            if not HARD_RANGE[0] <= mmol <= HARD_RANGE[1]:
-                rule, detail = "out_of_range", f"{mmol} mmol/mol outside 15-200"
-            elif key in seen:
+            rule, detail, mmol = read(number, row["unit"], row["sample_date"], mono_s=mono_s)
+            if rule is None and key in seen:
                 rule, detail = "duplicate_row", None
-            else:
+            elif rule is None:
                 seen.add(key)
-                warn = None if WARN_RANGE[0] <= mmol <= WARN_RANGE[1] else "outside_20_150"
                 valid.append(
                     {
                         "person_id": row["person_id"],
@@ -168,12 +185,13 @@ def validate(rows: pl.DataFrame, *, mono_s: str = "convert") -> tuple[pl.DataFra
                         "analyte": "HbA1c",
                         "value_delivered": float(number),
                         "unit_delivered": row["unit"],
-                        "conversion": scale,
+                        "conversion": detail,
                         "hba1c_mmol_mol": float(mmol),
-                        "warning": warn,
+                        "warning": warning(mmol),
                         **{c: row[c] for c in extra},
                     }
                 )
+                detail = None
         if rule is not None:
             value = None if row["value"] is None else str(row["value"])
             bad.append({**row, "value": value, "rule": rule, "detail": detail})

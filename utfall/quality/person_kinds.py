@@ -43,12 +43,12 @@ PARTICIPANTS_SPEC = KindSpec(
 
 LAB_RESULTS_SPEC = KindSpec(
     kind="lab_results",
-    columns=("person_id", "sample_date", "hba1c_mmol_mol", "conversion"),
+    columns=("person_id", "sample_date", "analyte", "value", "unit", "conversion"),
     counted="rows",
     extra_checks=(),
     profile=_by_month("sample_date"),
     value_rules=no_rules,
-    meaningful_nulls={"warning": "empty: the value lies within 20-150 mmol/mol"},
+    meaningful_nulls={"warning": "empty: the value lies within its analyte's warning range"},
     common_checks=("null_share",),
 )
 

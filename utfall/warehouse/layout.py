@@ -19,7 +19,7 @@ import duckdb
 from utfall.warehouse import marts
 
 #: Bumped whenever a table changes shape; a warehouse of another version is refused.
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 SCHEMAS = ("ledger", "work", "raw", "quarantine", "staging", "marts")
 
 #: Typed columns of each source kind after validation (raw keeps them all as text).
@@ -86,9 +86,12 @@ PERSON_STAGED_COLUMNS: dict[str, dict[str, str]] = {
         "analyte": "VARCHAR NOT NULL",
         "value_delivered": "DOUBLE NOT NULL",
         "unit_delivered": "VARCHAR NOT NULL",
-        "conversion": "VARCHAR NOT NULL",  # ifcc, ngsp or mono_s: how the value was read
-        "hba1c_mmol_mol": "DOUBLE NOT NULL",
-        "warning": "VARCHAR",  # outside_20_150
+        # the delivered scale: ifcc, ngsp or mono_s (HbA1c), mmol_l or mg_dl (glucose), kg,
+        # kg_m2; whether and how the value was converted (utfall.domains.labs)
+        "conversion": "VARCHAR NOT NULL",
+        "value": "DOUBLE NOT NULL",  # in `unit`, the analyte's stored unit
+        "unit": "VARCHAR NOT NULL",  # mmol/mol (HbA1c), mmol/L, kg, kg/m2
+        "warning": "VARCHAR",  # outside_<low>_<high>: outside the analyte's warning range
     },
     "employment_status": {
         "month": "DATE NOT NULL",  # the first day of the month
