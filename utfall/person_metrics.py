@@ -4,8 +4,11 @@ run's staged rows, by the pure outcome definitions of utfall.domains. Used by th
 by `utfall verify` alike (through recompute.person_frame), so a replication package's staging
 Parquet files give the same frame. One function per metric, registered in FRAMES.
 
-Persons without the outcome (no follow-up sample in the window) or a covariate are dropped
-from the frame, never imputed (utfall.domains.person.person_frame).
+The participants source's `eligibility` (plan key) applies to both arms before estimation.
+Persons outside it are excluded, and persons without the outcome (no follow-up sample in the
+window) or a covariate are dropped, never imputed; each metric returns, beside its frame, the
+flow that counts them per arm and reason (utfall.domains.person.person_flow), which the
+report shows and `utfall verify` recomputes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import polars as pl
 from utfall import warehouse
 from utfall.plan import Plan
 from utfall.warehouse.runs import Run
+
+#: A metric's person frame and its flow of persons (utfall.domains.person.person_flow).
+PersonFrame = tuple[pl.DataFrame, dict[str, Any]]
 
 
 def participants_frame(
@@ -36,11 +42,17 @@ def participants_frame(
     return staged, numeric, categorical
 
 
+def eligibility(plan: Plan) -> dict[str, dict[str, float]]:
+    """The participants source's eligibility criteria (column -> min/max), in plan order."""
+    (source,) = plan.sources_of_kind("participants")
+    return dict(source.get("eligibility") or {})
+
+
 def hba1c_outcome(
     con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
-) -> pl.DataFrame:
+) -> PersonFrame:
     """The outcome's HbA1c measure per participant (utfall.domains.diabetes.outcomes on the
-    staged lab results), as the person frame."""
+    staged lab results), as the person frame, and its flow."""
     from utfall.domains import diabetes, person
 
     params = plan.outcome_parameters(outcome_id)
@@ -56,10 +68,14 @@ def hba1c_outcome(
         {**run.scope, "source": plan.outcome(outcome_id)["source"]},
     )
     per_person = diabetes.outcomes(people, labs, window_days=int(params["window_days"]))
-    frame, _dropped = person.person_frame(
-        per_person, people, params["outcome"], numeric=numeric, categorical=categorical
+    return person.person_flow(
+        per_person,
+        people,
+        params["outcome"],
+        numeric=numeric,
+        categorical=categorical,
+        eligibility=eligibility(plan),
     )
-    return frame
 
 
 def employment_per_person(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, source: str):
@@ -82,23 +98,24 @@ def employment_per_person(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, 
 
 def employment_outcome(
     con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
-) -> pl.DataFrame:
-    """The outcome (entered or sustained work) per participant, as the person frame."""
+) -> PersonFrame:
+    """The outcome (entered or sustained work) per participant, as the person frame, and its
+    flow."""
     from utfall.domains import person
 
     source = plan.outcome(outcome_id)["source"]
     people, numeric, categorical, per_person = employment_per_person(con, plan, run, source)
-    frame, _dropped = person.person_frame(
+    return person.person_flow(
         per_person,
         people,
         plan.outcome_parameters(outcome_id)["outcome"],
         numeric=numeric,
         categorical=categorical,
+        eligibility=eligibility(plan),
     )
-    return frame
 
 
-FRAMES: dict[str, Callable[[duckdb.DuckDBPyConnection, Plan, Run, str], pl.DataFrame]] = {
+FRAMES: dict[str, Callable[[duckdb.DuckDBPyConnection, Plan, Run, str], PersonFrame]] = {
     "hba1c_outcome": hba1c_outcome,
     "employment_outcome": employment_outcome,
 }
@@ -112,9 +129,31 @@ def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict
     outcome = plan.outcome(plan.payment["outcome"])
     if "rate_card" not in kinds or outcome["metric"] != "employment_outcome":
         return {}
-    from utfall.domains import employment
+    from utfall.domains import employment, person
 
     people, _n, _c, per_person = employment_per_person(con, plan, run, outcome["source"])
+    # only eligible participants earn events (the plan's eligibility, as for the estimate)
+    criteria = eligibility(plan)
+    if criteria:
+        ok = people.with_columns(person.eligible_expr(criteria).alias("_ok")).filter("_ok")
+        people = people.filter(pl.col("person_id").is_in(ok["person_id"].implode()))
     treated = people.filter(pl.col("treated") == 1)["person_id"]
     mine = per_person.filter(pl.col("person_id").is_in(treated.implode()))
     return {"events": employment.events(mine), "counts": {"persons_treated": treated.len()}}
+
+
+def lab_conversions(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[dict[str, Any]]:
+    """Valid lab rows per source, analyte and conversion (how each value was read: ifcc, ngsp,
+    mono_s, mg_dl, ...), for the report's data quality; empty when the plan has no lab source."""
+    names = [s["name"] for s in plan.sources_of_kind("lab_results")]
+    if not names:
+        return []
+    rows = warehouse.read_table(
+        con,
+        "SELECT source, analyte, conversion, unit, count(*) AS rows "
+        "FROM work.staging_lab_results "
+        "WHERE contract_id = $contract_id AND run_id = $run_id GROUP BY ALL "
+        "ORDER BY source, analyte, conversion",
+        run.scope,
+    )
+    return [{**r, "rows": int(r["rows"])} for r in rows.to_dicts()]

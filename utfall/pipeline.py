@@ -240,6 +240,7 @@ def report_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[
         "panel": panel,
         "effects": load_effects(con, plan, run),
         "payment": proposal,
+        "persons": recompute.persons(con, plan, run),
     }
 
 

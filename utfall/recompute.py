@@ -50,7 +50,8 @@ def person_frame(
 
     outcome = plan.outcome(outcome_id)
     if outcome["metric"] in person_metrics.FRAMES:
-        return person_metrics.FRAMES[outcome["metric"]](con, plan, run, outcome_id)
+        frame, _flow = person_metrics.FRAMES[outcome["metric"]](con, plan, run, outcome_id)
+        return frame
     column = plan.outcome_parameters(outcome_id)["column"]
     source = plan.source(outcome["source"])
     staged = staged_generic(con, plan, run, outcome["source"])
@@ -61,6 +62,28 @@ def person_frame(
         pl.col(column).cast(pl.Float64).alias("y"),
         *covariates,
     )
+
+
+def persons(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
+    """The report's person counts from the run's staged rows (the same in the pipeline and
+    in `utfall verify`): `outcomes`, per person-data outcome its flow per arm (enrolled,
+    excluded by eligibility, eligible, dropped, analysed: utfall.domains.person.person_flow),
+    and `conversions`, valid lab rows per analyte and conversion. Empty for plans without
+    them."""
+    from utfall import person_metrics
+
+    flows = []
+    for outcome in plan.outcomes:
+        if outcome["metric"] in person_metrics.FRAMES:
+            _frame, flow = person_metrics.FRAMES[outcome["metric"]](con, plan, run, outcome["id"])
+            flows.append({"outcome": outcome["id"], **flow})
+    out: dict[str, Any] = {}
+    if flows:
+        out["outcomes"] = flows
+    conversions = person_metrics.lab_conversions(con, plan, run)
+    if conversions:
+        out["conversions"] = conversions
+    return out
 
 
 def estimator_frame(
@@ -232,8 +255,10 @@ def report_document(
     panel: pl.DataFrame,
     effects: list[dict[str, Any]],
     payment: dict[str, Any],
+    persons: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`report.build_report` with the recorded context (inputs, reconciliation, ...)."""
+    """`report.build_report` with the recorded context (inputs, reconciliation, ...) and the
+    person counts computed from the staged rows (`persons`)."""
     return report.build_report(
         plan,
         context["inputs"],
@@ -245,6 +270,7 @@ def report_document(
         cohort=context["cohort"],
         quality=context["quality"],
         population=context.get("population"),
+        persons=persons,
     )
 
 
@@ -262,10 +288,11 @@ def recompute(
             lambda outcome_id, shape: estimator_frame(con, plan, run, outcome_id, shape, panel),
         )
         inputs = payment_inputs(con, plan, run)
+        counts = persons(con, plan, run)
     finally:
         con.close()
     effects = effect_records(results)
     payment = propose_payment(plan, effects, inputs)
     return Recomputed(
-        panel, effects, payment, report_document(plan, context, panel, effects, payment)
+        panel, effects, payment, report_document(plan, context, panel, effects, payment, counts)
     )

@@ -300,12 +300,54 @@ def unit_results(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> dict[str, 
 # --- sections ---------------------------------------------------------------------------
 
 
+def _persons_cell(n: int | None, k: int) -> int | None:
+    """A count of persons as the report shows it: None (suppressed) when 0 < n < k."""
+    return None if n is None or 0 < n < k else int(n)
+
+
+def person_outcome_flows(flows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """Per person-data outcome and arm: enrolled = eligible + excluded (per eligibility
+    criterion), eligible = analysed + dropped (per reason), counts of persons under `k`
+    suppressed (utfall.domains.person.person_flow)."""
+    out = []
+    for flow in flows:
+        arms = []
+        for a in flow["arms"]:
+            arms.append(
+                {
+                    "group": a["group"],
+                    "enrolled": _persons_cell(a["enrolled"], k),
+                    "excluded": [
+                        {"criterion": e["criterion"], "persons": _persons_cell(e["persons"], k)}
+                        for e in a["excluded"]
+                    ],
+                    "eligible": _persons_cell(a["eligible"], k),
+                    "dropped": [
+                        {
+                            "reason": d["reason"],
+                            "column": d["column"],
+                            "persons": _persons_cell(d["persons"], k),
+                        }
+                        for d in a["dropped"]
+                    ],
+                    "analysed": _persons_cell(a["analysed"], k),
+                }
+            )
+        out.append({"outcome": flow["outcome"], "arms": arms})
+    return out
+
+
 def population_flow(
-    reconciliation: list[dict[str, Any]], groups: list[dict[str, Any]] | None, k: int
+    reconciliation: list[dict[str, Any]],
+    groups: list[dict[str, Any]] | None,
+    k: int,
+    persons: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Delivered -> valid (after quarantine) per source; valid -> eligible -> analysed per
     group (persons). Counts under `k` are suppressed; a person moved between groups counts
-    in both."""
+    in both. With `persons` (recompute.persons): per person-data outcome its flow per arm
+    (`outcomes`), and the valid lab rows per analyte and conversion (`conversions`, rows,
+    not persons, as the quarantine counts)."""
     sources = [
         {
             "source": r["source"],
@@ -323,7 +365,13 @@ def population_flow(
             n = g.get(stage)
             row[stage] = None if n is None or 0 < n < k else int(n)
         out_groups.append(row)
-    return {"sources": sources, "groups": out_groups}
+    out: dict[str, Any] = {"sources": sources, "groups": out_groups}
+    persons = persons or {}
+    if persons.get("outcomes"):
+        out["outcomes"] = person_outcome_flows(persons["outcomes"], k)
+    if persons.get("conversions"):
+        out["conversions"] = [dict(c) for c in persons["conversions"]]
+    return out
 
 
 def population_counts(con: Any, plan: Plan, run: Any) -> list[dict[str, Any]]:
@@ -564,6 +612,7 @@ def build_report(
     cohort: list[dict[str, Any]] | None = None,
     quality: list[dict[str, Any]] | None = None,
     population: list[dict[str, Any]] | None = None,
+    persons: Mapping[str, Any] | None = None,
     decision: Mapping[str, Any] | None = None,
     report_version: int = 1,
 ) -> dict[str, Any]:
@@ -572,7 +621,8 @@ def build_report(
     `notes` holds what differs from the contract's published run (changed deliveries, a
     changed key) and the key fingerprint; `cohort` the plan units against the roster;
     `quality` the data-quality expectations; `population` persons per group in the roster,
-    eligible and analysed (:func:`population_counts`); `decision` a validator's decision
+    eligible and analysed (:func:`population_counts`); `persons` the person-data outcomes'
+    flows and the lab conversions (recompute.persons); `decision` a validator's decision
     (decision.json). Nothing here may name the run itself, so a re-run with the same inputs
     gives the same bytes (the run id and time are in the manifest).
     """
@@ -659,7 +709,7 @@ def build_report(
         "key_fingerprint": notes.get("key_fingerprint"),
         "warnings": warnings,
         "deviations": devs,
-        "population": population_flow(reconciliation, population, k_min),
+        "population": population_flow(reconciliation, population, k_min, persons),
         "cohort_units": cohort_rows,
         "data_quality": quality_rows,
         "reconciliation": reconciliation,

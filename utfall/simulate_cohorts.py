@@ -82,6 +82,7 @@ def health_cohort(
     effect_24m: float = -2.0,
     missing_12m: float = 0.08,
     missing_24m: float = 0.12,
+    ineligible: float = 0.0,
 ) -> Cohort:
     """A health bond in the style of Region Stockholm's: primary-care patients aged 50-60
     with HbA1c 42-47 mmol/mol at baseline, of whom some take part (treated) and the rest form
@@ -103,6 +104,12 @@ def health_cohort(
 
     frames["lab_results"]: person_id, sample_date, analyte, value (Utf8, decimal comma for %),
     unit. truth["att"] over the outcomes of utfall.domains.diabetes.OUTCOMES.
+
+    With ``ineligible`` > 0, that share of persons (drawn from a stream of its own, so the
+    other draws do not change) lies outside the bond's eligibility, in either arm: half by
+    age (45-49 or 61-65), half by baseline HbA1c (40-41 or 48-49). The plan's eligibility
+    must exclude them; truth["att"] is then over the eligible participants only
+    (truth["n_ineligible"] counts the others).
     """
     r = _rng(seed, 1)
     n = population
@@ -112,6 +119,16 @@ def health_cohort(
     clinic = r.integers(0, len(CLINICS), n)
     base = r.integers(42, 48, n).astype(float)
     enrolled = _days(dt.date(2023, 1, 1), r.integers(0, 365, n))
+    if ineligible > 0:
+        q = _rng(seed, 6)
+        out, by_age, low = (q.random(n) < ineligible), (q.random(n) < 0.5), (q.random(n) < 0.5)
+        age = np.where(
+            out & by_age, np.where(low, q.integers(45, 50, n), q.integers(61, 66, n)), age
+        )
+        base = np.where(
+            out & ~by_age, np.where(low, q.integers(40, 42, n), q.integers(48, 50, n)), base
+        ).astype(float)
+    eligible = (age >= 50) & (age <= 60) & (base >= 42) & (base <= 47)
     shift = np.array([-0.6, -0.3, 0.0, 0.3, 0.6])[clinic]
     logit = -1.3 + 0.55 * (base - 44.5) - 0.12 * (age - 55) + 0.5 * female + shift
     treated = _rng(seed, 2).random(n) < _expit(logit)
@@ -180,10 +197,12 @@ def health_cohort(
         ]
     ).sort("sample_date", "person_id")
     per_world = {w: diabetes.outcomes(participants, hba1c.validate(worlds[w])[0]) for w in (0, 1)}
+    measured = set(ids[treated & eligible])
     truth = {
-        "att": _att(per_world[1], per_world[0], chosen, diabetes.OUTCOMES),
+        "att": _att(per_world[1], per_world[0], measured, diabetes.OUTCOMES),
         "spec": {"seed": seed, "population": n, "effect_12m": effect_12m, "effect_24m": effect_24m},
         "n_treated": int(treated.sum()),
+        "n_ineligible": int((~eligible).sum()),
     }
     return Cohort(participants, {"lab_results": delivered}, truth)
 

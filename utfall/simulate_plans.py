@@ -92,8 +92,11 @@ def _health_run(plan: Plan, seed: int, population: int) -> Simulated:
     from utfall.simulate_cohorts import health_cohort
 
     # a programme effect of -1 mmol/mol at 12 and 24 months: the share below 42 about
-    # doubles, the size of effect the example bond pays in full for
-    cohort = health_cohort(seed=seed, population=population, effect_12m=-1.0, effect_24m=-1.0)
+    # doubles, the size of effect the example bond pays in full for; 4 % of persons outside
+    # the bond's eligibility (age 50-60, baseline 42-47), which the plan must exclude
+    cohort = health_cohort(
+        seed=seed, population=population, effect_12m=-1.0, effect_24m=-1.0, ineligible=0.04
+    )
     truth = dict(cohort.truth)
     truth["outcomes"] = {
         o["id"]: cohort.truth["att"][plan.outcome_parameters(o["id"])["outcome"]]
