@@ -233,3 +233,13 @@ def test_health_bond_end_to_end_the_flow_reconciles_and_verifies(tmp_path):
     assert any("$.population.outcomes[0].arms[0].excluded[0].persons" in p for p in problems), (
         problems
     )
+
+    # a package built before lab results held `value` and `unit` (HbA1c in hba1c_mmol_mol)
+    # is named as such by verify, not by a SQL error
+    labs = tmp_path / "report" / "inputs" / "staging_lab_results.parquet"
+    old = pl.read_parquet(labs).rename({"value": "hba1c_mmol_mol"}).drop("unit")
+    old.write_parquet(labs)
+    problems = verify_package(tmp_path / "report").problems
+    assert any(
+        "built by another version of utfall" in p and "hba1c_mmol_mol" in p for p in problems
+    ), problems
