@@ -216,7 +216,20 @@ def test_health_bond_end_to_end_the_flow_reconciles_and_verifies(tmp_path):
     conversions = {
         (c["analyte"], c["conversion"]): c["rows"] for c in report["population"]["conversions"]
     }
-    assert set(conversions) == {("HbA1c", "ifcc"), ("HbA1c", "mono_s")}
+    assert set(conversions) == {
+        ("HbA1c", "ifcc"),
+        ("HbA1c", "mono_s"),
+        ("fasting_glucose", "mmol_l"),
+        ("fasting_glucose", "mg_dl"),
+        ("weight", "kg"),
+        ("bmi", "kg_m2"),
+    }
+    assert (
+        conversions["fasting_glucose", "mmol_l"] + conversions["fasting_glucose", "mg_dl"] == 3000
+    )
+    assert "mg_dl by mmol/L = mg/dL ÷ 18.016" in (tmp_path / "report" / "report.html").read_text(
+        encoding="utf-8"
+    )
     html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert "excluded: not eligible (age)" in html
     assert "excluded: not eligible (baseline_hba1c)" in html

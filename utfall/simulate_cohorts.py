@@ -83,6 +83,7 @@ def health_cohort(
     missing_12m: float = 0.08,
     missing_24m: float = 0.12,
     ineligible: float = 0.0,
+    other_analytes: bool = False,
 ) -> Cohort:
     """A health bond in the style of Region Stockholm's: primary-care patients aged 50-60
     with HbA1c 42-47 mmol/mol at baseline, of whom some take part (treated) and the rest form
@@ -110,6 +111,11 @@ def health_cohort(
     age (45-49 or 61-65), half by baseline HbA1c (40-41 or 48-49). The plan's eligibility
     must exclude them; truth["att"] is then over the eligible participants only
     (truth["n_ineligible"] counts the others).
+
+    With ``other_analytes``, every person also has, on the index date (a stream of its own,
+    the same in both worlds, no outcome reads them): fasting glucose N(5.9, 0.5) mmol/L, for
+    one in ten delivered in mg/dL (x 18.016, whole mg/dL), and for half of the persons weight
+    N(84, 14) kg and BMI N(28.5, 4) kg/m2 (one decimal).
     """
     r = _rng(seed, 1)
     n = population
@@ -146,17 +152,29 @@ def health_cohort(
     exit_early = _rng(seed, 4).random(n) < 0.15
     exit_days = _rng(seed, 5).integers(30, 330, n)
 
+    a = _rng(seed, 7)
+    glucose, mg_dl = a.normal(5.9, 0.5, n), a.random(n) < 0.1
+    weighed, weight, bmi = a.random(n) < 0.5, a.normal(84, 14, n), a.normal(28.5, 4, n)
+
     def labs(world: int) -> pl.DataFrame:
         rows = {"person_id": [], "sample_date": [], "analyte": [], "value": [], "unit": []}
 
-        def add(i, day, value, unit):
+        def add(i, day, value, unit, analyte="HbA1c"):
             rows["person_id"].append(ids[i])
             rows["sample_date"].append(day)
-            rows["analyte"].append("HbA1c")
+            rows["analyte"].append(analyte)
             rows["value"].append(value)
             rows["unit"].append(unit)
 
         for i in range(n):
+            if other_analytes:
+                if mg_dl[i]:
+                    add(i, enrolled[i], f"{glucose[i] * 18.016:.0f}", "mg/dL", "fasting glucose")
+                else:
+                    add(i, enrolled[i], f"{glucose[i]:.1f}", "mmol/L", "fasting glucose")
+                if weighed[i]:
+                    add(i, enrolled[i], f"{weight[i]:.1f}", "kg", "weight")
+                    add(i, enrolled[i], f"{bmi[i]:.1f}", "kg/m2", "BMI")
             if old[i]:
                 add(i, dt.date(2009, 3, 1), f"{old_value[i]:.1f}".replace(".", ","), "%")
             add(i, enrolled[i], f"{base[i]:.0f}", "mmol/mol")

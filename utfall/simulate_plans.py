@@ -93,9 +93,15 @@ def _health_run(plan: Plan, seed: int, population: int) -> Simulated:
 
     # a programme effect of -1 mmol/mol at 12 and 24 months: the share below 42 about
     # doubles, the size of effect the example bond pays in full for; 4 % of persons outside
-    # the bond's eligibility (age 50-60, baseline 42-47), which the plan must exclude
+    # the bond's eligibility (age 50-60, baseline 42-47), which the plan must exclude; the
+    # lab file also holds fasting glucose (some in mg/dL), weight and BMI, as a region's would
     cohort = health_cohort(
-        seed=seed, population=population, effect_12m=-1.0, effect_24m=-1.0, ineligible=0.04
+        seed=seed,
+        population=population,
+        effect_12m=-1.0,
+        effect_24m=-1.0,
+        ineligible=0.04,
+        other_analytes=True,
     )
     truth = dict(cohort.truth)
     truth["outcomes"] = {
