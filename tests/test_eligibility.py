@@ -20,6 +20,7 @@ from utfall.plan import PlanError, load_plan
 from utfall.report import population_flow
 
 HEALTH = EXAMPLE_PLANS / "health_bond.yaml"
+REPORT_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "report.schema.json"
 
 
 def _health() -> dict:
@@ -194,6 +195,10 @@ def test_health_bond_end_to_end_the_flow_reconciles_and_verifies(tmp_path):
     assert truth["n_ineligible"] > 0
     run(load_plan(HEALTH), tmp_path / "w.duckdb", deliveries, tmp_path / "report")
     report = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(REPORT_SCHEMA.read_text(encoding="utf-8"))
+    assert [e.message for e in Draft202012Validator(schema).iter_errors(report)] == []
     flows = {f["outcome"]: f for f in report["population"]["outcomes"]}
     assert set(flows) == {"below_42_12m", "change_24m"}
     effects = {e["outcome"]: e for e in report["effects"]}

@@ -18,6 +18,10 @@ age or sex empty), ``treated_not_0_1``, ``exit_before_enrolment``, ``exit_withou
 0-120), ``outside_eligibility`` (outside the plan's ``age_range`` or ``baseline_range`` on
 ``baseline_column``, both inclusive, when given), then ``duplicate_person`` (every row of a
 person delivered more than once: which one is right cannot be told).
+
+(``age_range``/``baseline_range`` quarantine; the pipeline does not use them: a plan's
+eligibility is the participants source's ``eligibility`` key, which excludes and counts
+persons of both arms in the report's flow, utfall.domains.person.person_flow.)
 """
 
 from __future__ import annotations
