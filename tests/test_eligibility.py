@@ -239,6 +239,31 @@ def test_health_bond_end_to_end_the_flow_reconciles_and_verifies(tmp_path):
     assert "excluded: not eligible (age)" in html
     assert "excluded: not eligible (baseline_hba1c)" in html
     assert "dropped: no outcome" in html
+    # the same flow in marts.person_flow (suppressed as in the report)
+    from utfall import warehouse
+
+    con = warehouse.connect(tmp_path / "w.duckdb")
+    try:
+        mart = warehouse.read_table(
+            con,
+            "SELECT outcome, arm, step, reason, variable, persons, suppressed "
+            "FROM marts.person_flow ORDER BY outcome, arm DESC, seq",
+        )
+    finally:
+        con.close()
+    for outcome, flow in flows.items():
+        for arm in flow["arms"]:
+            rows = mart.filter((pl.col("outcome") == outcome) & (pl.col("arm") == arm["group"]))
+            expected = [("enrolled", None, None, arm["enrolled"])]
+            expected += [
+                ("excluded", "not_eligible", e["criterion"], e["persons"]) for e in arm["excluded"]
+            ]
+            expected += [("eligible", None, None, arm["eligible"])]
+            expected += [
+                ("dropped", d["reason"], d["column"], d["persons"]) for d in arm["dropped"]
+            ]
+            expected += [("analysed", None, None, arm["analysed"])]
+            assert rows.select("step", "reason", "variable", "persons").rows() == expected
     v = verify_package(tmp_path / "report")
     assert v.problems == [], v.problems
 

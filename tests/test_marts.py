@@ -120,6 +120,8 @@ def test_mart_rows_trace_to_run_plan_and_files(con, demo_warehouse, example_plan
         cols = {c for t, c, _, _ in _columns(con) if f"marts.{t}" == name}
         if "inputs_sha256" not in cols or name in ("marts.runs", "marts.decisions"):
             continue
+        if name == "marts.person_flow":  # person-data outcomes only: none in sick leave
+            continue
         rows = con.sql(f"SELECT DISTINCT run_id, plan_hash, inputs_sha256 FROM {name}").fetchall()
         assert rows == [(demo_warehouse.run_id, example_plan.hash, expected)], name
 

@@ -136,8 +136,13 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
             for r in results
         ]
     )
+    # the persons behind each person-data estimate, counted per arm and reason (the report's
+    # population flow; `utfall verify` recomputes them from the staged rows)
+    flows = recompute.flow_rows(recompute.person_flows(con, plan, run))
     with warehouse.transaction(con):
         warehouse.insert_rows(con, "work.effects", rows, run.scope)
+        if flows.height:
+            warehouse.insert_rows(con, "work.person_flow", flows, run.scope)
     return results
 
 
@@ -240,8 +245,19 @@ def report_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[
         "panel": panel,
         "effects": load_effects(con, plan, run),
         "payment": proposal,
-        "persons": recompute.persons(con, plan, run),
+        "persons": stored_persons(con, plan, run),
     }
+
+
+def stored_persons(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
+    """The report's person counts: the flows stored with the effects (work.person_flow) and
+    the lab rows per conversion (recompute.persons_section)."""
+    from utfall import person_metrics
+
+    rows = _scoped(con, "work.person_flow", run, "outcome, arm, seq")
+    return recompute.persons_section(
+        recompute.flows_from_rows(plan, rows), person_metrics.lab_conversions(con, plan, run)
+    )
 
 
 def run_notes(

@@ -64,12 +64,10 @@ def person_frame(
     )
 
 
-def persons(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
-    """The report's person counts from the run's staged rows (the same in the pipeline and
-    in `utfall verify`): `outcomes`, per person-data outcome its flow per arm (enrolled,
-    excluded by eligibility, eligible, dropped, analysed: utfall.domains.person.person_flow),
-    and `conversions`, valid lab rows per analyte and conversion. Empty for plans without
-    them."""
+def person_flows(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[dict[str, Any]]:
+    """Per person-data outcome (plan order) its flow per arm from the run's staged rows:
+    enrolled, excluded by eligibility, eligible, dropped, analysed
+    (utfall.domains.person.person_flow); empty for plans without such outcomes."""
     from utfall import person_metrics
 
     flows = []
@@ -77,13 +75,88 @@ def persons(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, A
         if outcome["metric"] in person_metrics.FRAMES:
             _frame, flow = person_metrics.FRAMES[outcome["metric"]](con, plan, run, outcome["id"])
             flows.append({"outcome": outcome["id"], **flow})
+    return flows
+
+
+def flow_rows(flows: list[dict[str, Any]]) -> pl.DataFrame:
+    """The flows as rows of work.person_flow (one per outcome, arm and step)."""
+    rows = []
+    for flow in flows:
+        for arm in flow["arms"]:
+            steps = [("enrolled", None, None, arm["enrolled"])]
+            steps += [
+                ("excluded", "not_eligible", e["criterion"], e["persons"]) for e in arm["excluded"]
+            ]
+            steps.append(("eligible", None, None, arm["eligible"]))
+            steps += [("dropped", d["reason"], d["column"], d["persons"]) for d in arm["dropped"]]
+            steps.append(("analysed", None, None, arm["analysed"]))
+            for seq, (step, reason, variable, n) in enumerate(steps):
+                rows.append(
+                    {
+                        "outcome": flow["outcome"],
+                        "arm": arm["group"],
+                        "seq": seq,
+                        "step": step,
+                        "reason": reason,
+                        "variable": variable,
+                        "persons": int(n),
+                    }
+                )
+    schema = {"outcome": pl.Utf8, "arm": pl.Utf8, "seq": pl.Int64, "step": pl.Utf8}
+    schema |= {"reason": pl.Utf8, "variable": pl.Utf8, "persons": pl.Int64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def flows_from_rows(plan: Plan, rows: pl.DataFrame) -> list[dict[str, Any]]:
+    """The inverse of :func:`flow_rows` (the stored flows as `person_flows` returns them)."""
+    flows = []
+    for outcome in [o["id"] for o in plan.outcomes]:
+        mine = rows.filter(pl.col("outcome") == outcome)
+        if mine.height == 0:
+            continue
+        arms = []
+        for group in ("treated", "comparison"):
+            arm: dict[str, Any] = {"group": group, "excluded": [], "dropped": []}
+            for r in mine.filter(pl.col("arm") == group).sort("seq").iter_rows(named=True):
+                if r["step"] == "excluded":
+                    arm["excluded"].append({"criterion": r["variable"], "persons": r["persons"]})
+                elif r["step"] == "dropped":
+                    arm["dropped"].append(
+                        {"reason": r["reason"], "column": r["variable"], "persons": r["persons"]}
+                    )
+                else:
+                    arm[r["step"]] = r["persons"]
+            arms.append(
+                {
+                    k: arm[k]
+                    for k in ("group", "enrolled", "excluded", "eligible", "dropped", "analysed")
+                }
+            )
+        flows.append({"outcome": outcome, "arms": arms})
+    return flows
+
+
+def persons_section(
+    flows: list[dict[str, Any]], conversions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The report's person counts: `outcomes` (the flows) and `conversions` (valid lab rows
+    per analyte and conversion), each only when there is one."""
     out: dict[str, Any] = {}
     if flows:
         out["outcomes"] = flows
-    conversions = person_metrics.lab_conversions(con, plan, run)
     if conversions:
         out["conversions"] = conversions
     return out
+
+
+def persons(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
+    """The report's person counts recomputed from the run's staged rows (`utfall verify`):
+    see :func:`persons_section`."""
+    from utfall import person_metrics
+
+    return persons_section(
+        person_flows(con, plan, run), person_metrics.lab_conversions(con, plan, run)
+    )
 
 
 def estimator_frame(

@@ -224,6 +224,15 @@ def _work_tables() -> dict[str, str]:
                 "relative_estimate DOUBLE, n_treated BIGINT, n_comparison BIGINT, "
                 "plan_hash VARCHAR NOT NULL, result_json VARCHAR, restricted_json VARCHAR"
             ),
+            # The flow of persons into each person-data outcome's estimate, per arm (see
+            # utfall.domains.person.person_flow): step enrolled, excluded (reason not_eligible,
+            # variable = the criterion), eligible, dropped (reason no_outcome, or
+            # missing_covariate with the variable), analysed; seq keeps the order.
+            "work.person_flow": (
+                _SCOPE + ", outcome VARCHAR NOT NULL, arm VARCHAR NOT NULL, seq BIGINT NOT NULL, "
+                "step VARCHAR NOT NULL, reason VARCHAR, variable VARCHAR, "
+                "persons BIGINT NOT NULL"
+            ),
             "work.payments_proposed": (
                 _SCOPE + ", plan_hash VARCHAR NOT NULL, rule BIGINT, kind VARCHAR, "
                 "description VARCHAR, achievement DECIMAL(10,6), max_amount DECIMAL(18,2), "

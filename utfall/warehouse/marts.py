@@ -465,6 +465,30 @@ def _views() -> list[Relation]:
             f"FROM work.effects t {_PUBLISHED}",
         ),
         Relation(
+            "marts.person_flow",
+            "For each person-data outcome of the published run (e.g. HbA1c at 12 months), "
+            "per arm: persons enrolled, excluded as not eligible (per criterion of the plan's "
+            "eligibility), eligible, dropped (no outcome, a covariate missing) and analysed, "
+            "as in the report's population flow; small cells suppressed.",
+            {
+                **_TRACE,
+                "outcome": "The plan's outcome id (outcomes[].id).",
+                "arm": "treated or comparison.",
+                "seq": "Order of the steps within the outcome and arm.",
+                "step": "enrolled, excluded, eligible, dropped or analysed.",
+                "reason": "excluded: not_eligible; dropped: no_outcome or missing_covariate.",
+                "variable": "The eligibility criterion's or the missing covariate's column.",
+                "persons": "Persons at the step; NULL when suppressed.",
+                "suppressed": "True when 0 < persons < the plan's disclosure.min_cell_size.",
+            },
+            f"SELECT {_TRACE_SQL}, t.outcome, t.arm, t.seq, t.step, t.reason, t.variable, "
+            "CASE WHEN t.persons > 0 AND {s} THEN NULL ELSE t.persons END AS persons, "
+            "(t.persons > 0 AND {s}) AS suppressed "
+            f"FROM work.person_flow t {_PUBLISHED} {_THRESHOLD}".replace(
+                "{s}", _SUPPRESS.format(n="t.persons")
+            ),
+        ),
+        Relation(
             "marts.payments_proposed",
             "The payment lines of the published run under the plan's terms (status proposed "
             "until approved).",
