@@ -97,23 +97,62 @@ def employment_outcome(
     return frame
 
 
+def public_cost_per_person(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
+) -> pl.DataFrame:
+    """The outcome's public cost per participant (utfall.domains.public_costs.after_enrolment
+    over the window `months` after the enrolment month, exact sums), as the person frame
+    (y = the cost as Float64; amounts below 10^13 are exact to the öre in a double)."""
+    from utfall.domains import person, public_costs
+
+    people, numeric, categorical = participants_frame(con, plan, run)
+    costs = warehouse.read_table(
+        con,
+        "SELECT person_id, month, cost_type, amount FROM work.staging_public_costs "
+        "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source "
+        "ORDER BY _file, _line",
+        {**run.scope, "source": plan.outcome(outcome_id)["source"]},
+    )
+    months = int(plan.outcome_parameters(outcome_id)["months"])
+    end = plan.period("measurement")[1]
+    per_person, _left_out = public_costs.after_enrolment(
+        costs, people.select("person_id", "enrolled_on"), months, end
+    )
+    frame, _dropped = person.person_frame(
+        per_person, people, "cost_total", numeric=numeric, categorical=categorical
+    )
+    return frame
+
+
 FRAMES: dict[str, Callable[[duckdb.DuckDBPyConnection, Plan, Run, str], pl.DataFrame]] = {
     "hba1c_outcome": hba1c_outcome,
     "employment_outcome": employment_outcome,
+    "public_cost": public_cost_per_person,
 }
 
 
 def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
-    """What the plan's payment rules read besides the effect, from the staged rows: for a
-    rate card on an employment outcome, `events` (utfall.domains.employment.events of the
-    treated participants) and counts["persons_treated"]."""
-    kinds = {r["kind"] for r in plan.payment["rules"]}
-    outcome = plan.outcome(plan.payment["outcome"])
-    if "rate_card" not in kinds or outcome["metric"] != "employment_outcome":
-        return {}
-    from utfall.domains import employment
+    """What the plan's payment rules read besides the effect, from the staged rows, by what
+    the rules read (utfall.payments.base.Rule.reads), not by contract:
 
-    people, _n, _c, per_person = employment_per_person(con, plan, run, outcome["source"])
-    treated = people.filter(pl.col("treated") == 1)["person_id"]
-    mine = per_person.filter(pl.col("person_id").is_in(treated.implode()))
-    return {"events": employment.events(mine), "counts": {"persons_treated": treated.len()}}
+    * `events` (a rate card on an employment outcome): utfall.domains.employment.events of
+      the treated participants, with counts["persons_treated"] = the treated participants;
+    * `counts` (e.g. share_of_savings: savings = saving per person x persons treated) on a
+      person metric: counts["persons_treated"] = the treated persons of the payment
+      outcome's person frame, i.e. those the effect per person was measured on.
+    """
+    from utfall.payments.base import registry
+
+    reads = set().union(*(registry()[r["kind"]].reads for r in plan.payment["rules"]))
+    outcome = plan.outcome(plan.payment["outcome"])
+    if "events" in reads and outcome["metric"] == "employment_outcome":
+        from utfall.domains import employment
+
+        people, _n, _c, per_person = employment_per_person(con, plan, run, outcome["source"])
+        treated = people.filter(pl.col("treated") == 1)["person_id"]
+        mine = per_person.filter(pl.col("person_id").is_in(treated.implode()))
+        return {"events": employment.events(mine), "counts": {"persons_treated": treated.len()}}
+    if "counts" in reads and outcome["metric"] in FRAMES:
+        frame = FRAMES[outcome["metric"]](con, plan, run, outcome["id"])
+        return {"counts": {"persons_treated": int(frame["treated"].sum())}}
+    return {}

@@ -38,6 +38,7 @@ from utfall.estimators.base import registry as estimator_registry
 from utfall.kinds import employment_status as _employment_status
 from utfall.kinds import lab_results as _lab_results
 from utfall.kinds import participants as _participants
+from utfall.kinds import public_costs as _public_costs
 from utfall.params import ParamSpec
 from utfall.payments.base import registry as payment_registry
 from utfall.payments.base import rule_problems as payment_rule_problems
@@ -84,6 +85,7 @@ SOURCE_KINDS: dict[str, dict[str, bool]] = {
     "participants": dict(_participants.COLUMNS),
     "lab_results": dict(_lab_results.COLUMNS),
     "employment_status": dict(_employment_status.COLUMNS),
+    "public_costs": dict(_public_costs.COLUMNS),
 }
 #: Source kinds with a person_id column (a pseudonym, or an identity number hashed on ingest).
 PERSON_ID_KINDS: tuple[str, ...] = (
@@ -91,6 +93,7 @@ PERSON_ID_KINDS: tuple[str, ...] = (
     "participants",
     "lab_results",
     "employment_status",
+    "public_costs",
 )
 
 #: Source kinds mapped by their columns alone (one extract, no personnummer required),
@@ -236,6 +239,27 @@ METRICS: dict[str, MetricSpec] = {
         "plan's participants source; the rate card's events are the treated participants'",
         data="person",
     ),
+    "public_cost": MetricSpec(
+        source_kind="public_costs",
+        parameters={
+            "months": ParamSpec(
+                "integer",
+                default=12,
+                minimum=1,
+                maximum=120,
+                description=(
+                    "the window: the cost over this many calendar months after the enrolment "
+                    "month (12: enrolled in March 2024, April 2024 to March 2025); persons "
+                    "whose window ends after the measurement period are left out"
+                ),
+            ),
+        },
+        description="public cost per participant (all cost types, exact sums, in the "
+        "contract's currency) over a window after enrolment, from public_costs and the plan's "
+        "participants source; the effect is the cost per person against the counterfactual, "
+        "and savings = -effect x persons treated",
+        data="person",
+    ),
 }
 #: Metrics that must be given these parameters (no default makes sense).
 REQUIRED_METRIC_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -248,7 +272,7 @@ REQUIRED_METRIC_PARAMETERS: dict[str, tuple[str, ...]] = {
 #: plan's covariates): age (numeric) and sex (categorical, F/M).
 PARTICIPANT_COVARIATES: tuple[str, ...] = ("age", "sex")
 #: Metrics on person-level kinds that also read the plan's one participants source.
-PARTICIPANT_METRICS: tuple[str, ...] = ("hba1c_outcome", "employment_outcome")
+PARTICIPANT_METRICS: tuple[str, ...] = ("hba1c_outcome", "employment_outcome", "public_cost")
 #: Which source kind each metric reads its events from (derived from METRICS).
 METRIC_SOURCE_KIND: dict[str, str] = {name: m.source_kind for name, m in METRICS.items()}
 
