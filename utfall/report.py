@@ -500,6 +500,13 @@ def payment_steps(payment: Mapping[str, Any], effect: Mapping[str, Any] | None) 
             f"relative to the counterfactual ({round(effect['confidence'] * 100)} % interval "
             f"{effect['relative_ci_low']:+.4f} to {effect['relative_ci_high']:+.4f})."
         )
+    if effect is not None and _reads_absolute(payment):
+        steps.append(
+            f"Effect in outcome units on {effect['outcome']}: {effect['estimate']:+.4f} per "
+            f"person against the counterfactual ({round(effect['confidence'] * 100)} % interval "
+            f"{effect['ci_low']:+.4f} to {effect['ci_high']:+.4f}); the rules that pay on it "
+            "read it in the desired direction, rounded to 0.0001."
+        )
     if payment.get("measured_improvement") is not None:
         steps.append(
             f"Improvement in the desired direction, rounded to 0.0001: "
@@ -526,6 +533,17 @@ def payment_steps(payment: Mapping[str, Any], effect: Mapping[str, Any] | None) 
         + f" = {payment['total']} {payment['currency']} (at most {payment['maximum']})."
     )
     return steps
+
+
+def _reads_absolute(payment: Mapping[str, Any]) -> bool:
+    """Whether a line's rule pays on the effect in outcome units (e.g. share_of_savings)."""
+    from utfall.payments.base import registry
+
+    return any(
+        "effect_absolute" in registry()[line["kind"]].reads
+        for line in payment["lines"]
+        if line["kind"] in registry()
+    )
 
 
 def decision_section(decision: Mapping[str, Any] | None) -> dict[str, Any]:
