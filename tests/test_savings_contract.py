@@ -82,7 +82,7 @@ def test_public_cost_frame_from_a_hand_made_delivery(tmp_path):
     estimator's person frame: y = each participant's cost in the 18 months after the
     enrolment month, with the participants' covariates."""
     from utfall.ingest import ingest_source
-    from utfall.recompute import person_frame
+    from utfall.recompute import payment_inputs, person_frame
     from utfall.validate import validate_source
     from utfall.warehouse import runs
 
@@ -101,6 +101,8 @@ def test_public_cost_frame_from_a_hand_made_delivery(tmp_path):
             ingest_source(con, plan, run, source, deliveries, b"k" * 32)
             assert validate_source(con, plan, run, source).quarantined == 0
         frame = person_frame(con, plan, run, "public_cost_18m").sort("person_id")
+        # share_of_savings reads counts: the treated persons the effect was measured on
+        assert payment_inputs(con, plan, run) == {"counts": {"persons_treated": 2}}
     finally:
         con.close()
     # p1 (Jan): Feb 11000.00 + Mar 14500.50 + Jul 2025 11000.00 = 36500.50

@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 from utfall import warehouse
-from utfall.plan import Plan
+from utfall.plan import METRICS, Plan
 from utfall.warehouse.runs import Run
 
 
@@ -137,9 +137,10 @@ def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict
 
     * `events` (a rate card on an employment outcome): utfall.domains.employment.events of
       the treated participants, with counts["persons_treated"] = the treated participants;
-    * `counts` (e.g. share_of_savings: savings = saving per person x persons treated) on a
-      person metric: counts["persons_treated"] = the treated persons of the payment
-      outcome's person frame, i.e. those the effect per person was measured on.
+    * `counts` (e.g. share_of_savings: savings = saving per person x persons treated) on an
+      outcome of person data (public_cost, person_value, ...): counts["persons_treated"] =
+      the treated persons of the payment outcome's person frame, i.e. those the effect per
+      person was measured on.
     """
     from utfall.payments.base import registry
 
@@ -152,7 +153,9 @@ def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict
         treated = people.filter(pl.col("treated") == 1)["person_id"]
         mine = per_person.filter(pl.col("person_id").is_in(treated.implode()))
         return {"events": employment.events(mine), "counts": {"persons_treated": treated.len()}}
-    if "counts" in reads and outcome["metric"] in FRAMES:
-        frame = FRAMES[outcome["metric"]](con, plan, run, outcome["id"])
+    if "counts" in reads and METRICS[outcome["metric"]].data == "person":
+        from utfall.recompute import person_frame
+
+        frame = person_frame(con, plan, run, outcome["id"])
         return {"counts": {"persons_treated": int(frame["treated"].sum())}}
     return {}
