@@ -135,3 +135,31 @@ def test_the_kind_is_registered_with_its_columns_and_staged_table():
     assert SOURCE_KINDS["public_costs"] == dict.fromkeys(HEADER, True)
     assert "public_costs" in PERSON_ID_KINDS
     assert '"amount" DECIMAL(18,2) NOT NULL' in WORK_TABLES["work.staging_public_costs"]
+
+
+def test_parquet_with_a_decimal_amount_column_loads_exact(tmp_path):
+    """A provider's Parquet may type the amount as a decimal (as `utfall simulate` writes
+    it): read as its text, it stays exact to the öre."""
+    plan = plan_for(tmp_path, "parquet")
+    deliveries = tmp_path / "deliveries"
+    deliveries.mkdir()
+    pl.DataFrame(
+        {
+            "person_id": ["e1", "e2"],
+            "month": ["2024-02-01", "2024-03-01"],
+            "cost_type": ["benefit", "placement"],
+            "amount": [Decimal("11000.00"), Decimal("-0.05")],
+        },
+        schema_overrides={"amount": pl.Decimal(18, 2)},
+    ).write_parquet(deliveries / "public_costs.parquet")
+    con = warehouse.connect(tmp_path / "w.duckdb")
+    try:
+        run = runs.start(con, plan.contract_id, plan.hash)
+        ingest_source(con, plan, run, "kostnader", deliveries, KEY)
+        assert validate_source(con, plan, run, "kostnader").quarantined == 0
+        staged = warehouse.read_table(
+            con, "SELECT amount FROM work.staging_public_costs ORDER BY _line"
+        )
+        assert staged["amount"].to_list() == [Decimal("11000.00"), Decimal("-0.05")]
+    finally:
+        con.close()

@@ -213,7 +213,8 @@ def employment_cohort(
     unemployed. The enrolment month is "arbetslös" (a delivered Swedish label).
     Earnings in employed months: 16 000 + 300 (age - 20) + 50 x N(0, 1) kronor rounded to
     whole kronor (text); public costs: benefit 11 000.00 per unemployed month, placement
-    14 500.50 per month in education or training (exact).
+    14 500.50 per month in education or training (exact: Decimal(18, 2), so a CSV in the
+    Swedish dialect gets decimal commas).
 
     frames: "employment_status" (person_id, month, status, earnings) and "public_costs"
     (person_id, month, cost_type, amount). truth["att"]: entered_work, sustained_13_weeks,
@@ -288,7 +289,7 @@ def employment_cohort(
                 "cost_type": np.where(c[paid] == 3, "benefit", "placement"),
                 "amount": np.where(c[paid] == 3, "11000.00", "14500.50"),
             }
-        )
+        ).with_columns(pl.col("amount").cast(public_costs.MONEY))  # exact, as a source writes it
         return status, costs
 
     participants = pl.DataFrame(
