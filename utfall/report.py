@@ -494,11 +494,17 @@ def method_section(plan: Plan) -> dict[str, Any]:
 def payment_steps(payment: Mapping[str, Any], effect: Mapping[str, Any] | None) -> list[str]:
     """The payment as a validator recomputes it, one sentence per step."""
     steps = []
-    if effect is not None:
+    if effect is not None and effect.get("relative_estimate") is not None:
         steps.append(
             f"Measured effect on {effect['outcome']}: {effect['relative_estimate']:+.4f} "
             f"relative to the counterfactual ({round(effect['confidence'] * 100)} % interval "
             f"{effect['relative_ci_low']:+.4f} to {effect['relative_ci_high']:+.4f})."
+        )
+    elif effect is not None:
+        steps.append(
+            f"Measured effect on {effect['outcome']}: {effect['estimate']:+.4f} in its unit "
+            f"({round(effect['confidence'] * 100)} % interval {effect['ci_low']:+.4f} to "
+            f"{effect['ci_high']:+.4f}); it has no relative effect."
         )
     if payment.get("measured_improvement") is not None:
         steps.append(
