@@ -230,11 +230,13 @@ METRICS: dict[str, MetricSpec] = {
             "outcome": ParamSpec(
                 "string",
                 default=None,
-                choices=("entered_work", "sustained_13_weeks", "sustained_26_weeks"),
+                choices=("entered_work", "sustained_13_weeks", "sustained_26_weeks", "earnings"),
                 description=(
                     "required: entered_work (1 = an employed month after enrolment), "
                     "sustained_13_weeks / sustained_26_weeks (1 = 3 / 6 consecutive employed "
-                    "months), to the end of the measurement period (utfall.domains.employment)"
+                    "months), earnings (kronor delivered for the months after enrolment; a "
+                    "month without earnings counts 0), to the end of the measurement period "
+                    "(utfall.domains.employment)"
                 ),
             ),
         },
