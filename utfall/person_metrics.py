@@ -82,11 +82,14 @@ def employment_per_person(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, 
 def employment_outcome(
     con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
 ) -> pl.DataFrame:
-    """The outcome (entered or sustained work) per participant, as the person frame."""
+    """The outcome (entered or sustained work, or earnings) per participant, as the person
+    frame; earnings are the exact sum delivered for the months after enrolment (a month with
+    none delivered counts 0: earnings are delivered where there are some)."""
     from utfall.domains import person
 
     source = plan.outcome(outcome_id)["source"]
     people, numeric, categorical, per_person = employment_per_person(con, plan, run, source)
+    per_person = per_person.with_columns(pl.col("earnings_total").alias("earnings"))
     frame, _dropped = person.person_frame(
         per_person,
         people,

@@ -126,7 +126,10 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
                 "ci_low": r.ci_low,
                 "ci_high": r.ci_high,
                 "confidence": r.confidence,
-                "relative_estimate": r.relative_estimate,
+                # NULL, not NaN, where the outcome has no relative effect (marts read it)
+                "relative_estimate": r.relative_estimate
+                if recompute.finite(r.relative_estimate)
+                else None,
                 "n_treated": r.n_treated,
                 "n_comparison": r.n_comparison,
                 "plan_hash": plan.hash,

@@ -23,7 +23,7 @@ import fnmatch
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -110,6 +110,11 @@ class MetricSpec:
     parameters: Mapping[str, ParamSpec] = field(default_factory=dict)
     description: str = ""
     data: str = "unit_panel"
+    #: Whether an effect relative to the counterfactual level means something, given the
+    #: outcome's parameters: yes for levels (a share, a rate, a cost), no for a change from
+    #: baseline (its counterfactual may be 0 or negative). A plan may say otherwise per
+    #: outcome (`relative_effect`).
+    relative: Callable[[Mapping[str, Any]], bool] = lambda _params: True
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,7 @@ METRICS: dict[str, MetricSpec] = {
         description="an HbA1c outcome per participant at 12 or 24 months, from lab_results and "
         "the plan's participants source (its covariates are the estimator's)",
         data="person",
+        relative=lambda params: not str(params.get("outcome")).startswith("change_"),
     ),
     "employment_outcome": MetricSpec(
         source_kind="employment_status",
@@ -227,11 +233,13 @@ METRICS: dict[str, MetricSpec] = {
             "outcome": ParamSpec(
                 "string",
                 default=None,
-                choices=("entered_work", "sustained_13_weeks", "sustained_26_weeks"),
+                choices=("entered_work", "sustained_13_weeks", "sustained_26_weeks", "earnings"),
                 description=(
                     "required: entered_work (1 = an employed month after enrolment), "
                     "sustained_13_weeks / sustained_26_weeks (1 = 3 / 6 consecutive employed "
-                    "months), to the end of the measurement period (utfall.domains.employment)"
+                    "months), earnings (kronor delivered for the months after enrolment; a "
+                    "month without earnings counts 0), to the end of the measurement period "
+                    "(utfall.domains.employment)"
                 ),
             ),
         },
@@ -589,6 +597,14 @@ class Plan:
             if o["id"] == outcome_id:
                 return o
         raise KeyError(outcome_id)
+
+    def relative_effect(self, outcome_id: str) -> bool:
+        """Whether the outcome's effect is also reported relative to the counterfactual
+        level: the outcome's `relative_effect`, else its metric's default (MetricSpec)."""
+        outcome = self.outcome(outcome_id)
+        if "relative_effect" in outcome:
+            return bool(outcome["relative_effect"])
+        return METRICS[outcome["metric"]].relative(self.outcome_parameters(outcome_id))
 
     def outcome_parameters(self, outcome_id: str) -> dict[str, Any]:
         """The outcome's metric parameters, defaults filled in for those not given."""
@@ -1051,10 +1067,43 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
     problems += payment_rule_problems(payment["rules"])
+    problems += _relative_payment_problems(data, payment)
     problems += _payment_period_problems(payment, ranges["measurement"])
     problems += _payment_basis_problems(payment)
     # an estimator's own check may name the same formula problem as _formula_problems: once
     return list(dict.fromkeys(problems))
+
+
+def _relative_payment_problems(
+    data: Mapping[str, Any], payment: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """A rule that pays on the relative improvement (linear_to_target, threshold_tiers,
+    guaranteed_conditional) needs a payment outcome whose relative effect means something."""
+    from utfall.payments.base import registry as rule_registry
+
+    outcome = next((o for o in data["outcomes"] if o["id"] == payment["outcome"]), None)
+    if outcome is None or outcome.get("metric") not in METRICS:
+        return []
+    if "relative_effect" in outcome:
+        relative = bool(outcome["relative_effect"])
+    else:
+        given = outcome.get("parameters") or {}
+        relative = METRICS[outcome["metric"]].relative(
+            _with_defaults(METRICS[outcome["metric"]].parameters, given)
+        )
+    rules = rule_registry()
+    reads = {kind: rule.reads for kind, rule in rules.items()}
+    kinds = sorted({r["kind"] for r in payment["rules"] if "effect" in reads.get(r["kind"], ())})
+    if relative or not kinds:
+        return []
+    return [
+        (
+            "payment.outcome",
+            f"outcome {outcome['id']!r} has no relative effect (a change from baseline, or "
+            f"relative_effect: false), but the rules {', '.join(kinds)} pay on the relative "
+            "improvement; pay on a level outcome instead",
+        )
+    ]
 
 
 #: Per frequency: its name, and the months its periods start and end in (the plan's
