@@ -78,16 +78,12 @@ COSTS = [
 ]
 
 
-def test_public_cost_frame_from_a_hand_made_delivery(tmp_path):
-    """The metric through ingest and validation (the `;` dialect with decimal commas) to the
-    estimator's person frame: y = each participant's cost in the 18 months after the
-    enrolment month, with the participants' covariates."""
+def load_hand_made(tmp_path: Path, plan):
+    """The hand-made participants and costs ingested and validated: (connection, run)."""
     from utfall.ingest import ingest_source
-    from utfall.recompute import payment_inputs, person_frame
     from utfall.validate import validate_source
     from utfall.warehouse import runs
 
-    plan = load_plan(PLAN)
     deliveries = tmp_path / "deliveries"
     deliveries.mkdir()
     header = "person_id,treated,enrolled_on,age,sex,office,prior_unemployed_months\n"
@@ -96,11 +92,22 @@ def test_public_cost_frame_from_a_hand_made_delivery(tmp_path):
     text = "person_id;month;cost_type;amount\n" + "".join(";".join(c) + "\n" for c in COSTS)
     (deliveries / "public_costs.csv").write_bytes(text.encode("cp1252"))
     con = warehouse.connect(tmp_path / "w.duckdb")
+    run = runs.start(con, plan.contract_id, plan.hash)
+    for source in ("deltagare", "kostnader"):
+        ingest_source(con, plan, run, source, deliveries, b"k" * 32)
+        assert validate_source(con, plan, run, source).quarantined == 0
+    return con, run
+
+
+def test_public_cost_frame_from_a_hand_made_delivery(tmp_path):
+    """The metric through ingest and validation (the `;` dialect with decimal commas) to the
+    estimator's person frame: y = each participant's cost in the 18 months after the
+    enrolment month, with the participants' covariates."""
+    from utfall.recompute import payment_inputs, person_frame
+
+    plan = load_plan(PLAN)
+    con, run = load_hand_made(tmp_path, plan)
     try:
-        run = runs.start(con, plan.contract_id, plan.hash)
-        for source in ("deltagare", "kostnader"):
-            ingest_source(con, plan, run, source, deliveries, b"k" * 32)
-            assert validate_source(con, plan, run, source).quarantined == 0
         frame = person_frame(con, plan, run, "public_cost_18m").sort("person_id")
         # share_of_savings reads counts: the treated persons the effect was measured on
         assert payment_inputs(con, plan, run) == {"counts": {"persons_treated": 2}}
@@ -121,6 +128,24 @@ def test_public_cost_frame_from_a_hand_made_delivery(tmp_path):
         "office",
         "prior_unemployed_months",
     }
+
+
+def test_a_window_no_participant_has_completed_is_refused_with_its_reason(tmp_path):
+    """24 months after January to March 2024 end after the measurement (December 2025) for
+    every participant: one sentence saying so, not an empty frame."""
+    from utfall.errors import MeasurementError
+    from utfall.recompute import person_frame
+
+    text = PLAN.read_text(encoding="utf-8").replace("{months: 18}", "{months: 24}")
+    path = tmp_path / "plan.yaml"
+    path.write_text(text, encoding="utf-8")
+    plan = load_plan(path)
+    con, run = load_hand_made(tmp_path, plan)
+    try:
+        with pytest.raises(MeasurementError, match=r"window of 24 months .* every one of the 4"):
+            person_frame(con, plan, run, "public_cost_18m")
+    finally:
+        con.close()
 
 
 def test_savings_contract_end_to_end_pays_half_the_measured_savings_and_verifies(tmp_path):

@@ -118,9 +118,18 @@ def public_cost_per_person(
     )
     months = int(plan.outcome_parameters(outcome_id)["months"])
     end = plan.period("measurement")[1]
-    per_person, _left_out = public_costs.after_enrolment(
+    per_person, left_out = public_costs.after_enrolment(
         costs, people.select("person_id", "enrolled_on"), months, end
     )
+    if per_person.height == 0 and left_out:
+        from utfall.errors import MeasurementError
+
+        raise MeasurementError(
+            f"outcome {outcome_id!r}: the window of {months} months after the enrolment month "
+            f"ends after the measurement period ({end}) for every one of the {left_out} "
+            "participants, so none can be measured yet; a shorter window (parameter months) or "
+            "a later measurement end is needed"
+        )
     frame, _dropped = person.person_frame(
         per_person, people, "cost_total", numeric=numeric, categorical=categorical
     )
