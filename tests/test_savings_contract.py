@@ -193,6 +193,10 @@ def test_savings_contract_end_to_end_pays_half_the_measured_savings_and_verifies
     ends = {r["at"]: Decimal(r["total"]) for r in payment["range"]}
     assert ends["least_favourable"] <= ends["point_estimate"] <= ends["most_favourable"]
 
+    # the replication package carries the staged costs, exact, with pseudonyms only
+    staged = pl.read_parquet(tmp_path / "report" / "inputs" / "staging_public_costs.parquet")
+    assert staged.schema["amount"] == pl.Decimal(18, 2)
+    assert set(staged["amount"].unique().to_list()) == {Decimal("11000.00"), Decimal("14500.50")}
     code = cli.main(["verify", str(tmp_path / "report")])
     assert code == 0
 
