@@ -8,6 +8,7 @@ message and exit 2 (`--debug` shows the traceback); a run that fails publishes n
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -160,10 +161,16 @@ def _measure(plan: Any, deliveries: Path, out: Path, warehouse: Path) -> Any:
     for note in result.notes:
         print(f"note: {note}")
     for e in result.effects:
+        relative = (
+            f"; relative {e.relative_estimate:+.1%} "
+            f"(CI {e.relative_ci_low:+.1%} to {e.relative_ci_high:+.1%})"
+            if math.isfinite(e.relative_estimate)
+            else ""
+        )
+        naive = f"; naive comparison {e.naive['estimate']:+.4f}" if e.naive else ""
         print(
             f"{e.outcome}: {e.estimate:+.4f} ({e.confidence:.0%} CI {e.ci_low:+.4f} to "
-            f"{e.ci_high:+.4f}); relative {e.relative_estimate:+.1%} "
-            f"(CI {e.relative_ci_low:+.1%} to {e.relative_ci_high:+.1%})"
+            f"{e.ci_high:+.4f}){relative}{naive}"
         )
     pay = result.payment
     print(f"proposed payment: {pay['total']} {pay['currency']} (basis {pay['basis']})")
@@ -224,10 +231,16 @@ def _demo(args: argparse.Namespace) -> int:
             else:
                 est, low, high, fmt = e.estimate, e.ci_low, e.ci_high, "{:+.4f}"
             covered = "covers" if low <= true <= high else "MISSES"
+            naive = ""
+            if e.naive and scale != "relative":
+                naive = (
+                    f"; the naive comparison {e.naive['estimate']:+.4f} is off by "
+                    f"{e.naive['estimate'] - true:+.4f}"
+                )
             summary.append(
                 f"  {plan.contract_id} / {e.outcome} ({e.method}): {fmt.format(est)} "
                 f"({e.confidence:.0%} CI {fmt.format(low)} to {fmt.format(high)}), "
-                f"simulated truth {fmt.format(true)}: the interval {covered} it"
+                f"simulated truth {fmt.format(true)}: the interval {covered} it{naive}"
             )
     print(f"\nexample contracts measured ({time.perf_counter() - t0:.0f} s):")
     print("\n".join(summary))

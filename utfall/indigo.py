@@ -174,9 +174,14 @@ def to_indigo(report: dict[str, Any], decision: dict[str, Any] | None = None) ->
             "result_type": _v("Final"),
             "period": period,
             "outcomes_achieved": _v(
-                f"{e['relative_estimate'] * 100:+.1f} % against the counterfactual "
-                f"({pct} % CI {e['relative_ci_low'] * 100:+.1f} % to "
-                f"{e['relative_ci_high'] * 100:+.1f} %); absolute {e['estimate']:+.4f} "
+                (
+                    f"{e['relative_estimate'] * 100:+.1f} % against the counterfactual "
+                    f"({pct} % CI {e['relative_ci_low'] * 100:+.1f} % to "
+                    f"{e['relative_ci_high'] * 100:+.1f} %); "
+                    if e.get("relative_estimate") is not None
+                    else ""
+                )
+                + f"absolute {e['estimate']:+.4f} "
                 f"{o['unit']} (observed {e['observed']:.4f}, counterfactual "
                 f"{e['counterfactual']:.4f})"
             ),

@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from utfall import warehouse
-from utfall.plan import Plan
+from utfall.plan import METRICS, Plan
 from utfall.warehouse.runs import Run
 
 #: A metric's person frame and its flow of persons (utfall.domains.person.person_flow).
@@ -99,12 +99,14 @@ def employment_per_person(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, 
 def employment_outcome(
     con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
 ) -> PersonFrame:
-    """The outcome (entered or sustained work) per participant, as the person frame, and its
-    flow."""
+    """The outcome (entered or sustained work, or earnings) per participant, as the person
+    frame, and its flow; earnings are the exact sum delivered for the months after enrolment
+    (a month with none delivered counts 0: earnings are delivered where there are some)."""
     from utfall.domains import person
 
     source = plan.outcome(outcome_id)["source"]
     people, numeric, categorical, per_person = employment_per_person(con, plan, run, source)
+    per_person = per_person.with_columns(pl.col("earnings_total").alias("earnings"))
     return person.person_flow(
         per_person,
         people,
@@ -115,31 +117,87 @@ def employment_outcome(
     )
 
 
+def public_cost_per_person(
+    con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, outcome_id: str
+) -> PersonFrame:
+    """The outcome's public cost per participant (utfall.domains.public_costs.after_enrolment
+    over the window `months` after the enrolment month, exact sums), as the person frame
+    (y = the cost as Float64; amounts below 10^13 are exact to the öre in a double), and its
+    flow (a participant whose window is not complete counts as no outcome)."""
+    from utfall.domains import person, public_costs
+
+    people, numeric, categorical = participants_frame(con, plan, run)
+    costs = warehouse.read_table(
+        con,
+        "SELECT person_id, month, cost_type, amount FROM work.staging_public_costs "
+        "WHERE contract_id = $contract_id AND run_id = $run_id AND source = $source "
+        "ORDER BY _file, _line",
+        {**run.scope, "source": plan.outcome(outcome_id)["source"]},
+    )
+    months = int(plan.outcome_parameters(outcome_id)["months"])
+    end = plan.period("measurement")[1]
+    per_person, left_out = public_costs.after_enrolment(
+        costs, people.select("person_id", "enrolled_on"), months, end
+    )
+    if per_person.height == 0 and left_out:
+        from utfall.errors import MeasurementError
+
+        raise MeasurementError(
+            f"outcome {outcome_id!r}: the window of {months} months after the enrolment month "
+            f"ends after the measurement period ({end}) for every one of the {left_out} "
+            "participants, so none can be measured yet; a shorter window (parameter months) or "
+            "a later measurement end is needed"
+        )
+    return person.person_flow(
+        per_person,
+        people,
+        "cost_total",
+        numeric=numeric,
+        categorical=categorical,
+        eligibility=eligibility(plan),
+    )
+
+
 FRAMES: dict[str, Callable[[duckdb.DuckDBPyConnection, Plan, Run, str], PersonFrame]] = {
     "hba1c_outcome": hba1c_outcome,
     "employment_outcome": employment_outcome,
+    "public_cost": public_cost_per_person,
 }
 
 
 def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
-    """What the plan's payment rules read besides the effect, from the staged rows: for a
-    rate card on an employment outcome, `events` (utfall.domains.employment.events of the
-    treated participants) and counts["persons_treated"]."""
-    kinds = {r["kind"] for r in plan.payment["rules"]}
-    outcome = plan.outcome(plan.payment["outcome"])
-    if "rate_card" not in kinds or outcome["metric"] != "employment_outcome":
-        return {}
-    from utfall.domains import employment, person
+    """What the plan's payment rules read besides the effect, from the staged rows, by what
+    the rules read (utfall.payments.base.Rule.reads), not by contract:
 
-    people, _n, _c, per_person = employment_per_person(con, plan, run, outcome["source"])
-    # only eligible participants earn events (the plan's eligibility, as for the estimate)
-    criteria = eligibility(plan)
-    if criteria:
-        ok = people.with_columns(person.eligible_expr(criteria).alias("_ok")).filter("_ok")
-        people = people.filter(pl.col("person_id").is_in(ok["person_id"].implode()))
-    treated = people.filter(pl.col("treated") == 1)["person_id"]
-    mine = per_person.filter(pl.col("person_id").is_in(treated.implode()))
-    return {"events": employment.events(mine), "counts": {"persons_treated": treated.len()}}
+    * `events` (a rate card on an employment outcome): utfall.domains.employment.events of
+      the treated participants, with counts["persons_treated"] = the treated participants;
+    * `counts` (e.g. share_of_savings: savings = saving per person x persons treated) on an
+      outcome of person data (public_cost, person_value, ...): counts["persons_treated"] =
+      the treated persons of the payment outcome's person frame, i.e. those the effect per
+      person was measured on.
+    """
+    from utfall.payments.base import registry
+
+    reads = set().union(*(registry()[r["kind"]].reads for r in plan.payment["rules"]))
+    outcome = plan.outcome(plan.payment["outcome"])
+    if "events" in reads and outcome["metric"] == "employment_outcome":
+        from utfall.domains import employment, person
+
+        people, _n, _c, per_person = employment_per_person(con, plan, run, outcome["source"])
+        # only eligible participants earn events (the plan's eligibility, as for the estimate)
+        criteria = eligibility(plan)
+        if criteria:
+            ok = people.filter(person.eligible_expr(criteria))
+            people = people.filter(pl.col("person_id").is_in(ok["person_id"].implode()))
+        treated = people.filter(pl.col("treated") == 1)["person_id"]
+        mine = per_person.filter(pl.col("person_id").is_in(treated.implode()))
+        return {"events": employment.events(mine), "counts": {"persons_treated": treated.len()}}
+    if "counts" in reads and METRICS[outcome["metric"]].data == "person":
+        from utfall.recompute import person_frame
+
+        frame = person_frame(con, plan, run, outcome["id"])
+        return {"counts": {"persons_treated": int(frame["treated"].sum())}}
+    return {}
 
 
 def lab_conversions(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[dict[str, Any]]:

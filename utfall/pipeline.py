@@ -126,7 +126,10 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
                 "ci_low": r.ci_low,
                 "ci_high": r.ci_high,
                 "confidence": r.confidence,
-                "relative_estimate": r.relative_estimate,
+                # NULL, not NaN, where the outcome has no relative effect (marts read it)
+                "relative_estimate": r.relative_estimate
+                if recompute.finite(r.relative_estimate)
+                else None,
                 "n_treated": r.n_treated,
                 "n_comparison": r.n_comparison,
                 "plan_hash": plan.hash,
@@ -147,7 +150,8 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
 
 
 def load_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[dict[str, Any]]:
-    """The run's stored effects; refused when they were computed under another plan."""
+    """The run's stored effects, in the plan's order of outcomes; refused when they were
+    computed under another plan."""
     rows = _scoped(con, "work.effects", run, "outcome")
     stale = rows.filter(pl.col("plan_hash") != plan.hash)
     if stale.height:
@@ -155,7 +159,10 @@ def load_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[d
             f"the stored effects of run {run.run_id} were computed under plan "
             f"{stale['plan_hash'][0]}, not {plan.hash}; re-run the measurement"
         )
-    return [json.loads(t) for t in rows["result_json"]]
+    # in the plan's order of outcomes, as utfall verify recomputes them (not by outcome id)
+    order = {o["id"]: i for i, o in enumerate(plan.outcomes)}
+    effects = [json.loads(t) for t in rows["result_json"]]
+    return sorted(effects, key=lambda e: order[e["outcome"]])
 
 
 def propose_payment(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import fnmatch
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -38,6 +38,7 @@ from utfall.estimators.base import registry as estimator_registry
 from utfall.kinds import employment_status as _employment_status
 from utfall.kinds import lab_results as _lab_results
 from utfall.kinds import participants as _participants
+from utfall.kinds import public_costs as _public_costs
 from utfall.params import ParamSpec
 from utfall.payments.base import registry as payment_registry
 from utfall.payments.base import rule_problems as payment_rule_problems
@@ -84,6 +85,7 @@ SOURCE_KINDS: dict[str, dict[str, bool]] = {
     "participants": dict(_participants.COLUMNS),
     "lab_results": dict(_lab_results.COLUMNS),
     "employment_status": dict(_employment_status.COLUMNS),
+    "public_costs": dict(_public_costs.COLUMNS),
 }
 #: Source kinds with a person_id column (a pseudonym, or an identity number hashed on ingest).
 PERSON_ID_KINDS: tuple[str, ...] = (
@@ -91,6 +93,7 @@ PERSON_ID_KINDS: tuple[str, ...] = (
     "participants",
     "lab_results",
     "employment_status",
+    "public_costs",
 )
 
 #: Source kinds mapped by their columns alone (one extract, no personnummer required),
@@ -107,6 +110,11 @@ class MetricSpec:
     parameters: Mapping[str, ParamSpec] = field(default_factory=dict)
     description: str = ""
     data: str = "unit_panel"
+    #: Whether an effect relative to the counterfactual level means something, given the
+    #: outcome's parameters: yes for levels (a share, a rate, a cost), no for a change from
+    #: baseline (its counterfactual may be 0 or negative). A plan may say otherwise per
+    #: outcome (`relative_effect`).
+    relative: Callable[[Mapping[str, Any]], bool] = lambda _params: True
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,7 @@ METRICS: dict[str, MetricSpec] = {
         description="an HbA1c outcome per participant at 12 or 24 months, from lab_results and "
         "the plan's participants source (its covariates are the estimator's)",
         data="person",
+        relative=lambda params: not str(params.get("outcome")).startswith("change_"),
     ),
     "employment_outcome": MetricSpec(
         source_kind="employment_status",
@@ -224,16 +233,39 @@ METRICS: dict[str, MetricSpec] = {
             "outcome": ParamSpec(
                 "string",
                 default=None,
-                choices=("entered_work", "sustained_13_weeks", "sustained_26_weeks"),
+                choices=("entered_work", "sustained_13_weeks", "sustained_26_weeks", "earnings"),
                 description=(
                     "required: entered_work (1 = an employed month after enrolment), "
                     "sustained_13_weeks / sustained_26_weeks (1 = 3 / 6 consecutive employed "
-                    "months), to the end of the measurement period (utfall.domains.employment)"
+                    "months), earnings (kronor delivered for the months after enrolment; a "
+                    "month without earnings counts 0), to the end of the measurement period "
+                    "(utfall.domains.employment)"
                 ),
             ),
         },
         description="an employment outcome per participant, from employment_status and the "
         "plan's participants source; the rate card's events are the treated participants'",
+        data="person",
+    ),
+    "public_cost": MetricSpec(
+        source_kind="public_costs",
+        parameters={
+            "months": ParamSpec(
+                "integer",
+                default=12,
+                minimum=1,
+                maximum=120,
+                description=(
+                    "the window: the cost over this many calendar months after the enrolment "
+                    "month (12: enrolled in March 2024, April 2024 to March 2025); persons "
+                    "whose window ends after the measurement period are left out"
+                ),
+            ),
+        },
+        description="public cost per participant (all cost types, exact sums, in the "
+        "contract's currency) over a window after enrolment, from public_costs and the plan's "
+        "participants source; the effect is the cost per person against the counterfactual, "
+        "and savings = -effect x persons treated",
         data="person",
     ),
 }
@@ -248,7 +280,7 @@ REQUIRED_METRIC_PARAMETERS: dict[str, tuple[str, ...]] = {
 #: plan's covariates): age (numeric) and sex (categorical, F/M).
 PARTICIPANT_COVARIATES: tuple[str, ...] = ("age", "sex")
 #: Metrics on person-level kinds that also read the plan's one participants source.
-PARTICIPANT_METRICS: tuple[str, ...] = ("hba1c_outcome", "employment_outcome")
+PARTICIPANT_METRICS: tuple[str, ...] = ("hba1c_outcome", "employment_outcome", "public_cost")
 #: Which source kind each metric reads its events from (derived from METRICS).
 METRIC_SOURCE_KIND: dict[str, str] = {name: m.source_kind for name, m in METRICS.items()}
 
@@ -565,6 +597,14 @@ class Plan:
             if o["id"] == outcome_id:
                 return o
         raise KeyError(outcome_id)
+
+    def relative_effect(self, outcome_id: str) -> bool:
+        """Whether the outcome's effect is also reported relative to the counterfactual
+        level: the outcome's `relative_effect`, else its metric's default (MetricSpec)."""
+        outcome = self.outcome(outcome_id)
+        if "relative_effect" in outcome:
+            return bool(outcome["relative_effect"])
+        return METRICS[outcome["metric"]].relative(self.outcome_parameters(outcome_id))
 
     def outcome_parameters(self, outcome_id: str) -> dict[str, Any]:
         """The outcome's metric parameters, defaults filled in for those not given."""
@@ -1028,10 +1068,43 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
     problems += payment_rule_problems(payment["rules"])
+    problems += _relative_payment_problems(data, payment)
     problems += _payment_period_problems(payment, ranges["measurement"])
     problems += _payment_basis_problems(payment)
     # an estimator's own check may name the same formula problem as _formula_problems: once
     return list(dict.fromkeys(problems))
+
+
+def _relative_payment_problems(
+    data: Mapping[str, Any], payment: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """A rule that pays on the relative improvement (linear_to_target, threshold_tiers,
+    guaranteed_conditional) needs a payment outcome whose relative effect means something."""
+    from utfall.payments.base import registry as rule_registry
+
+    outcome = next((o for o in data["outcomes"] if o["id"] == payment["outcome"]), None)
+    if outcome is None or outcome.get("metric") not in METRICS:
+        return []
+    if "relative_effect" in outcome:
+        relative = bool(outcome["relative_effect"])
+    else:
+        given = outcome.get("parameters") or {}
+        relative = METRICS[outcome["metric"]].relative(
+            _with_defaults(METRICS[outcome["metric"]].parameters, given)
+        )
+    rules = rule_registry()
+    reads = {kind: rule.reads for kind, rule in rules.items()}
+    kinds = sorted({r["kind"] for r in payment["rules"] if "effect" in reads.get(r["kind"], ())})
+    if relative or not kinds:
+        return []
+    return [
+        (
+            "payment.outcome",
+            f"outcome {outcome['id']!r} has no relative effect (a change from baseline, or "
+            f"relative_effect: false), but the rules {', '.join(kinds)} pay on the relative "
+            "improvement; pay on a level outcome instead",
+        )
+    ]
 
 
 #: Per frequency: its name, and the months its periods start and end in (the plan's

@@ -13,6 +13,7 @@ payment and report see identical floats.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,12 +26,16 @@ from utfall import estimators, metrics, payments, report
 from utfall.errors import MeasurementError
 from utfall.estimators.base import Design
 from utfall.estimators.result import EffectResult
+from utfall.naive import naive_comparison
 from utfall.plan import Plan
 from utfall.warehouse import layout
 from utfall.warehouse.runs import Run
 
 #: Arguments of `report.build_report` that the package carries as recorded facts (they come
 #: from ingest and validation, which need the raw files): see `replication`.
+#: An EffectResult's relative numbers (NaN where the outcome has none: Plan.relative_effect).
+RELATIVE_FIELDS = ("relative_estimate", "relative_ci_low", "relative_ci_high")
+
 CONTEXT_KEYS = ("inputs", "reconciliation", "notes", "cohort", "quality", "population")
 
 
@@ -187,7 +192,9 @@ def estimator_frame(
 def fit_effects(plan: Plan, frame_for: Callable[[str, str], pl.DataFrame]) -> list[EffectResult]:
     """The plan's counterfactual method for every outcome, on `frame_for(outcome_id,
     data_shape)`, with the refusals a payment must not pass (an unbounded interval, no
-    relative effect)."""
+    relative effect where the outcome has one: Plan.relative_effect). Each result carries the
+    naive comparison on the same frame (utfall.naive); an outcome without a relative effect (a
+    change from baseline) gets NaN there (null in JSON)."""
     cf = plan.counterfactual
     estimator = estimators.get(cf["method"])
     results = []
@@ -205,11 +212,17 @@ def fit_effects(plan: Plan, frame_for: Callable[[str, str], pl.DataFrame]) -> li
                 frequency=plan.data["periods"]["frequency"],
             ),
         )
+        relative = plan.relative_effect(outcome["id"])
+        no_relative = dict.fromkeys(RELATIVE_FIELDS, float("nan"))
+        r = dataclasses.replace(
+            r,
+            naive=naive_comparison(sub, estimator.data, float(cf["confidence"])),
+            **({} if relative else no_relative),
+        )
         ri = r.diagnostics.get("randomization")
         wb = r.diagnostics.get("wild_bootstrap")
-        unbounded = not all(
-            map(finite, (r.ci_low, r.ci_high, r.relative_ci_low, r.relative_ci_high))
-        )
+        bounds = (r.ci_low, r.ci_high) + ((r.relative_ci_low, r.relative_ci_high) * relative)
+        unbounded = not all(map(finite, bounds))
         if ri and unbounded:
             raise MeasurementError(
                 f"outcome {outcome['id']!r}: randomization inference over the "
@@ -223,7 +236,8 @@ def fit_effects(plan: Plan, frame_for: Callable[[str, str], pl.DataFrame]) -> li
                 f"{r.n_treated} treated and {r.n_comparison} comparison units gives an "
                 f"unbounded interval at confidence {cf['confidence']}; more units are needed"
             )
-        if not all(map(finite, (r.estimate, r.std_error, r.relative_estimate, r.relative_ci_low))):
+        needed = (r.estimate, r.std_error) + ((r.relative_estimate, r.relative_ci_low) * relative)
+        if not all(map(finite, needed)):
             raise MeasurementError(
                 f"outcome {outcome['id']!r}: the counterfactual level is "
                 f"{r.counterfactual:.6g} (zero or below, or undefined), so a relative effect "

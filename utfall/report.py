@@ -542,11 +542,28 @@ def method_section(plan: Plan) -> dict[str, Any]:
 def payment_steps(payment: Mapping[str, Any], effect: Mapping[str, Any] | None) -> list[str]:
     """The payment as a validator recomputes it, one sentence per step."""
     steps = []
-    if effect is not None:
+    if effect is not None and effect.get("relative_estimate") is not None:
         steps.append(
             f"Measured effect on {effect['outcome']}: {effect['relative_estimate']:+.4f} "
             f"relative to the counterfactual ({round(effect['confidence'] * 100)} % interval "
             f"{effect['relative_ci_low']:+.4f} to {effect['relative_ci_high']:+.4f})."
+        )
+    elif effect is not None:
+        steps.append(
+            f"Measured effect on {effect['outcome']}: {effect['estimate']:+.4f} in its unit "
+            f"({round(effect['confidence'] * 100)} % interval {effect['ci_low']:+.4f} to "
+            f"{effect['ci_high']:+.4f}); it has no relative effect."
+        )
+    if (
+        effect is not None
+        and effect.get("relative_estimate") is not None
+        and _reads_absolute(payment)
+    ):
+        steps.append(
+            f"Effect in outcome units on {effect['outcome']}: {effect['estimate']:+.4f} per "
+            f"person against the counterfactual ({round(effect['confidence'] * 100)} % interval "
+            f"{effect['ci_low']:+.4f} to {effect['ci_high']:+.4f}); the rules that pay on it "
+            "read it in the desired direction, rounded to 0.0001."
         )
     if payment.get("measured_improvement") is not None:
         steps.append(
@@ -574,6 +591,17 @@ def payment_steps(payment: Mapping[str, Any], effect: Mapping[str, Any] | None) 
         + f" = {payment['total']} {payment['currency']} (at most {payment['maximum']})."
     )
     return steps
+
+
+def _reads_absolute(payment: Mapping[str, Any]) -> bool:
+    """Whether a line's rule pays on the effect in outcome units (e.g. share_of_savings)."""
+    from utfall.payments.base import registry
+
+    return any(
+        "effect_absolute" in registry()[line["kind"]].reads
+        for line in payment["lines"]
+        if line["kind"] in registry()
+    )
 
 
 def decision_section(decision: Mapping[str, Any] | None) -> dict[str, Any]:

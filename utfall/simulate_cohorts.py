@@ -234,6 +234,7 @@ def employment_cohort(
     population: int = 4000,
     effect_log_odds: float = 0.6,
     randomised: bool = False,
+    cost_windows: tuple[int, ...] = (),
 ) -> Cohort:
     """An employment social outcome contract (Koto-SIB / Norrköping style): jobseekers, some of
     whom take part (treated), the others a comparison group.
@@ -249,12 +250,18 @@ def employment_cohort(
     unemployed. The enrolment month is "arbetslös" (a delivered Swedish label).
     Earnings in employed months: 16 000 + 300 (age - 20) + 50 x N(0, 1) kronor rounded to
     whole kronor (text); public costs: benefit 11 000.00 per unemployed month, placement
-    14 500.50 per month in education or training (exact).
+    14 500.50 per month in education or training (exact: Decimal(18, 2), so a CSV in the
+    Swedish dialect gets decimal commas).
 
     frames: "employment_status" (person_id, month, status, earnings) and "public_costs"
     (person_id, month, cost_type, amount). truth["att"]: entered_work, sustained_13_weeks,
     sustained_26_weeks (utfall.domains.employment.outcomes to FOLLOW_UP_END) and cost_total
-    (public cost from the month after enrolment to FOLLOW_UP_END, kronor, float).
+    (public cost from the month after enrolment to FOLLOW_UP_END, kronor, float). For each m in
+    ``cost_windows`` also truth["att"][f"public_cost_{m}m"], the effect on the cost over the m
+    months after the enrolment month (utfall.domains.public_costs.after_enrolment, the metric
+    public_cost; persons whose window ends after FOLLOW_UP_END left out, as the metric does),
+    and truth["savings"][f"public_cost_{m}m"], the true savings of those treated persons
+    (exact: the sum over them of cost without minus cost with the programme).
     """
     r = _rng(seed, 11)
     n = population
@@ -319,7 +326,7 @@ def employment_cohort(
                 "cost_type": np.where(c[paid] == 3, "benefit", "placement"),
                 "amount": np.where(c[paid] == 3, "11000.00", "14500.50"),
             }
-        )
+        ).with_columns(pl.col("amount").cast(public_costs.MONEY))  # exact, as a source writes it
         return status, costs
 
     participants = pl.DataFrame(
@@ -346,10 +353,18 @@ def employment_cohort(
         out = employment.outcomes(mapped, participants, FOLLOW_UP_END)
         exact = costs.with_columns(pl.col("amount").cast(public_costs.MONEY))
         per_world[w] = out.join(person_costs(exact, participants), on="person_id")
-    names = (*EMPLOYMENT_OUTCOMES, "cost_total")
+        enrolment = participants.select("person_id", "enrolled_on")
+        for m in cost_windows:
+            window, _ = public_costs.after_enrolment(exact, enrolment, m, FOLLOW_UP_END)
+            per_world[w] = per_world[w].join(
+                window.rename({"cost_total": f"public_cost_{m}m"}), on="person_id", how="left"
+            )
+    windows = tuple(f"public_cost_{m}m" for m in cost_windows)
+    names = (*EMPLOYMENT_OUTCOMES, "cost_total", *windows)
+    money = ("cost_total", *windows)
     att = _att(
-        per_world[1].with_columns(pl.col("cost_total").cast(pl.Float64)),
-        per_world[0].with_columns(pl.col("cost_total").cast(pl.Float64)),
+        per_world[1].with_columns(pl.col(money).cast(pl.Float64)),
+        per_world[0].with_columns(pl.col(money).cast(pl.Float64)),
         chosen,
         names,
     )
@@ -363,9 +378,19 @@ def employment_cohort(
     saving = sum(
         (Decimal(str(v)) for v in per_world[0].filter(treated_only)["cost_total"]), Decimal(0)
     ) - sum((Decimal(str(v)) for v in per_world[1].filter(treated_only)["cost_total"]), Decimal(0))
+    window_savings = {}
+    for name in windows:
+        both = (
+            per_world[0]
+            .select("person_id", name)
+            .join(per_world[1].select("person_id", name), on="person_id", suffix="_with")
+        )
+        mine = both.filter(treated_only & pl.col(name).is_not_null())
+        window_savings[name] = str(mine[name].sum() - mine[f"{name}_with"].sum())
     truth = {
         "att": att,
         "savings_total": saving,
+        "savings": window_savings,
         "n_treated": len(chosen),
         "spec": {
             "seed": seed,

@@ -112,11 +112,27 @@ def _health_run(plan: Plan, seed: int, population: int) -> Simulated:
     return Simulated(frames, truth)
 
 
+#: The employment simulator's metrics, each with the source kind it reads.
+EMPLOYMENT_METRICS = {"employment_outcome": "employment_status", "public_cost": "public_costs"}
+
+
 def _employment_applies(plan: Plan) -> bool:
-    kinds = sorted(s["kind"] for s in plan.sources)
-    return kinds == ["employment_status", "participants"] and all(
-        o["metric"] == "employment_outcome" for o in plan.outcomes
+    kinds = [s["kind"] for s in plan.sources]
+    others = set(kinds) - {"participants"}
+    return (
+        kinds.count("participants") == 1
+        and len(kinds) == len(set(kinds))
+        and bool(others)
+        and others <= set(EMPLOYMENT_METRICS.values())
+        and all(o["metric"] in EMPLOYMENT_METRICS for o in plan.outcomes)
     )
+
+
+def _employment_truth_key(plan: Plan, outcome: dict) -> str:
+    params = plan.outcome_parameters(outcome["id"])
+    if outcome["metric"] == "public_cost":
+        return f"public_cost_{params['months']}m"
+    return params["outcome"]
 
 
 def _employment_run(plan: Plan, seed: int, population: int) -> Simulated:
@@ -128,13 +144,21 @@ def _employment_run(plan: Plan, seed: int, population: int) -> Simulated:
             f"{plan.contract_id}: the employment simulator follows persons up to "
             f"{FOLLOW_UP_END:%Y-%m}; the plan's measurement ends {end}"
         )
-    cohort = employment_cohort(seed=seed, population=population)
-    truth = dict(cohort.truth)
-    truth["outcomes"] = {
-        o["id"]: cohort.truth["att"][plan.outcome_parameters(o["id"])["outcome"]]
+    windows = tuple(
+        int(plan.outcome_parameters(o["id"])["months"])
         for o in plan.outcomes
+        if o["metric"] == "public_cost"
+    )
+    cohort = employment_cohort(seed=seed, population=population, cost_windows=windows)
+    truth = dict(cohort.truth)
+    keys = {o["id"]: _employment_truth_key(plan, o) for o in plan.outcomes}
+    truth["outcomes"] = {k: cohort.truth["att"][v] for k, v in keys.items()}
+    truth["savings"] = {
+        k: cohort.truth["savings"][v] for k, v in keys.items() if v in cohort.truth["savings"]
     }
-    frames = {"participants": cohort.participants, **cohort.frames}
+    kinds = {s["kind"] for s in plan.sources}
+    frames = {"participants": cohort.participants}
+    frames.update({k: f for k, f in cohort.frames.items() if k in kinds})
     return Simulated(frames, truth)
 
 
@@ -155,8 +179,8 @@ SIMULATORS: list[PlanSimulator] = [
     ),
     PlanSimulator(
         "employment_cohort",
-        "an employment contract (sources participants and employment_status, "
-        "employment_outcome outcomes, measured to 2025-12)",
+        "an employment contract (sources participants and employment_status and/or "
+        "public_costs, employment_outcome and public_cost outcomes, measured to 2025-12)",
         _employment_applies,
         _employment_run,
     ),

@@ -9,8 +9,9 @@ Eligibility (the participants source's plan key ``eligibility``: column -> inclu
 without the value, is excluded and counted under the first criterion they fail, in the
 plan's order, so the counts add up. A column the outcome frame derives (e.g. a baseline
 found in the lab rows when the participant row has none) is read from the outcome frame.
-Dropped: the outcome missing (e.g. no follow-up sample in the window) is counted first, then
-each covariate in order; nothing is imputed.
+Dropped: the outcome missing (e.g. no follow-up sample in the window, or a participant the
+outcome frame does not hold, such as one whose cost window is not complete) is counted
+first, then each covariate in order; nothing is imputed.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def person_flow(
     ).join(
         outcomes.select("person_id", outcome, *derived),
         on="person_id",
-        how="inner",
+        how="left",  # a participant the outcome frame lacks has no outcome: counted
         validate="1:1",
     )
     joined = joined.with_columns(

@@ -1,6 +1,7 @@
 """Public cost per person and month, in exact decimals, and savings against a counterfactual.
 
-Input (`validate`): one row per person, month and cost type
+Input (`validate`): one row per person, month and cost type, or more: a correction is a
+further row of the same person, month and type, and all of them are summed
 
     person_id  Utf8    the person's pseudonym
     month      Date    the first day of the calendar month
@@ -13,7 +14,12 @@ Quarantine rules (first that applies): ``missing_field``, ``month_not_first_day`
 refused outright (TypeError: money is never binary floating point).
 
 `totals` sums each person's amounts over the months of a window (both ends' months
-included); a person with no rows costs 0.00. `savings` is the measured saving the
+included); a person with no rows costs 0.00. `after_enrolment` is the outcome metric
+`public_cost`: per participant with enrolment date E, the cost over the `months` calendar
+months after E's month (E in March 2024 and 12 months: April 2024 to March 2025; the
+enrolment month itself is before the programme's effect). A person whose window ends after
+the follow-up end's month has not been followed up for the whole window and is left out (not
+counted as 0), so every person measured has the same window. `savings` is the measured saving the
 share_of_savings rule pays a share of:
 
     savings = -(effect on cost per person) x persons treated
@@ -51,14 +57,17 @@ def _amount(value: object) -> tuple[Decimal | None, str | None]:
     return d.quantize(Decimal("0.01")), None
 
 
-def validate(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def validate(rows: pl.DataFrame, *, with_index: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(valid, quarantined) in input order; quarantined rows keep their text and get
-    `rule` and `detail`."""
+    `rule` and `detail` (with ``with_index``, both also get `_n`, the 0-based input row, so a
+    pipeline can trace each back to its file and line)."""
     for c in COLUMNS:
         if c not in rows.columns:
             raise ValueError(f"public cost rows: column {c!r} missing")
     good, bad = [], []
-    for row in rows.select(COLUMNS).to_dicts():
+    for n, row in enumerate(rows.select(COLUMNS).to_dicts()):
+        if with_index:
+            row["_n"] = n
         rule, detail, amount = None, None, None
         empty = [c for c in COLUMNS if row[c] is None or not str(row[c]).strip()]
         if empty:
@@ -75,8 +84,9 @@ def validate(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         else:
             text = None if row["amount"] is None else str(row["amount"])
             bad.append({**row, "amount": text, "rule": rule, "detail": detail})
-    schema = {**VALID_SCHEMA, "amount": pl.Utf8, "rule": pl.Utf8, "detail": pl.Utf8}
-    return pl.DataFrame(good, schema=VALID_SCHEMA), pl.DataFrame(bad, schema=schema)
+    valid_schema = {**VALID_SCHEMA, **({"_n": pl.Int64} if with_index else {})}
+    schema = {**valid_schema, "amount": pl.Utf8, "rule": pl.Utf8, "detail": pl.Utf8}
+    return pl.DataFrame(good, schema=valid_schema), pl.DataFrame(bad, schema=schema)
 
 
 def totals(
@@ -96,6 +106,35 @@ def totals(
         .with_columns(pl.col("cost_total").fill_null(Decimal("0.00")).cast(MONEY))
         .sort("person_id")
     )
+
+
+def _add_months(month: dt.date, k: int) -> dt.date:
+    total = month.year * 12 + month.month - 1 + k
+    return dt.date(total // 12, total % 12 + 1, 1)
+
+
+def after_enrolment(
+    costs: pl.DataFrame, enrolment: pl.DataFrame, months: int, follow_up_end: dt.date
+) -> tuple[pl.DataFrame, int]:
+    """(person_id, cost_total Decimal(18, 2): each person's cost in the `months` months after
+    the enrolment month; the number of persons left out because their window ends after
+    `follow_up_end`'s month). `enrolment` holds person_id and enrolled_on; `costs` valid rows
+    (`validate`)."""
+    if months < 1:
+        raise ValueError("months must be at least 1")
+    last_month = follow_up_end.replace(day=1)
+    parts, left_out = [], 0
+    by_month = enrolment.with_columns(pl.col("enrolled_on").dt.truncate("1mo").alias("_month"))
+    for (enrolled,), people in by_month.group_by("_month", maintain_order=True):
+        first = _add_months(enrolled, 1)
+        last = _add_months(first, months - 1)
+        if last > last_month:
+            left_out += people.height
+            continue
+        parts.append(totals(costs, people["person_id"], first, last))
+    if not parts:
+        return pl.DataFrame(schema={"person_id": pl.Utf8, "cost_total": MONEY}), left_out
+    return pl.concat(parts).sort("person_id"), left_out
 
 
 def savings(effect_per_person: Decimal | float | str, persons_treated: int) -> Decimal:

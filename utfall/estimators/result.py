@@ -51,6 +51,7 @@ class EffectResult:
     ``diagnostics`` may be published (only the keys the estimator declares); ``restricted``
     holds per-unit or per-person detail that stays in the warehouse and never reaches a
     report (it is not in :meth:`to_dict`). ``warnings`` are sentences the report shows.
+    ``naive`` is the unadjusted comparison of the groups (utfall.naive), shown beside it.
     """
 
     outcome: str
@@ -73,6 +74,9 @@ class EffectResult:
     estimand: str = "ATT"
     restricted: dict = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    #: The naive comparison on the same input (utfall.naive), or None without a comparison
+    #: group; set by the pipeline beside every method's estimate, never paid on.
+    naive: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict with the fields in declaration order (stable keys).

@@ -1,4 +1,5 @@
-"""Person-level source kinds of the outcome contracts (participants, lab_results): one module
+"""Person-level source kinds of the outcome contracts (participants, lab_results,
+employment_status, public_costs): one module
 per kind, registered in KINDS. Each says its delivered columns (the plan maps them) and its
 row checks, which call the pure validate function of its utfall.domains module, so the
 quarantine rules are that module's (the staged tables' DDL is utfall.warehouse.layout's).
@@ -29,9 +30,10 @@ class PersonKind:
 
 
 def _registry() -> dict[str, PersonKind]:
-    from utfall.kinds import employment_status, lab_results, participants
+    from utfall.kinds import employment_status, lab_results, participants, public_costs
 
-    return {k.name: k for k in (participants.KIND, lab_results.KIND, employment_status.KIND)}
+    members = (participants, lab_results, employment_status, public_costs)
+    return {m.KIND.name: m.KIND for m in members}
 
 
 KINDS: dict[str, PersonKind] = {}

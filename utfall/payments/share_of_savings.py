@@ -59,7 +59,10 @@ def _savings(rule: Mapping[str, Any], inputs: Inputs) -> tuple[Decimal, str]:
             "no effect was given"
         )
     savings = per_person * persons
-    return savings, f"saving per person {per_person} x {persons} persons treated = {money(savings)}"
+    return savings, (
+        f"saving per person {per_person} (the effect on the cost per person, in the desired "
+        f"direction) x {persons} persons treated = savings {money(savings)}"
+    )
 
 
 def pay(rule: Mapping[str, Any], inputs: Inputs) -> Due:

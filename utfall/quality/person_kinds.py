@@ -1,7 +1,8 @@
-"""Quality rules of the person-level kinds (participants, lab_results, employment_status):
+"""Quality rules of the person-level kinds (participants, lab_results, employment_status,
+public_costs):
 their row rules are the domain modules' (utfall.kinds); on the delivery as a whole they get
 the null-share expectation and are profiled by month (participants by enrolment, lab results
-by sample date, status by month) for volume against history. Missing groups are the
+by sample date, status and costs by month) for volume against history. Missing groups are the
 estimator's to refuse (it names them)."""
 
 from __future__ import annotations
@@ -60,5 +61,16 @@ EMPLOYMENT_STATUS_SPEC = KindSpec(
     profile=_by_month("month"),
     value_rules=no_rules,
     meaningful_nulls={"earnings": "empty: no earnings delivered for the month"},
+    common_checks=("null_share",),
+)
+
+PUBLIC_COSTS_SPEC = KindSpec(
+    kind="public_costs",
+    columns=("person_id", "month", "cost_type", "amount"),
+    counted="rows",
+    extra_checks=(),
+    profile=_by_month("month"),
+    value_rules=no_rules,
+    meaningful_nulls={},
     common_checks=("null_share",),
 )

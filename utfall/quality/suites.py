@@ -44,6 +44,7 @@ KINDS: dict[str, KindSpec] = {
         person_kinds.PARTICIPANTS_SPEC,
         person_kinds.LAB_RESULTS_SPEC,
         person_kinds.EMPLOYMENT_STATUS_SPEC,
+        person_kinds.PUBLIC_COSTS_SPEC,
     )
 }
 

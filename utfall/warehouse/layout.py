@@ -19,7 +19,7 @@ import duckdb
 from utfall.warehouse import marts
 
 #: Bumped whenever a table changes shape; a warehouse of another version is refused.
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 SCHEMAS = ("ledger", "work", "raw", "quarantine", "staging", "marts")
 
 #: Typed columns of each source kind after validation (raw keeps them all as text).
@@ -71,6 +71,7 @@ PERSON_RAW_COLUMNS: dict[str, tuple[str, ...]] = {
     "participants": ("treated", "enrolled_on", "exit_on", "exit_reason", "age", "sex"),
     "lab_results": ("sample_date", "analyte", "value", "unit"),
     "employment_status": ("month", "status", "earnings"),
+    "public_costs": ("month", "cost_type", "amount"),
 }
 PERSON_STAGED_COLUMNS: dict[str, dict[str, str]] = {
     "participants": {
@@ -97,6 +98,11 @@ PERSON_STAGED_COLUMNS: dict[str, dict[str, str]] = {
         "month": "DATE NOT NULL",  # the first day of the month
         "status": "VARCHAR NOT NULL",  # employed, unemployed, in_education_or_training, other
         "earnings": "DECIMAL(18,2)",  # exact; null where not delivered
+    },
+    "public_costs": {
+        "month": "DATE NOT NULL",  # the first day of the month
+        "cost_type": "VARCHAR NOT NULL",  # benefit, placement, care, other
+        "amount": "DECIMAL(18,2) NOT NULL",  # exact; negative = a correction
     },
 }
 #: Person kinds whose raw rows carry the plan's covariates in values_json.
