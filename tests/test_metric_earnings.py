@@ -80,7 +80,7 @@ def test_earnings_are_the_sum_after_enrolment_and_missing_months_count_zero(tmp_
         plan,
         {"participants": people, "employment_status": status, "values": values},
     )
-    frame = person_metrics.employment_outcome(con, plan, run, "earnings_after")
+    frame, _flow = person_metrics.employment_outcome(con, plan, run, "earnings_after")
     got = dict(zip(frame["person_id"], frame["y"], strict=True))
     assert got == {"a": 300.75, "b": 0.0, "c": 50.0}
     assert Decimal("100.50") + Decimal("200.25") == Decimal(str(got["a"]))
