@@ -147,16 +147,32 @@ def _run(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     deliveries = Path(args.deliveries or paths.deliveries_root() / plan.contract_id)
     out = Path(args.out or paths.reports_root() / plan.contract_id)
-    _measure(plan, deliveries, out, Path(args.warehouse or default_path()))
+    _measure(
+        plan,
+        deliveries,
+        out,
+        Path(args.warehouse or default_path()),
+        period=args.period,
+        provisional=args.provisional,
+    )
     return 0
 
 
-def _measure(plan: Any, deliveries: Path, out: Path, warehouse: Path) -> Any:
+def _measure(
+    plan: Any,
+    deliveries: Path,
+    out: Path,
+    warehouse: Path,
+    period: str | None = None,
+    provisional: bool = False,
+) -> Any:
     """Run `plan` on `deliveries` and print what `utfall run` prints; the RunResult."""
     from utfall.pipeline import run
 
     with Progress(f"run {plan.contract_id}") as bar:
-        result = run(plan, warehouse, deliveries, out, progress=bar)
+        result = run(
+            plan, warehouse, deliveries, out, progress=bar, period=period, provisional=provisional
+        )
     for note in result.notes:
         print(f"note: {note}")
     for e in result.effects:
@@ -166,6 +182,16 @@ def _measure(plan: Any, deliveries: Path, out: Path, warehouse: Path) -> Any:
             f"(CI {e.relative_ci_low:+.1%} to {e.relative_ci_high:+.1%})"
         )
     pay = result.payment
+    if pay.get("period"):
+        from utfall.payments.periods import PaymentPeriod
+        from utfall.pipeline import period_line
+
+        chosen = PaymentPeriod.from_dict({**pay["period"], "earlier": pay["earlier"]})
+        print(period_line(chosen))
+        print(
+            f"cumulative due {pay['cumulative_due']} - paid before {pay['paid_before']} "
+            f"{pay['currency']}"
+        )
     print(f"proposed payment: {pay['total']} {pay['currency']} (basis {pay['basis']})")
     if pay.get("range"):
         low, point, high = (p["total"] for p in pay["range"])
@@ -369,6 +395,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("plan", help=_PLAN_HELP)
             p.add_argument("--deliveries", help="default: data/deliveries/<contract id>")
+            p.add_argument(
+                "--period",
+                metavar="NAME",
+                help="with payment periods in the plan: measure this one, up to its `through`, "
+                "given the earlier periods' approved payments (default: the first period "
+                "not yet approved)",
+            )
+            p.add_argument(
+                "--provisional",
+                action="store_true",
+                help="measure the period although an earlier one is not approved (it counts "
+                "as paid nothing); the report says so and the package cannot be approved",
+            )
         else:
             p.add_argument(
                 "--employees",

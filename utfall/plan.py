@@ -492,6 +492,9 @@ class Plan:
     path: Path
     data: dict[str, Any]
     hash: str
+    #: The payment period a run measures (`utfall.payments.periods.measured_plan`: `data`'s
+    #: measurement period then ends on its `through`); None for the plan as written.
+    payment_period: Any = field(default=None, compare=False, repr=False)
 
     @property
     def contract_id(self) -> str:
