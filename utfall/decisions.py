@@ -140,6 +140,9 @@ def decide(
     assert v.payment is not None and v.plan is not None
     if period is None:
         period = (v.payment.get("period") or {}).get("name") or "final"
+    wrong_period = periods.decision_problem(v.payment, period, decision)
+    if wrong_period:
+        raise DecisionRefused(f"{package}: {wrong_period}")
     contract = manifest["contract_id"]
     report_sha = manifest["package_files"]["report.json"]
     published = [e for e in chain.entries(con, contract) if e.kind == "run"]
@@ -170,9 +173,6 @@ def decide(
             )
     # From the recomputation and the package's plan, not from report.json's layout.
     payment = v.payment
-    wrong_period = periods.decision_problem(payment, period, decision)
-    if wrong_period:
-        raise DecisionRefused(f"{package}: {wrong_period}")
     parties = v.plan.data.get("parties") or {}
     body = {
         "format": 1,
