@@ -256,10 +256,17 @@ def _demo(args: argparse.Namespace) -> int:
             else:
                 est, low, high, fmt = e.estimate, e.ci_low, e.ci_high, "{:+.4f}"
             covered = "covers" if low <= true <= high else "MISSES"
+            judged = f"simulated truth {fmt.format(true)}: the interval {covered} it"
+            period = result.payment.get("period")
+            if period and period["through"] != plan.data["periods"]["measurement"]["end"]:
+                # The truth is simulated for the whole term; this run stops at `through`.
+                judged = (
+                    f"measured to {period['through']} for payment period {period['name']}; "
+                    f"the simulated truth ({fmt.format(true)}) is for the whole term"
+                )
             summary.append(
                 f"  {plan.contract_id} / {e.outcome} ({e.method}): {fmt.format(est)} "
-                f"({e.confidence:.0%} CI {fmt.format(low)} to {fmt.format(high)}), "
-                f"simulated truth {fmt.format(true)}: the interval {covered} it"
+                f"({e.confidence:.0%} CI {fmt.format(low)} to {fmt.format(high)}), {judged}"
             )
     print(f"\nexample contracts measured ({time.perf_counter() - t0:.0f} s):")
     print("\n".join(summary))
