@@ -368,3 +368,33 @@ def test_cli_run_period_in_a_subprocess(contract, tmp_path):
     assert "cumulative due 32000.00 - paid before 0.00 SEK" in done.stdout
     assert "proposed payment: 32000.00 SEK" in done.stdout
     assert report_of(tmp_path / "r")["payment"]["total"] == "32000.00"
+
+
+def test_dagster_job_measures_the_tagged_period(contract, tmp_path):
+    """The contract's assets with the run tags `utfall/payment_period` and
+    `utfall/provisional`, as `utfall run --period final --provisional` (a fresh warehouse)."""
+    from dagster import DagsterInstance, materialize
+
+    from utfall.assets.common import PERIOD_TAG, PROVISIONAL_TAG
+    from utfall.pipelines.definitions import build_assets
+    from utfall.pipelines.resources import ContractResource, WarehouseResource, resource_key
+
+    plan = contract["plan"]
+    assets, _checks = build_assets(plan)
+    result = materialize(
+        assets,
+        resources={
+            "duckdb": WarehouseResource(database=str(tmp_path / "w.duckdb")),
+            resource_key(plan): ContractResource(
+                plan_path=str(plan.path),
+                deliveries_dir=str(contract["deliveries"]),
+                reports_dir=str(tmp_path / "report"),
+            ),
+        },
+        instance=DagsterInstance.ephemeral(),
+        tags={PERIOD_TAG: "final", PROVISIONAL_TAG: "true"},
+    )
+    assert result.success
+    pay = report_of(tmp_path / "report")["payment"]
+    assert pay["period"]["name"] == "final" and pay["period"]["provisional"] is True
+    assert pay["total"] == "31667.00"  # 30000.00 + 1667.00, nothing approved before
