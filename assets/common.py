@@ -33,14 +33,23 @@ PROVISIONAL_TAG = "utfall/provisional"
 
 
 def payment_period(context, con, plan: Plan) -> periods.PaymentPeriod | None:
-    """The payment period this Dagster run measures (from its tags and the ledger)."""
-    tags = context.run.tags
-    return periods.select(
+    """The payment period this Dagster run measures (from its tags and the ledger). A run
+    without the tag gets it from its first asset (the first period not yet approved), so
+    every later asset measures the same period (an approval landing mid-run then stops the
+    run instead of switching period) and the Dagster UI shows it."""
+    run_id = context.run.run_id
+    stored = context.instance.get_run_by_id(run_id)
+    tags = (stored or context.run).tags
+    name = tags.get(PERIOD_TAG) or None
+    chosen = periods.select(
         con,
         plan,
-        tags.get(PERIOD_TAG) or None,
+        name,
         provisional=tags.get(PROVISIONAL_TAG, "").lower() in ("1", "true", "yes"),
     )
+    if chosen is not None and name is None:
+        context.instance.add_run_tags(run_id, {PERIOD_TAG: chosen.name})
+    return chosen
 
 
 @contextmanager

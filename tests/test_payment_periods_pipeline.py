@@ -398,3 +398,31 @@ def test_dagster_job_measures_the_tagged_period(contract, tmp_path):
     pay = report_of(tmp_path / "report")["payment"]
     assert pay["period"]["name"] == "final" and pay["period"]["provisional"] is True
     assert pay["total"] == "31667.00"  # 30000.00 + 1667.00, nothing approved before
+
+
+def test_dagster_job_without_tag_pins_the_first_unapproved_period(contract, tmp_path):
+    """Untagged, the run measures the first period not yet approved and tags itself with
+    it, so every asset of the run measures the same period."""
+    from dagster import DagsterInstance, materialize
+
+    from utfall.assets.common import PERIOD_TAG
+    from utfall.pipelines.definitions import build_assets
+    from utfall.pipelines.resources import ContractResource, WarehouseResource, resource_key
+
+    plan = contract["plan"]
+    instance = DagsterInstance.ephemeral()
+    result = materialize(
+        build_assets(plan)[0],
+        resources={
+            "duckdb": WarehouseResource(database=str(tmp_path / "w.duckdb")),
+            resource_key(plan): ContractResource(
+                plan_path=str(plan.path),
+                deliveries_dir=str(contract["deliveries"]),
+                reports_dir=str(tmp_path / "report"),
+            ),
+        },
+        instance=instance,
+    )
+    assert result.success
+    assert instance.get_run_by_id(result.run_id).tags[PERIOD_TAG] == "interim"
+    assert report_of(tmp_path / "report")["payment"]["total"] == "32000.00"
