@@ -426,3 +426,22 @@ def test_dagster_job_without_tag_pins_the_first_unapproved_period(contract, tmp_
     assert result.success
     assert instance.get_run_by_id(result.run_id).tags[PERIOD_TAG] == "interim"
     assert report_of(tmp_path / "report")["payment"]["total"] == "32000.00"
+
+
+def test_through_must_end_a_period_of_the_plans_frequency(tmp_path):
+    """The employment plan is annual: an interim through 2024-06-30 would cut 2024 in part."""
+    from utfall.plan import PlanError
+
+    data = yaml.safe_load((EXAMPLE_PLANS / "employment_soc.yaml").read_text(encoding="utf-8"))
+    data["payment"]["periods"][0]["through"] = "2024-06-30"
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(PlanError) as err:
+        load_plan(path)
+    assert err.value.problems == [
+        (
+            "payment.periods[0].through",
+            "2024-06-30 does not end a year (the plan's frequency is annual), so a period's "
+            "data would be cut in part",
+        )
+    ]
