@@ -257,6 +257,27 @@ def test_final_package_verifies_from_its_context_alone(contract):
     assert v.payment is not None and v.payment["total"] == "8000.00"
 
 
+def test_verify_with_the_warehouse_checks_the_earlier_payments_against_the_ledger(
+    contract, tmp_path
+):
+    folder = contract["root"] / "final"
+    con = warehouse.connect(contract["db"], read_only=True)
+    try:
+        assert verify_package(folder, con=con).problems == []
+    finally:
+        con.close()
+    other = warehouse.connect(tmp_path / "other.duckdb")  # a ledger without the approval
+    try:
+        problems = verify_package(folder, con=other).problems
+    finally:
+        other.close()
+    assert (
+        "context.json $.payment_period.earlier[0]: counts period 'interim' as paid under "
+        f"approval {contract['approval']['reference']}, but the ledger's approval of "
+        "'interim' is missing"
+    ) in problems
+
+
 def test_approve_refuses_a_package_measured_for_another_period(contract):
     con = warehouse.connect(contract["db"])
     try:

@@ -355,8 +355,9 @@ def check_ledger(
     problems: list[str],
     info: list[str],
 ) -> None:
-    """The warehouse ledger: an intact chain, this package's publication in it, and each
-    decision file matching its ledger entry."""
+    """The warehouse ledger: an intact chain, this package's publication in it, each
+    decision file matching its ledger entry, and the earlier payment periods the package
+    counts as paid matching their approvals."""
     broken = chain.verify(con)
     problems += broken
     entries = chain.entries(con, manifest.get("contract_id"))
@@ -390,5 +391,14 @@ def check_ledger(
             problems.append(f"{rel}: decision {d.get('reference')} is not in the warehouse ledger")
         elif e.payload != d:
             problems.append(f"{rel}: differs from ledger.chain entry {e.seq} that records it")
+    try:
+        context = json.loads((root / "context.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        context = {}  # verify names an unreadable context.json itself
+    problems += periods.ledger_problems(
+        con,
+        manifest.get("contract_id"),
+        context.get("payment_period") if isinstance(context, dict) else None,
+    )
     if not broken:
         info.append(f"ledger: {chain.count(con)} entries, chain intact")

@@ -243,3 +243,32 @@ def decision_problem(payment: Mapping[str, Any], period: str, decision: str) -> 
             f"measure {period!r} again"
         )
     return None
+
+
+def ledger_problems(
+    con: duckdb.DuckDBPyConnection, contract_id: str, payment_period: Mapping[str, Any] | None
+) -> list[str]:
+    """A package's earlier payments (context.json) against the warehouse ledger: each one it
+    counts as approved must be the ledger's approval of that period, amount for amount."""
+    if not payment_period:
+        return []
+    approved = approvals(con, contract_id)
+    problems = []
+    for i, e in enumerate(payment_period.get("earlier") or []):
+        if not e.get("approved"):
+            continue
+        name = e["period"]["name"]
+        d = approved.get(name)
+        where = f"context.json $.payment_period.earlier[{i}]"
+        if d is None or d.get("reference") != e.get("reference"):
+            problems.append(
+                f"{where}: counts period {name!r} as paid under approval {e.get('reference')}, "
+                f"but the ledger's approval of {name!r} is "
+                f"{d.get('reference') if d else 'missing'}"
+            )
+        elif d.get("payment_lines") != e.get("lines") or d.get("amount") != e.get("total"):
+            problems.append(
+                f"{where}: the amounts of period {name!r} differ from its approval "
+                f"{d.get('reference')} in the ledger"
+            )
+    return problems
