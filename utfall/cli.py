@@ -51,6 +51,10 @@ def _plan_show(args: argparse.Namespace) -> int:
         f"method:        {plan.counterfactual['method']} "
         f"(confidence {plan.counterfactual['confidence']})"
     )
+    if plan.payment.get("periods"):
+        shown = ", ".join(f"{p['name']} through {p['through']}" for p in plan.payment["periods"])
+        claw = "claw-back" if plan.payment.get("clawback") else "no claw-back"
+        print(f"payment:       periods {shown} ({claw}; `utfall run --period NAME`)")
     return 0
 
 
