@@ -65,6 +65,8 @@ EMPLOYED_FROM = {
 def write_plan(root: Path, clawback: bool = False) -> Path:
     data = yaml.safe_load((EXAMPLE_PLANS / "employment_soc.yaml").read_text(encoding="utf-8"))
     data["outcomes"] = [o for o in data["outcomes"] if o["id"] == "entered_work"]
+    # this hand-made contract delivers participants and employment status only
+    data["sources"] = [s for s in data["sources"] if s["kind"] != "public_costs"]
     data["counterfactual"] = {"method": "diff_in_means", "confidence": 0.95, "seed": 1}
     data["payment"] = {
         "currency": "SEK",

@@ -111,11 +111,16 @@ def simulate_deliveries(
     return truth
 
 
-def true_effects(plan_path: Path, truth: dict) -> dict[str, tuple[float, str]]:
+def true_effects(
+    plan_path: Path, truth: dict, through: str | None = None
+) -> dict[str, tuple[float, str]]:
     """Each simulated outcome's true effect and its scale, as the report states it: the
     sick-leave simulator's truth is a relative reduction of the plan's first outcome (the
     report's relative estimate is its negative); the other simulators give the absolute
-    effect per outcome id."""
+    effect per outcome id, and for a payment period ending before the measurement does
+    (`through`) the effect on the data up to then, where the simulator gives it."""
+    if through is not None and through in truth.get("outcomes_at", {}):
+        return {k: (float(v), "absolute") for k, v in truth["outcomes_at"][through].items()}
     if "outcomes" in truth:
         return {k: (float(v), "absolute") for k, v in truth["outcomes"].items()}
     plan = load_plan(plan_path)
@@ -248,7 +253,10 @@ def _demo(args: argparse.Namespace) -> int:
         except PeriodRefused as exc:  # a warehouse where every payment period is approved
             print(f"not measured: {exc}")
             continue
-        truths = true_effects(path, truth)
+        period = result.payment.get("period")
+        through = period["through"] if period else None
+        truths = true_effects(path, truth, through)
+        at_through = through is not None and through in truth.get("outcomes_at", {})
         if "effect" in truth:
             print(
                 f"true simulated effect: {-truth['effect']:+.1%} (see {deliveries / 'truth.json'})"
@@ -274,11 +282,12 @@ def _demo(args: argparse.Namespace) -> int:
                     f"{e.naive['estimate'] - true:+.4f}"
                 )
             judged = f"simulated truth {fmt.format(true)}: the interval {covered} it{naive}"
-            period = result.payment.get("period")
-            if period and period["through"] != plan.data["periods"]["measurement"]["end"]:
+            if at_through:
+                judged = f"measured to {through} (payment period {period['name']}): {judged}"
+            elif period and through != plan.data["periods"]["measurement"]["end"]:
                 # The truth is simulated for the whole term; this run stops at `through`.
                 judged = (
-                    f"measured to {period['through']} for payment period {period['name']}; "
+                    f"measured to {through} for payment period {period['name']}; "
                     f"the simulated truth ({fmt.format(true)}) is for the whole term"
                 )
             summary.append(
