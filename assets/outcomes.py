@@ -25,7 +25,7 @@ def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
         "delivered unit panel): numerator, denominator, value.",
     )
     def _panel(context: AssetExecutionContext) -> None:
-        with open_run(context, resource) as (con, plan_, run, _c, _k):
+        with open_run(context, resource, measure=True) as (con, plan_, run, _c, _k):
             panel = stage(
                 con, plan_, run, "outcome panel", lambda: build_outcome_panel(con, plan_, run)
             )
@@ -47,7 +47,7 @@ def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
         description="One effect estimate per outcome, with confidence interval and diagnostics.",
     )
     def _effects(context: AssetExecutionContext) -> None:
-        with open_run(context, resource) as (con, plan_, run, _c, _k):
+        with open_run(context, resource, measure=True) as (con, plan_, run, _c, _k):
             results = stage(con, plan_, run, "effects", lambda: estimate_effects(con, plan_, run))
             panel = warehouse.read_table(
                 con,
@@ -86,7 +86,7 @@ def measure_assets(plan: Plan, resource: str) -> list[AssetsDefinition]:
         "the validator approves.",
     )
     def _payment(context: AssetExecutionContext) -> None:
-        with open_run(context, resource) as (con, plan_, run, _c, _k):
+        with open_run(context, resource, measure=True) as (con, plan_, run, _c, _k):
             proposal = stage(con, plan_, run, "payment", lambda: propose_payment(con, plan_, run))
         context.add_output_metadata(
             {

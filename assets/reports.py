@@ -18,7 +18,7 @@ def report_asset(plan: Plan, resource: str) -> AssetsDefinition:
         "Writing it publishes the run: raw, staging, quarantine and marts then show it.",
     )
     def _report(context: AssetExecutionContext) -> None:
-        with open_run(context, resource) as (con, plan_, run, contract, _k):
+        with open_run(context, resource, measure=True) as (con, plan_, run, contract, _k):
             paths = stage(
                 con,
                 plan_,

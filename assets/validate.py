@@ -74,7 +74,7 @@ def quality_asset(plan: Plan, resource: str) -> AssetsDefinition:
         "source; failed blocking ones stop the run before measurement.",
     )
     def _quality(context: AssetExecutionContext) -> None:
-        with open_run(context, resource) as (con, plan_, run, contract, _k):
+        with open_run(context, resource, measure=True) as (con, plan_, run, contract, _k):
             from utfall.ingest import Delivery
 
             ledger = warehouse.read_table(

@@ -14,14 +14,15 @@ from utfall.paths import EXAMPLE_PLANS
 from utfall.plan import load_plan
 
 
-def measure(name: str, root: Path, population: int = 4000) -> tuple[dict, dict]:
-    """Simulate the example plan `name` into root/deliveries and run it; (report, truth)."""
+def measure(name: str, root: Path, population: int = 4000, **period) -> tuple[dict, dict]:
+    """Simulate the example plan `name` into root/deliveries and run it (`period`: the
+    payment period arguments of `run`); (report, truth)."""
     from utfall.pipeline import run
 
     path = EXAMPLE_PLANS / name
     deliveries = root / "deliveries"
     truth = cli.simulate_deliveries(path, deliveries, population, 0.0, 0.0, None)
-    run(load_plan(path), root / "w.duckdb", deliveries, root / "report")
+    run(load_plan(path), root / "w.duckdb", deliveries, root / "report", **period)
     report = json.loads((root / "report" / "report.json").read_text(encoding="utf-8"))
     return report, truth
 
@@ -101,7 +102,11 @@ def test_employment_soc_covers_the_truth_pays_the_rate_card_within_caps_and_veri
     from utfall.replication import verify_package
 
     path = EXAMPLE_PLANS / "employment_soc.yaml"
-    report, truth = measure("employment_soc.yaml", tmp_path, population=1500)
+    # The truth is simulated for the whole term: measure the final period (provisionally,
+    # as the interim one is not approved here).
+    report, truth = measure(
+        "employment_soc.yaml", tmp_path, population=1500, period="final", provisional=True
+    )
     truths = cli.true_effects(path, truth)
     for effect in report["effects"]:
         true, _ = truths[effect["outcome"]]

@@ -52,6 +52,10 @@ def _plan_show(args: argparse.Namespace) -> int:
         f"method:        {plan.counterfactual['method']} "
         f"(confidence {plan.counterfactual['confidence']})"
     )
+    if plan.payment.get("periods"):
+        shown = ", ".join(f"{p['name']} through {p['through']}" for p in plan.payment["periods"])
+        claw = "claw-back" if plan.payment.get("clawback") else "no claw-back"
+        print(f"payment:       periods {shown} ({claw}; `utfall run --period NAME`)")
     return 0
 
 
@@ -107,11 +111,16 @@ def simulate_deliveries(
     return truth
 
 
-def true_effects(plan_path: Path, truth: dict) -> dict[str, tuple[float, str]]:
+def true_effects(
+    plan_path: Path, truth: dict, through: str | None = None
+) -> dict[str, tuple[float, str]]:
     """Each simulated outcome's true effect and its scale, as the report states it: the
     sick-leave simulator's truth is a relative reduction of the plan's first outcome (the
     report's relative estimate is its negative); the other simulators give the absolute
-    effect per outcome id."""
+    effect per outcome id, and for a payment period ending before the measurement does
+    (`through`) the effect on the data up to then, where the simulator gives it."""
+    if through is not None and through in truth.get("outcomes_at", {}):
+        return {k: (float(v), "absolute") for k, v in truth["outcomes_at"][through].items()}
     if "outcomes" in truth:
         return {k: (float(v), "absolute") for k, v in truth["outcomes"].items()}
     plan = load_plan(plan_path)
@@ -148,16 +157,32 @@ def _run(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     deliveries = Path(args.deliveries or paths.deliveries_root() / plan.contract_id)
     out = Path(args.out or paths.reports_root() / plan.contract_id)
-    _measure(plan, deliveries, out, Path(args.warehouse or default_path()))
+    _measure(
+        plan,
+        deliveries,
+        out,
+        Path(args.warehouse or default_path()),
+        period=args.period,
+        provisional=args.provisional,
+    )
     return 0
 
 
-def _measure(plan: Any, deliveries: Path, out: Path, warehouse: Path) -> Any:
+def _measure(
+    plan: Any,
+    deliveries: Path,
+    out: Path,
+    warehouse: Path,
+    period: str | None = None,
+    provisional: bool = False,
+) -> Any:
     """Run `plan` on `deliveries` and print what `utfall run` prints; the RunResult."""
     from utfall.pipeline import run
 
     with Progress(f"run {plan.contract_id}") as bar:
-        result = run(plan, warehouse, deliveries, out, progress=bar)
+        result = run(
+            plan, warehouse, deliveries, out, progress=bar, period=period, provisional=provisional
+        )
     for note in result.notes:
         print(f"note: {note}")
     for e in result.effects:
@@ -173,6 +198,16 @@ def _measure(plan: Any, deliveries: Path, out: Path, warehouse: Path) -> Any:
             f"{e.ci_high:+.4f}){relative}{naive}"
         )
     pay = result.payment
+    if pay.get("period"):
+        from utfall.payments.periods import PaymentPeriod
+        from utfall.pipeline import period_line
+
+        chosen = PaymentPeriod.from_dict({**pay["period"], "earlier": pay["earlier"]})
+        print(period_line(chosen))
+        print(
+            f"cumulative due {pay['cumulative_due']} - paid before {pay['paid_before']} "
+            f"{pay['currency']}"
+        )
     print(f"proposed payment: {pay['total']} {pay['currency']} (basis {pay['basis']})")
     if pay.get("range"):
         low, point, high = (p["total"] for p in pay["range"])
@@ -197,6 +232,8 @@ def example_plans() -> list[Path]:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from utfall.payments.periods import PeriodRefused
+
     warehouse = Path(args.warehouse or default_path())
     t0 = time.perf_counter()
     summary: list[str] = []
@@ -211,8 +248,15 @@ def _demo(args: argparse.Namespace) -> int:
             truth = simulate_deliveries(
                 path, deliveries, args.employees, 0.12, 0.01, None, progress=bar
             )
-        result = _measure(plan, deliveries, out, warehouse)
-        truths = true_effects(path, truth)
+        try:
+            result = _measure(plan, deliveries, out, warehouse)
+        except PeriodRefused as exc:  # a warehouse where every payment period is approved
+            print(f"not measured: {exc}")
+            continue
+        period = result.payment.get("period")
+        through = period["through"] if period else None
+        truths = true_effects(path, truth, through)
+        at_through = through is not None and through in truth.get("outcomes_at", {})
         if "effect" in truth:
             print(
                 f"true simulated effect: {-truth['effect']:+.1%} (see {deliveries / 'truth.json'})"
@@ -237,10 +281,18 @@ def _demo(args: argparse.Namespace) -> int:
                     f"; the naive comparison {e.naive['estimate']:+.4f} is off by "
                     f"{e.naive['estimate'] - true:+.4f}"
                 )
+            judged = f"simulated truth {fmt.format(true)}: the interval {covered} it{naive}"
+            if at_through:
+                judged = f"measured to {through} (payment period {period['name']}): {judged}"
+            elif period and through != plan.data["periods"]["measurement"]["end"]:
+                # The truth is simulated for the whole term; this run stops at `through`.
+                judged = (
+                    f"measured to {through} for payment period {period['name']}; "
+                    f"the simulated truth ({fmt.format(true)}) is for the whole term"
+                )
             summary.append(
                 f"  {plan.contract_id} / {e.outcome} ({e.method}): {fmt.format(est)} "
-                f"({e.confidence:.0%} CI {fmt.format(low)} to {fmt.format(high)}), "
-                f"simulated truth {fmt.format(true)}: the interval {covered} it{naive}"
+                f"({e.confidence:.0%} CI {fmt.format(low)} to {fmt.format(high)}), {judged}"
             )
     print(f"\nexample contracts measured ({time.perf_counter() - t0:.0f} s):")
     print("\n".join(summary))
@@ -382,6 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("plan", help=_PLAN_HELP)
             p.add_argument("--deliveries", help="default: data/deliveries/<contract id>")
+            p.add_argument(
+                "--period",
+                metavar="NAME",
+                help="with payment periods in the plan: measure this one, up to its `through`, "
+                "given the earlier periods' approved payments (default: the first period "
+                "not yet approved)",
+            )
+            p.add_argument(
+                "--provisional",
+                action="store_true",
+                help="measure the period although an earlier one is not approved (it counts "
+                "as paid nothing); the report says so and the package cannot be approved",
+            )
         else:
             p.add_argument(
                 "--employees",

@@ -9,7 +9,10 @@
   ledger (`ledger.chain`, kind `decision`), and an approval also a `payment` entry; both
   commit in one transaction. A package that does not verify is refused; so is a second
   approval of a contract's period (whatever version), and a second decision on the same
-  package and period.
+  package and period. With payment periods in the plan, a package is approved only for the
+  period it was measured for (and not when that measurement was provisional); the approval
+  records the period and each rule's amount, which later periods read as paid before
+  (`utfall.payments.periods`).
 * Only approved decisions make `payment_instruction.csv` and `.json` (one row per
   approved period of the package: contract, period, payer, payee, amount, currency,
   report sha256, decision reference), rebuilt from the signed decision files, so
@@ -32,6 +35,7 @@ import duckdb
 
 from utfall import signing
 from utfall.errors import UserError
+from utfall.payments import periods
 from utfall.warehouse import chain
 
 DECISIONS = "decisions"
@@ -113,14 +117,15 @@ def decide(
     con: duckdb.DuckDBPyConnection,
     *,
     decision: str,
-    period: str,
+    period: str | None,
     reason: str | None = None,
 ) -> dict[str, Any]:
     """Record an approval or rejection of `package` for `period` (see module docstring).
+    `period` None: the payment period the package was measured for, else `final`.
     Returns the signed decision document."""
     if decision not in ("approved", "rejected"):
         raise ValueError(decision)
-    if not _PERIOD.match(period or ""):
+    if period is not None and not _PERIOD.match(period):
         raise DecisionRefused(
             f"--period {period!r}: use lower-case letters, digits, '-' and '_' "
             "(e.g. interim-2025, final)"
@@ -132,6 +137,12 @@ def decide(
     v = _require_verified(package, con, decision)
     manifest = v.manifest
     assert manifest is not None
+    assert v.payment is not None and v.plan is not None
+    if period is None:
+        period = (v.payment.get("period") or {}).get("name") or "final"
+    wrong_period = periods.decision_problem(v.payment, period, decision)
+    if wrong_period:
+        raise DecisionRefused(f"{package}: {wrong_period}")
     contract = manifest["contract_id"]
     report_sha = manifest["package_files"]["report.json"]
     published = [e for e in chain.entries(con, contract) if e.kind == "run"]
@@ -161,7 +172,6 @@ def decide(
                 "a corrected delivery makes a new version to decide on"
             )
     # From the recomputation and the package's plan, not from report.json's layout.
-    assert v.payment is not None and v.plan is not None
     payment = v.payment
     parties = v.plan.data.get("parties") or {}
     body = {
@@ -181,6 +191,9 @@ def decide(
         "signer": signer.fingerprint,
         "public_key": signer.public_key,
         "decided_at": _now(),
+        # With payment periods: the period measured and each rule's amount, which the
+        # periods after it read back as paid (utfall.payments.periods.earlier_record).
+        **(periods.decision_fields(payment) if decision == "approved" else {}),
     }
     body["reference"] = (
         f"{contract}/{period}/v{manifest['version']}/"
@@ -342,8 +355,9 @@ def check_ledger(
     problems: list[str],
     info: list[str],
 ) -> None:
-    """The warehouse ledger: an intact chain, this package's publication in it, and each
-    decision file matching its ledger entry."""
+    """The warehouse ledger: an intact chain, this package's publication in it, each
+    decision file matching its ledger entry, and the earlier payment periods the package
+    counts as paid matching their approvals."""
     broken = chain.verify(con)
     problems += broken
     entries = chain.entries(con, manifest.get("contract_id"))
@@ -377,5 +391,14 @@ def check_ledger(
             problems.append(f"{rel}: decision {d.get('reference')} is not in the warehouse ledger")
         elif e.payload != d:
             problems.append(f"{rel}: differs from ledger.chain entry {e.seq} that records it")
+    try:
+        context = json.loads((root / "context.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        context = {}  # verify names an unreadable context.json itself
+    problems += periods.ledger_problems(
+        con,
+        manifest.get("contract_id"),
+        context.get("payment_period") if isinstance(context, dict) else None,
+    )
     if not broken:
         info.append(f"ledger: {chain.count(con)} entries, chain intact")

@@ -307,16 +307,21 @@ def panel_value(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> pl.Data
     plan maps none; numerator = value x w, denominator = w (so the estimators' rate
     numerator / denominator is the value, and w the unit-period's weight). `employees` is
     null: a delivered panel holds aggregates, not persons. `treatment_start` is the
-    delivered start, or with a treated flag the measurement start for treated units."""
+    delivered start, or with a treated flag the measurement start for treated units. Periods
+    after the measurement end (a payment period's `through`) are left out."""
     from utfall.validate import staged_generic
 
-    measurement_start = plan.period("measurement")[0]
+    measurement_start, measurement_end = plan.period("measurement")
     frames = []
     for outcome in plan.outcomes:
         if outcome["metric"] not in PANEL_METRICS:
             continue
         column = plan.outcome_parameters(outcome["id"])["column"]
-        staged = staged_generic(con, plan, run, outcome["source"])
+        # Validation keeps periods inside the plan's; a payment period's run measures only
+        # those up to its `through` (utfall.payments.periods.measured_plan).
+        staged = staged_generic(con, plan, run, outcome["source"]).filter(
+            pl.col("period").cast(pl.Date) <= measurement_end
+        )
         weight = pl.col("weight").fill_null(1.0)
         start = pl.col("treatment_start")
         if "treated" in plan.source(outcome["source"])["columns"]:

@@ -26,6 +26,7 @@ from utfall.cohort import CohortCheck, CohortError, check_cohort
 from utfall.errors import QualityBlocked, UserError, WarehouseError
 from utfall.estimators.result import EffectResult
 from utfall.ingest import Delivery, ingest_source
+from utfall.payments import periods
 from utfall.plan import GENERIC_KINDS, METRICS, Plan
 from utfall.validate import DeliveryRejected, ValidationSummary, staged_generic, validate_source
 from utfall.warehouse import marts, runs
@@ -240,15 +241,21 @@ def report_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[
     proposal = json.loads(proposal_rows["proposal_json"][0])
     cohort = _scoped(con, "work.cohort_units", run, "status, unit_id")
     quality = _scoped(con, "work.quality_results", run, "source, expectation")
+    context = {
+        "inputs": inputs,
+        "reconciliation": recon,
+        "notes": run_notes(con, plan, run, info),
+        "cohort": cohort.to_dicts(),
+        "quality": quality.to_dicts(),
+        "population": report.population_counts(con, plan, run),
+    }
+    if proposal.get("period"):  # what verify needs to propose for the same period
+        context["payment_period"] = {
+            **{k: proposal["period"][k] for k in ("name", "kind", "through", "provisional")},
+            "earlier": proposal["earlier"],
+        }
     return {
-        "context": {
-            "inputs": inputs,
-            "reconciliation": recon,
-            "notes": run_notes(con, plan, run, info),
-            "cohort": cohort.to_dicts(),
-            "quality": quality.to_dicts(),
-            "population": report.population_counts(con, plan, run),
-        },
+        "context": context,
         "panel": panel,
         "effects": load_effects(con, plan, run),
         "payment": proposal,
@@ -347,8 +354,16 @@ def run(
     deliveries_dir: Path,
     out_dir: Path,
     progress: Callable[[str], None] | None = None,
+    *,
+    period: str | None = None,
+    provisional: bool = False,
 ) -> RunResult:
-    """All stages in order, in this process; `progress` gets one line per finished step."""
+    """All stages in order, in this process; `progress` gets one line per finished step.
+
+    With payment periods in the plan, the run measures `period` (default: the first one
+    not yet approved) up to its `through`, given what the earlier periods paid as approved
+    in the ledger (`utfall.payments.periods.select`; `provisional` lets an unapproved
+    earlier period count as paid nothing). Ingest and validation see the whole delivery."""
     say = progress or (lambda msg: print(msg, file=sys.stderr))
     key = key_for(warehouse_path)
     # ingest + validate per source, cohort (with a roster), quality, panel (with
@@ -359,6 +374,8 @@ def run(
 
     con = warehouse.connect(warehouse_path)
     try:
+        chosen = periods.select(con, plan, period, provisional=provisional)
+        measured = periods.measured_plan(plan, chosen)
         current = start_run(con, plan, key)
 
         def step(label: str, fn: Callable[[], Any], describe: Callable[[Any], str]) -> Any:
@@ -370,6 +387,10 @@ def run(
             return out
 
         say(f"run {current.run_id} of {plan.contract_id} (plan {plan.hash[:19]}...)")
+        if chosen is not None:
+            say(f"  {period_line(chosen)}")
+            if chosen.provisional:
+                notes.append(period_line(chosen))
         changed_key = key_change(con, plan, current, personnummer.key_fingerprint(key))
         if changed_key:
             notes.append(changed_key)
@@ -407,7 +428,7 @@ def run(
                     say(f"  warning: {m}")
         quality = step(
             "data quality",
-            lambda: check_quality(con, plan, current, deliveries_dir, deliveries),
+            lambda: check_quality(con, measured, current, deliveries_dir, deliveries),
             lambda rs: f"{sum(r['success'] for r in rs)} of {len(rs)} expectations met",
         )
         for r in quality:
@@ -419,12 +440,12 @@ def run(
         if has_panel(plan):
             step(
                 "outcome panel",
-                lambda: metrics.build_outcome_panel(con, plan, current),
+                lambda: metrics.build_outcome_panel(con, measured, current),
                 lambda p: f"{p.height} unit-period rows",
             )
         effects = step(
             "effects",
-            lambda: estimate_effects(con, plan, current),
+            lambda: estimate_effects(con, measured, current),
             lambda rs: "; ".join(f"{r.outcome} {_effect_text(r)}" for r in rs),
         )
         for r in effects:
@@ -433,17 +454,31 @@ def run(
                 say(f"  warning: {notes[-1]}")
         payment = step(
             "payment",
-            lambda: propose_payment(con, plan, current),
+            lambda: propose_payment(con, measured, current),
             lambda p: f"{p['total']} {p['currency']} proposed",
         )
         paths = step(
             "report and publish",
-            lambda: publish_report(con, plan, current, out_dir),
+            lambda: publish_report(con, measured, current, out_dir),
             report.written_line,
         )
     finally:
         con.close()
     return RunResult(current.run_id, deliveries, validations, effects, payment, paths, notes)
+
+
+def period_line(chosen: periods.PaymentPeriod) -> str:
+    """What a run says of the payment period it measures."""
+    earlier = ", ".join(
+        f"{e['period']['name']} (approved, version {e['version']})"
+        if e["approved"]
+        else f"{e['period']['name']} (NOT approved: counted as paid nothing)"
+        for e in chosen.earlier
+    )
+    kind = "PROVISIONAL " if chosen.provisional else ""
+    return f"{kind}payment period {chosen.name} ({chosen.kind}) through {chosen.through}" + (
+        f"; earlier: {earlier}" if earlier else ""
+    )
 
 
 def _effect_text(r: EffectResult) -> str:

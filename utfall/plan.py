@@ -524,6 +524,9 @@ class Plan:
     path: Path
     data: dict[str, Any]
     hash: str
+    #: The payment period a run measures (`utfall.payments.periods.measured_plan`: `data`'s
+    #: measurement period then ends on its `through`); None for the plan as written.
+    payment_period: Any = field(default=None, compare=False, repr=False)
 
     @property
     def contract_id(self) -> str:
@@ -1069,7 +1072,9 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         )
     problems += payment_rule_problems(payment["rules"])
     problems += _relative_payment_problems(data, payment)
-    problems += _payment_period_problems(payment, ranges["measurement"])
+    problems += _payment_period_problems(
+        payment, ranges["measurement"], data["periods"]["frequency"]
+    )
     problems += _payment_basis_problems(payment)
     # an estimator's own check may name the same formula problem as _formula_problems: once
     return list(dict.fromkeys(problems))
@@ -1382,10 +1387,12 @@ def _payment_basis_problems(payment: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _payment_period_problems(
-    payment: dict[str, Any], measurement: tuple[dt.date, dt.date]
+    payment: dict[str, Any], measurement: tuple[dt.date, dt.date], frequency: str = "monthly"
 ) -> list[tuple[str, str]]:
     """Payment periods: unique names, ascending `through` dates within the measurement
-    period, interim ones then one final one that ends with the measurement period."""
+    period, each ending a period of the plan's frequency (a run of the period measures
+    whole periods up to it), interim ones then one final one that ends with the
+    measurement period."""
     periods = payment.get("periods")
     if not periods:
         if "clawback" in payment:
@@ -1408,6 +1415,15 @@ def _payment_period_problems(
         if not start <= through <= end:
             problems.append(
                 (f"{at}.through", f"{through} is outside the measurement period {start}..{end}")
+            )
+        word, _starts, ends = PERIOD_BOUNDARIES[frequency]
+        if (through + dt.timedelta(days=1)).day != 1 or through.month not in ends:
+            problems.append(
+                (
+                    f"{at}.through",
+                    f"{through} does not end a {word} (the plan's frequency is {frequency}), "
+                    "so a period's data would be cut in part",
+                )
             )
         if j and through <= dt.date.fromisoformat(periods[j - 1]["through"]):
             problems.append(

@@ -256,12 +256,19 @@ def propose_payment(
     plan: Plan, effects: list[dict[str, Any]], inputs: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The payment under the plan's terms from the effect of the plan's payment outcome, and
-    `inputs` (events, counts: `payment_inputs`) for the rules that read them."""
+    `inputs` (events, counts: `payment_inputs`) for the rules that read them. For a plan
+    measured for a payment period (`periods.measured_plan`), the proposal is the period's:
+    cumulative due less what the earlier periods paid, with their provenance."""
+    from utfall.payments import periods
+
     by_outcome = {e["outcome"]: e for e in effects}
     outcome = plan.payment["outcome"]
     if outcome not in by_outcome:
         raise MeasurementError(f"no effect estimate for the payment outcome {outcome!r}")
-    return payments.propose(plan, by_outcome[outcome], **(inputs or {}))
+    proposal = payments.propose(
+        plan, by_outcome[outcome], **periods.propose_arguments(plan), **(inputs or {})
+    )
+    return periods.annotate(proposal, plan.payment_period)
 
 
 def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict[str, Any]:
@@ -364,7 +371,14 @@ def report_document(
 def recompute(
     plan: Plan, staging: Mapping[str, pl.DataFrame], context: Mapping[str, Any]
 ) -> Recomputed:
-    """Every number of the report from the validated rows, the plan and the context."""
+    """Every number of the report from the validated rows, the plan and the context (with
+    the payment period the package was measured for, `context["payment_period"]`)."""
+    from utfall.payments import periods
+
+    if context.get("payment_period"):
+        plan = periods.measured_plan(
+            plan, periods.PaymentPeriod.from_dict(context["payment_period"])
+        )
     con, run = staging_database(plan, staging)
     try:
         panel = metrics.full_outcome_panel(con, plan, run).sort(

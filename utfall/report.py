@@ -581,10 +581,14 @@ def payment_steps(payment: Mapping[str, Any], effect: Mapping[str, Any] | None) 
             if line.get("achievement") is not None
             else ""
         )
+        amount = line["amount"]
+        if "cumulative_due" in line:  # a payment period: the rule's share is cumulative
+            amount = f"{line['cumulative_due']} cumulative, {line['amount']} this period"
         steps.append(
             f"Rule {line['rule']} ({line['kind']}, {line.get('description', '')}): "
-            f"{how}{times}{line['amount']} {payment['currency']}."
+            f"{how}{times}{amount} {payment['currency']}."
         )
+    steps += period_steps(payment)
     steps.append(
         "Total: "
         + " + ".join(str(line["amount"]) for line in payment["lines"])
@@ -602,6 +606,47 @@ def _reads_absolute(payment: Mapping[str, Any]) -> bool:
         for line in payment["lines"]
         if line["kind"] in registry()
     )
+
+
+def period_steps(payment: Mapping[str, Any]) -> list[str]:
+    """With payment periods: the period, its data's end, and what was paid before (from
+    which approval); nothing for a plan without periods."""
+    period = payment.get("period")
+    if not period:
+        return []
+    cur = payment["currency"]
+    steps = [
+        f"Payment period {period['name']} ({period['kind']}): measured on the data up to "
+        f"{period['through']}; each rule pays its cumulative amount due to then less what the "
+        "earlier periods paid"
+        + (
+            " (a negative difference is paid back)."
+            if payment.get("clawback")
+            else " (never less than 0: the plan does not claw back)."
+        )
+    ]
+    for e in payment.get("earlier", []):
+        amounts = ", ".join(f"rule {x['rule']} {x['amount']}" for x in e["lines"])
+        if e["approved"]:
+            steps.append(
+                f"Paid in period {e['period']['name']}: {amounts} {cur} (approved package "
+                f"version {e['version']}, {e['reference']})."
+            )
+        else:
+            steps.append(
+                f"PROVISIONAL: period {e['period']['name']} is not approved; it counts as paid "
+                "nothing, and this proposal cannot be approved."
+            )
+    steps.append(
+        f"Cumulative due {payment['cumulative_due']} - paid before {payment['paid_before']} {cur}."
+    )
+    for line in payment["lines"]:
+        if line.get("overpaid"):
+            steps.append(
+                f"Rule {line['rule']}: the earlier periods paid {line['overpaid']} {cur} more "
+                "than is now due; it is not paid back (overpaid)."
+            )
+    return steps
 
 
 def decision_section(decision: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -235,6 +235,7 @@ def employment_cohort(
     effect_log_odds: float = 0.6,
     randomised: bool = False,
     cost_windows: tuple[int, ...] = (),
+    follow_up_ends: tuple[dt.date, ...] = (),
 ) -> Cohort:
     """An employment social outcome contract (Koto-SIB / Norrköping style): jobseekers, some of
     whom take part (treated), the others a comparison group.
@@ -261,7 +262,10 @@ def employment_cohort(
     months after the enrolment month (utfall.domains.public_costs.after_enrolment, the metric
     public_cost; persons whose window ends after FOLLOW_UP_END left out, as the metric does),
     and truth["savings"][f"public_cost_{m}m"], the true savings of those treated persons
-    (exact: the sum over them of cost without minus cost with the programme).
+    (exact: the sum over them of cost without minus cost with the programme). For each date e
+    in ``follow_up_ends`` (a payment period's `through`), truth["att_at"][e.isoformat()] holds
+    the same effects measured with follow-up ending at e instead of FOLLOW_UP_END, which is
+    what a run of that payment period estimates.
     """
     r = _rng(seed, 11)
     n = population
@@ -362,6 +366,29 @@ def employment_cohort(
     windows = tuple(f"public_cost_{m}m" for m in cost_windows)
     names = (*EMPLOYMENT_OUTCOMES, "cost_total", *windows)
     money = ("cost_total", *windows)
+    att_at = {}
+    for end in follow_up_ends:
+        at_end = {}
+        for w, (status, costs) in worlds.items():
+            mapped = status.with_columns(
+                pl.col("status").replace_strict(employment.LABELS),
+                pl.lit(None, dtype=employment.MONEY).alias("earnings"),
+            )
+            exact = costs.with_columns(pl.col("amount").cast(public_costs.MONEY))
+            at_end[w] = employment.outcomes(mapped, participants, end)
+            for m in cost_windows:
+                window, _ = public_costs.after_enrolment(
+                    exact, participants.select("person_id", "enrolled_on"), m, end
+                )
+                at_end[w] = at_end[w].join(
+                    window.rename({"cost_total": f"public_cost_{m}m"}), on="person_id", how="left"
+                )
+        att_at[end.isoformat()] = _att(
+            at_end[1].with_columns(pl.col(windows).cast(pl.Float64)),
+            at_end[0].with_columns(pl.col(windows).cast(pl.Float64)),
+            chosen,
+            (*EMPLOYMENT_OUTCOMES, *windows),
+        )
     att = _att(
         per_world[1].with_columns(pl.col(money).cast(pl.Float64)),
         per_world[0].with_columns(pl.col(money).cast(pl.Float64)),
@@ -391,6 +418,7 @@ def employment_cohort(
         "att": att,
         "savings_total": saving,
         "savings": window_savings,
+        "att_at": att_at,
         "n_treated": len(chosen),
         "spec": {
             "seed": seed,

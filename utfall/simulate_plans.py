@@ -10,6 +10,7 @@ simulator serves gets one line saying so and which plans can be simulated.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,10 +150,23 @@ def _employment_run(plan: Plan, seed: int, population: int) -> Simulated:
         for o in plan.outcomes
         if o["metric"] == "public_cost"
     )
-    cohort = employment_cohort(seed=seed, population=population, cost_windows=windows)
+    throughs = tuple(
+        dt.date.fromisoformat(p["through"])
+        for p in plan.payment.get("periods") or ()
+        if dt.date.fromisoformat(p["through"]) != end
+    )
+    cohort = employment_cohort(
+        seed=seed, population=population, cost_windows=windows, follow_up_ends=throughs
+    )
     truth = dict(cohort.truth)
     keys = {o["id"]: _employment_truth_key(plan, o) for o in plan.outcomes}
     truth["outcomes"] = {k: cohort.truth["att"][v] for k, v in keys.items()}
+    # what a run of each earlier payment period estimates (its data end at `through`)
+    truth["outcomes_at"] = {
+        at: {k: att[v] for k, v in keys.items() if v in att}
+        for at, att in cohort.truth["att_at"].items()
+    }
+    truth.pop("att_at")
     truth["savings"] = {
         k: cohort.truth["savings"][v] for k, v in keys.items() if v in cohort.truth["savings"]
     }

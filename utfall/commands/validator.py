@@ -153,7 +153,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("package", metavar="PACKAGE", help="the report folder (replication package)")
         p.add_argument("--key", required=True, metavar="FILE", help="the validator's private key")
         p.add_argument(
-            "--period", default="final", help="the contract period decided (default: final)"
+            "--period",
+            help="the contract period decided (default: the payment period the package was "
+            "measured for, else final)",
         )
         if name == "reject":
             p.add_argument("--reason", required=True, help="why the report is rejected")
