@@ -179,9 +179,12 @@ def test_small_cells_of_the_flow_are_suppressed():
     )
     shown = population_flow([], None, 2, {"outcomes": [{"outcome": "y", **flow}]})
     treated = shown["outcomes"][0]["arms"][0]
-    assert treated["enrolled"] == 5 and treated["excluded"][0]["persons"] == 2
-    assert treated["excluded"][1]["persons"] == 0  # zero is no person: shown
     assert treated["analysed"] == 2 and treated["dropped"][0]["persons"] is None  # 1 < 2
+    # complementary: eligible = analysed + dropped would give the 1 away, so eligible goes;
+    # enrolled = eligible + excluded would then give eligible, so the nonzero exclusion goes
+    assert treated["eligible"] is None and treated["excluded"][0]["persons"] is None
+    assert treated["enrolled"] == 5
+    assert treated["excluded"][1]["persons"] == 0  # zero is no person: shown
     assert "conversions" not in shown
 
 

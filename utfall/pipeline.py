@@ -142,7 +142,7 @@ def estimate_effects(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> li
     )
     # the persons behind each person-data estimate, counted per arm and reason (the report's
     # population flow; `utfall verify` recomputes them from the staged rows)
-    flows = recompute.flow_rows(recompute.person_flows(con, plan, run))
+    flows = recompute.flow_rows(recompute.person_flows(con, plan, run), plan.min_cell_size)
     with warehouse.transaction(con):
         warehouse.insert_rows(con, "work.effects", rows, run.scope)
         if flows.height:

@@ -83,19 +83,28 @@ def person_flows(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[d
     return flows
 
 
-def flow_rows(flows: list[dict[str, Any]]) -> pl.DataFrame:
-    """The flows as rows of work.person_flow (one per outcome, arm and step)."""
+def flow_rows(flows: list[dict[str, Any]], k: int) -> pl.DataFrame:
+    """The flows as rows of work.person_flow (one per outcome, arm and step), each with
+    whether the report hides it at the plan's threshold `k` (report.flow_suppression)."""
+    hidden = report.flow_suppression(flows, k)
     rows = []
     for flow in flows:
         for arm in flow["arms"]:
-            steps = [("enrolled", None, None, arm["enrolled"])]
+            g, o = arm["group"], flow["outcome"]
+            steps = [("enrolled", None, None, arm["enrolled"], ("enrolled", g))]
             steps += [
-                ("excluded", "not_eligible", e["criterion"], e["persons"]) for e in arm["excluded"]
+                ("excluded", "not_eligible", e["criterion"], e["persons"])
+                + (("excluded", g, e["criterion"]),)
+                for e in arm["excluded"]
             ]
-            steps.append(("eligible", None, None, arm["eligible"]))
-            steps += [("dropped", d["reason"], d["column"], d["persons"]) for d in arm["dropped"]]
-            steps.append(("analysed", None, None, arm["analysed"]))
-            for seq, (step, reason, variable, n) in enumerate(steps):
+            steps.append(("eligible", None, None, arm["eligible"], ("eligible", g)))
+            steps += [
+                ("dropped", d["reason"], d["column"], d["persons"])
+                + (("dropped", o, g, d["reason"], d["column"]),)
+                for d in arm["dropped"]
+            ]
+            steps.append(("analysed", None, None, arm["analysed"], ("analysed", o, g)))
+            for seq, (step, reason, variable, n, key) in enumerate(steps):
                 rows.append(
                     {
                         "outcome": flow["outcome"],
@@ -105,10 +114,12 @@ def flow_rows(flows: list[dict[str, Any]]) -> pl.DataFrame:
                         "reason": reason,
                         "variable": variable,
                         "persons": int(n),
+                        "suppressed": bool(hidden.get(key)),
                     }
                 )
     schema = {"outcome": pl.Utf8, "arm": pl.Utf8, "seq": pl.Int64, "step": pl.Utf8}
     schema |= {"reason": pl.Utf8, "variable": pl.Utf8, "persons": pl.Int64}
+    schema |= {"suppressed": pl.Boolean}
     return pl.DataFrame(rows, schema=schema)
 
 

@@ -300,40 +300,88 @@ def unit_results(plan: Plan, panel: pl.DataFrame, outcome_id: str) -> dict[str, 
 # --- sections ---------------------------------------------------------------------------
 
 
-def _persons_cell(n: int | None, k: int) -> int | None:
-    """A count of persons as the report shows it: None (suppressed) when 0 < n < k."""
-    return None if n is None or 0 < n < k else int(n)
+def flow_cells(flows: list[dict[str, Any]]) -> tuple[dict, list, set]:
+    """The person flows as counts that add up, for utfall.disclosure.protect: (cells,
+    relations, public). Per arm enrolled = eligible + excluded (per criterion), shared by
+    every outcome; per outcome and arm eligible = analysed + dropped (per reason); and
+    enrolled treated + comparison = the valid participants (shown in the sources' flow).
+    Analysed persons are public: the effect states them as n."""
+    cells: dict[tuple, int] = {}
+    relations: list[tuple[tuple, list[tuple]]] = []
+    public: set[tuple] = {("participants",)}
+    seen_arms: set[str] = set()
+    for flow in flows:
+        for a in flow["arms"]:
+            g = a["group"]
+            if g not in seen_arms:
+                seen_arms.add(g)
+                cells[("enrolled", g)] = a["enrolled"]
+                cells[("eligible", g)] = a["eligible"]
+                excluded = [("excluded", g, e["criterion"]) for e in a["excluded"]]
+                cells |= {c: e["persons"] for c, e in zip(excluded, a["excluded"], strict=True)}
+                relations.append((("enrolled", g), [("eligible", g), *excluded]))
+            o = flow["outcome"]
+            dropped = [("dropped", o, g, d["reason"], d["column"]) for d in a["dropped"]]
+            cells |= {c: d["persons"] for c, d in zip(dropped, a["dropped"], strict=True)}
+            cells[("analysed", o, g)] = a["analysed"]
+            public.add(("analysed", o, g))
+            relations.append((("eligible", g), [("analysed", o, g), *dropped]))
+    if seen_arms:
+        cells[("participants",)] = sum(cells[("enrolled", g)] for g in seen_arms)
+        relations.append((("participants",), [("enrolled", g) for g in sorted(seen_arms)]))
+    return cells, relations, public
+
+
+def flow_suppression(flows: list[dict[str, Any]], k: int) -> dict[tuple, str | None]:
+    """Which flow cells to hide (utfall.disclosure.protect over `flow_cells`)."""
+    from utfall.disclosure import protect
+
+    cells, relations, public = flow_cells(flows)
+    return protect(cells, relations, k, public)
 
 
 def person_outcome_flows(flows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
     """Per person-data outcome and arm: enrolled = eligible + excluded (per eligibility
     criterion), eligible = analysed + dropped (per reason), counts of persons under `k`
-    suppressed (utfall.domains.person.person_flow)."""
+    suppressed, and as many others as keep them from being worked out by subtraction
+    (`flow_suppression`; utfall.domains.person.person_flow)."""
+    hidden = flow_suppression(flows, k)
+
+    def cell(key: tuple, n: int) -> int | None:
+        return None if hidden.get(key) else int(n)
+
     out = []
     for flow in flows:
+        o = flow["outcome"]
         arms = []
         for a in flow["arms"]:
+            g = a["group"]
             arms.append(
                 {
-                    "group": a["group"],
-                    "enrolled": _persons_cell(a["enrolled"], k),
+                    "group": g,
+                    "enrolled": cell(("enrolled", g), a["enrolled"]),
                     "excluded": [
-                        {"criterion": e["criterion"], "persons": _persons_cell(e["persons"], k)}
+                        {
+                            "criterion": e["criterion"],
+                            "persons": cell(("excluded", g, e["criterion"]), e["persons"]),
+                        }
                         for e in a["excluded"]
                     ],
-                    "eligible": _persons_cell(a["eligible"], k),
+                    "eligible": cell(("eligible", g), a["eligible"]),
                     "dropped": [
                         {
                             "reason": d["reason"],
                             "column": d["column"],
-                            "persons": _persons_cell(d["persons"], k),
+                            "persons": cell(
+                                ("dropped", o, g, d["reason"], d["column"]), d["persons"]
+                            ),
                         }
                         for d in a["dropped"]
                     ],
-                    "analysed": _persons_cell(a["analysed"], k),
+                    "analysed": cell(("analysed", o, g), a["analysed"]),
                 }
             )
-        out.append({"outcome": flow["outcome"], "arms": arms})
+        out.append({"outcome": o, "arms": arms})
     return out
 
 

@@ -233,11 +233,12 @@ def _work_tables() -> dict[str, str]:
             # The flow of persons into each person-data outcome's estimate, per arm (see
             # utfall.domains.person.person_flow): step enrolled, excluded (reason not_eligible,
             # variable = the criterion), eligible, dropped (reason no_outcome, or
-            # missing_covariate with the variable), analysed; seq keeps the order.
+            # missing_covariate with the variable), analysed; seq keeps the order. suppressed:
+            # hidden in the report, primary or complementary (utfall.report.flow_suppression).
             "work.person_flow": (
                 _SCOPE + ", outcome VARCHAR NOT NULL, arm VARCHAR NOT NULL, seq BIGINT NOT NULL, "
                 "step VARCHAR NOT NULL, reason VARCHAR, variable VARCHAR, "
-                "persons BIGINT NOT NULL"
+                "persons BIGINT NOT NULL, suppressed BOOLEAN NOT NULL"
             ),
             "work.payments_proposed": (
                 _SCOPE + ", plan_hash VARCHAR NOT NULL, rule BIGINT, kind VARCHAR, "

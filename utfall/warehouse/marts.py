@@ -479,14 +479,14 @@ def _views() -> list[Relation]:
                 "reason": "excluded: not_eligible; dropped: no_outcome or missing_covariate.",
                 "variable": "The eligibility criterion's or the missing covariate's column.",
                 "persons": "Persons at the step; NULL when suppressed.",
-                "suppressed": "True when 0 < persons < the plan's disclosure.min_cell_size.",
+                "suppressed": "True when hidden as in the report: 0 < persons < the plan's "
+                "disclosure.min_cell_size, or hidden too so that a small count cannot be "
+                "worked out by subtraction (enrolled = eligible + excluded, eligible = "
+                "analysed + dropped).",
             },
             f"SELECT {_TRACE_SQL}, t.outcome, t.arm, t.seq, t.step, t.reason, t.variable, "
-            "CASE WHEN t.persons > 0 AND {s} THEN NULL ELSE t.persons END AS persons, "
-            "(t.persons > 0 AND {s}) AS suppressed "
-            f"FROM work.person_flow t {_PUBLISHED} {_THRESHOLD}".replace(
-                "{s}", _SUPPRESS.format(n="t.persons")
-            ),
+            "CASE WHEN t.suppressed THEN NULL ELSE t.persons END AS persons, t.suppressed "
+            f"FROM work.person_flow t {_PUBLISHED}",
         ),
         Relation(
             "marts.payments_proposed",
