@@ -141,3 +141,23 @@ def test_two_small_cells_in_one_sum_hide_a_third_so_their_sum_is_not_small():
             assert sum(cells[p] for p in hidden_parts) >= K, (total, hidden_parts)
     treated = person_outcome_flows(flows, K)[0]["arms"][0]
     assert treated["eligible"] is None or all(e["persons"] is None for e in treated["excluded"])
+
+
+def test_nested_group_counts_hide_a_count_whose_difference_is_small():
+    from utfall.report import population_flow
+
+    groups = [
+        # 3 persons not eligible: in_roster or eligible must go with it
+        {"group": "treated", "in_roster": 1500, "eligible": 1497, "analysed": 1497},
+        # differences of 100 and 0: nothing to hide
+        {"group": "comparison", "in_roster": 1800, "eligible": 1700, "analysed": 1700},
+        # a small analysed count hides itself and one more
+        {"group": "other", "in_roster": 40, "eligible": 40, "analysed": 3},
+    ]
+    shown = population_flow([], groups, K)["groups"]
+    treated, comparison, other = shown
+    # eligible goes, and analysed with it: eligible - analysed = 0 would give eligible back
+    assert treated == {"group": "treated", "in_roster": 1500, "eligible": None, "analysed": None}
+    assert comparison == {**groups[1]}
+    # analysed 3 goes; eligible = analysed + 37 and in_roster = eligible + 0 follow it
+    assert other == {"group": "other", "in_roster": None, "eligible": None, "analysed": None}

@@ -385,6 +385,26 @@ def person_outcome_flows(flows: list[dict[str, Any]], k: int) -> list[dict[str, 
     return out
 
 
+def group_suppression(group: Mapping[str, Any], k: int) -> dict[str, str | None]:
+    """Which of a group's nested counts (in_roster >= eligible >= analysed) to hide: a
+    count under `k`, and also a shown count whose difference from the next (the persons not
+    eligible, or eligible but not analysed: never shown, but read off by subtraction) would
+    be under `k` (utfall.disclosure.protect; a difference of 0 or at least `k` gives nothing
+    away)."""
+    from utfall.disclosure import protect
+
+    stages = [s for s in ("in_roster", "eligible", "analysed") if group.get(s) is not None]
+    counts = {s: int(group[s]) for s in stages}
+    relations, public = [], set()
+    for outer, inner in zip(stages, stages[1:], strict=False):
+        gap = f"{outer}-{inner}"
+        counts[gap] = counts[outer] - counts[inner]
+        relations.append((outer, [inner, gap]))
+        if not 0 < counts[gap] < k:
+            public.add(gap)  # never shown, but nothing small to give away
+    return protect(counts, relations, k, public)
+
+
 def population_flow(
     reconciliation: list[dict[str, Any]],
     groups: list[dict[str, Any]] | None,
@@ -408,10 +428,11 @@ def population_flow(
     ]
     out_groups = []
     for g in groups or []:
+        hidden = group_suppression(g, k)
         row = {"group": g["group"]}
         for stage in ("in_roster", "eligible", "analysed"):
             n = g.get(stage)
-            row[stage] = None if n is None or 0 < n < k else int(n)
+            row[stage] = None if n is None or hidden.get(stage) else int(n)
         out_groups.append(row)
     out: dict[str, Any] = {"sources": sources, "groups": out_groups}
     persons = persons or {}
