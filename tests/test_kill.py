@@ -158,12 +158,12 @@ def _check_after_kill(setting, tmp_path, proc, monkeypatch) -> None:
 
 # Commits of a run: 1 start, 2-3 ingest, 4 validate roster, 5 cohort, 6 validate spells,
 # 7 data quality, 8 outcome panel, 9 effects, 10 payment, 11 publish. The default suite
-# kills at one commit mid-run (3, before data quality) and on both sides of the publish
-# (11); `test_kill_9_from_outside_while_the_run_is_busy` kills another mid-run (during
-# data quality). Every other commit is the same mid-run case and is in the slow tier.
+# kills on both sides of the publish (11); mid-run, `test_kill_9_from_outside_while_the_
+# run_is_busy` kills a real run from another process during data quality. Every other
+# commit is the same mid-run case, killed deterministically, and is in the slow tier.
 @pytest.mark.parametrize(
     ("at", "when"),
-    [(3, "before"), (11, "before"), (11, "after")],
+    [(11, "before"), (11, "after")],
 )
 def test_kill_9_at_each_stage(setting, tmp_path, monkeypatch, at, when):
     proc = _killed_run(setting, tmp_path, at, when)
@@ -191,8 +191,8 @@ def test_kill_9_at_each_stage(setting, tmp_path, monkeypatch, at, when):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("at", "when"),
-    [(2, "before"), (4, "before"), (5, "before"), (6, "before"), (7, "after"), (8, "before")]
-    + [(9, "before"), (10, "before")],
+    [(2, "before"), (3, "before"), (4, "before"), (5, "before"), (6, "before"), (7, "after")]
+    + [(8, "before"), (9, "before"), (10, "before")],
 )
 def test_kill_9_at_the_other_commits(setting, tmp_path, monkeypatch, at, when):
     _check_after_kill(setting, tmp_path, _killed_run(setting, tmp_path, at, when), monkeypatch)
