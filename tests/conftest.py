@@ -15,6 +15,16 @@ from utfall.plan import load_plan
 TEST_KEY = "test-key-not-secret-0123456789abcdef"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_pdf_in_shared_fixtures():
+    """No report.pdf for the session's and modules' shared runs either (`demo_warehouse`,
+    the kill tests' setting, ...): they start before the per-test setting below, and each
+    paid a Chromium print (~1.5 s CPU) that no test reads. Tests that print set their own."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UTFALL_CHROMIUM", "off")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
