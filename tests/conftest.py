@@ -23,13 +23,16 @@ def new_warehouse(path: Path):
     creating ~350 schemas, tables, views and comments again (~0.15 s CPU) for each of the
     many tests that only need somewhere to put rows. Tests of creating a warehouse connect
     directly."""
+    import atexit
     import shutil
     import tempfile
 
     from utfall import warehouse
 
     if not _EMPTY_WAREHOUSE:
-        template = Path(tempfile.mkdtemp(prefix="utfall-empty-warehouse-")) / "empty.duckdb"
+        folder = tempfile.mkdtemp(prefix="utfall-empty-warehouse-")
+        atexit.register(shutil.rmtree, folder, True)
+        template = Path(folder) / "empty.duckdb"
         warehouse.connect(template).close()
         _EMPTY_WAREHOUSE.append(template)
     if path.exists():
