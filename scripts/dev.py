@@ -62,9 +62,11 @@ def ensure_env() -> None:
 def _workers(args: list[str]) -> list[str]:
     """Two pytest-xdist workers (the machine has two cores), unless the caller chose
     (`-n 0` runs in one process, e.g. to debug with `-x --pdb`). Whole files go to one
-    worker: module fixtures (a measured warehouse, the catalogue's runs) are built once."""
+    worker: module fixtures (a measured warehouse, the catalogue's runs) are built once.
+    Files go out in collection order, the most expensive first (tests/conftest.py's
+    HEAVY_FIRST), not xdist's default of the most tests first, so the workers end together."""
     chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
-    return [] if chosen else ["-n", "2", "--dist", "loadfile"]
+    return [] if chosen else ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 def main(argv: list[str]) -> int:
@@ -85,10 +87,14 @@ def main(argv: list[str]) -> int:
             if code:
                 print(f"ruff {lint[0]} failed (see above)", file=sys.stderr)
                 return code
+        # Bytecode caches (git-ignored __pycache__) for the project and pytest's rewritten
+        # test modules: with PYTHONDONTWRITEBYTECODE=1 (set on this machine) every worker and
+        # every `utfall` subprocess the tests start compiles them again (~3 s CPU a worker).
+        test_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
         return subprocess.run(
             [str(BIN / "python"), "-m", "pytest", *_workers(argv[1:]), *argv[1:]],
             cwd=ROOT,
-            env=env,
+            env=test_env,
         ).returncode
     return 0
 

@@ -17,6 +17,37 @@ from utfall.pipelines.resources import ContractResource, WarehouseResource, reso
 CONTRACT = "demokommun-korttidssjuk-2025"
 
 
+def _resources(plan, db, deliveries, reports) -> dict:
+    return {
+        "duckdb": WarehouseResource(database=str(db)),
+        resource_key(plan): ContractResource(
+            plan_path=str(EXAMPLE_PLAN),
+            deliveries_dir=str(deliveries),
+            reports_dir=str(reports),
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def materialized(example_plan, deliveries, tmp_path_factory):
+    """Every asset and check of the example materialised once into a fresh warehouse:
+    (result, assets, checks, warehouse file, report folder). Tests that change the
+    warehouse or the report copy them first."""
+    from tests.conftest import TEST_KEY
+
+    root = tmp_path_factory.mktemp("materialized")
+    assets, checks = build_assets(example_plan)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
+        mp.setenv("UTFALL_CHROMIUM", "off")
+        result = materialize(
+            [*assets, *checks],
+            resources=_resources(example_plan, root / "w.duckdb", deliveries, root / "report"),
+            instance=DagsterInstance.ephemeral(),
+        )
+    return result, assets, checks, root / "w.duckdb", root / "report"
+
+
 def test_definitions_load(example_plan):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
@@ -37,21 +68,8 @@ def test_definitions_load(example_plan):
     assert defs.resolve_job_def(job_name(example_plan)) is not None
 
 
-def test_materialize_all(example_plan, deliveries, tmp_path):
-    assets, checks = build_assets(example_plan)
-    db = tmp_path / "w.duckdb"
-    result = materialize(
-        [*assets, *checks],
-        resources={
-            "duckdb": WarehouseResource(database=str(db)),
-            resource_key(example_plan): ContractResource(
-                plan_path=str(EXAMPLE_PLAN),
-                deliveries_dir=str(deliveries),
-                reports_dir=str(tmp_path / "report"),
-            ),
-        },
-        instance=DagsterInstance.ephemeral(),
-    )
+def test_materialize_all(example_plan, materialized):
+    result, assets, _, db, reports = materialized
     assert result.success
     checks_run = result.get_asset_check_evaluations()
     assert len(checks_run) == 6 and all(c.passed for c in checks_run)
@@ -66,7 +84,7 @@ def test_materialize_all(example_plan, deliveries, tmp_path):
     assert events, node
     meta = events[0].materialization.metadata
     assert meta["delivered"].value == meta["loaded"].value + meta["quarantined"].value
-    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    report = json.loads((reports / "report.json").read_text())
     assert report["plan"]["hash"] == example_plan.hash
     con = warehouse.connect(db, read_only=True)
     try:
@@ -126,31 +144,21 @@ def test_every_plan_in_the_folder_gets_its_prefixed_graph_and_job(tmp_path, monk
         build_definitions()
 
 
-def test_rejected_delivery_in_dagster_publishes_nothing(example_plan, deliveries, tmp_path):
-    assets, checks = build_assets(example_plan)
-    db = tmp_path / "w.duckdb"
-
-    def resources(d):
-        return {
-            "duckdb": WarehouseResource(database=str(db)),
-            resource_key(example_plan): ContractResource(
-                plan_path=str(EXAMPLE_PLAN),
-                deliveries_dir=str(d),
-                reports_dir=str(tmp_path / "report"),
-            ),
-        }
-
-    good = materialize(
-        [*assets, *checks], resources=resources(deliveries), instance=DagsterInstance.ephemeral()
-    )
+def test_rejected_delivery_in_dagster_publishes_nothing(
+    example_plan, deliveries, materialized, tmp_path
+):
+    good, assets, checks, good_db, good_reports = materialized  # a good one first ...
     assert good.success
+    db = tmp_path / "w.duckdb"
+    shutil.copy(good_db, db)
+    shutil.copytree(good_reports, tmp_path / "report")
     bad = tmp_path / "bad"
     shutil.copytree(deliveries, bad)
     lines = (bad / "sick_leave.csv").read_text().splitlines()
     (bad / "sick_leave.csv").write_text("\n".join(lines[: len(lines) // 2]) + "\n")
-    failed = materialize(
+    failed = materialize(  # ... then a delivery that data quality rejects
         [*assets, *checks],
-        resources=resources(bad),
+        resources=_resources(example_plan, db, bad, tmp_path / "report"),
         instance=DagsterInstance.ephemeral(),
         raise_on_error=False,
     )

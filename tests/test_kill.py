@@ -158,11 +158,12 @@ def _check_after_kill(setting, tmp_path, proc, monkeypatch) -> None:
 
 # Commits of a run: 1 start, 2-3 ingest, 4 validate roster, 5 cohort, 6 validate spells,
 # 7 data quality, 8 outcome panel, 9 effects, 10 payment, 11 publish. The default suite
-# kills at one commit before data quality (3), one after it (9) and on both sides of the
-# publish (11); every other commit is the same mid-run case and is in the slow tier.
+# kills on both sides of the publish (11); mid-run, `test_kill_9_from_outside_while_the_
+# run_is_busy` kills a real run from another process during data quality. Every other
+# commit is the same mid-run case, killed deterministically, and is in the slow tier.
 @pytest.mark.parametrize(
     ("at", "when"),
-    [(3, "before"), (9, "before"), (11, "before"), (11, "after")],
+    [(11, "before"), (11, "after")],
 )
 def test_kill_9_at_each_stage(setting, tmp_path, monkeypatch, at, when):
     proc = _killed_run(setting, tmp_path, at, when)
@@ -190,25 +191,27 @@ def test_kill_9_at_each_stage(setting, tmp_path, monkeypatch, at, when):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("at", "when"),
-    [(2, "before"), (4, "before"), (5, "before"), (6, "before"), (7, "after"), (8, "before")]
-    + [(10, "before")],
+    [(2, "before"), (3, "before"), (4, "before"), (5, "before"), (6, "before"), (7, "after")]
+    + [(8, "before"), (9, "before"), (10, "before")],
 )
 def test_kill_9_at_the_other_commits(setting, tmp_path, monkeypatch, at, when):
     _check_after_kill(setting, tmp_path, _killed_run(setting, tmp_path, at, when), monkeypatch)
 
 
-def test_kill_9_from_outside_while_the_run_is_busy(tmp_path, monkeypatch):
-    """A larger run, killed by another process once it has passed validation (data quality,
-    with its Great Expectations import, still takes seconds then, so the kill lands mid-run;
-    were it to land late, the state check below would fail)."""
-    d1, d2 = tmp_path / "d1", tmp_path / "d2"
-    simulate_deliveries(EXAMPLE_PLAN, d1, 700, 0.12, 0.01, seed=21)
+def test_kill_9_from_outside_while_the_run_is_busy(setting, tmp_path, monkeypatch):
+    """A larger run on top of the published run A, killed by another process once it has
+    passed validation (data quality, with its Great Expectations import, still takes
+    seconds then, so the kill lands mid-run; were it to land late, the state check below
+    would fail)."""
+    d2 = tmp_path / "d2"
     simulate_deliveries(EXAMPLE_PLAN, d2, 3000, 0.12, 0.01, seed=22)
-    plan = __import__("utfall.plan", fromlist=["load_plan"]).load_plan(EXAMPLE_PLAN)
+    plan = setting["plan"]
     monkeypatch.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
     db = tmp_path / "w.duckdb"
-    run(plan, db, d1, tmp_path / "report", progress=_quiet)
+    shutil.copy(setting["root"] / "base.duckdb", db)
+    shutil.copytree(setting["root"] / "base-report", tmp_path / "report")
     before = _state(db)
+    assert before == setting["base_state"]
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 import yaml
 
+from tests.conftest import new_warehouse
 from utfall import warehouse
 from utfall.cli import EXAMPLE_PLAN
 from utfall.metrics import outcome_panel, quarters, workday_calendar
@@ -66,7 +67,7 @@ def _spells(rows: list[tuple]) -> pl.DataFrame:
 
 @pytest.fixture
 def con(tmp_path):
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     roster = _roster(
         [
             ("A", "HEMTJ-01", 100, D(2020, 1, 1), None),
@@ -166,7 +167,7 @@ def _plan(tmp_path, **params) -> Plan:
 
 def _short_days(tmp_path, roster, spells, **params) -> dict[tuple[str, dt.date], float]:
     """Short-term sick days (the numerator) per (unit, quarter start), zero cells left out."""
-    con = warehouse.connect(tmp_path / f"w{len(list(tmp_path.glob('w*.duckdb')))}.duckdb")
+    con = new_warehouse(tmp_path / f"w{len(list(tmp_path.glob('w*.duckdb')))}.duckdb")
     try:
         _store(con, _roster(roster), _spells(spells))
         panel = outcome_panel(con, _plan(tmp_path, **params), RUN)
@@ -264,7 +265,7 @@ def test_periods_are_per_person(tmp_path):
 
 
 def _panel(tmp_path, roster, spells) -> pl.DataFrame:
-    con = warehouse.connect(tmp_path / "h.duckdb")
+    con = new_warehouse(tmp_path / "h.duckdb")
     try:
         _store(con, _roster(roster), _spells(spells))
         return outcome_panel(con, _plan(tmp_path), RUN)
@@ -481,7 +482,7 @@ def test_exposure_and_rate_match_a_day_by_day_count(tmp_path):
                 scheduled[key] = scheduled.get(key, 0) + emp
                 sick[key] = sick.get(key, 0) + sick_days.get((p, day), 0) * emp
                 day += dt.timedelta(days=1)
-    con = warehouse.connect(tmp_path / "x.duckdb")
+    con = new_warehouse(tmp_path / "x.duckdb")
     _store(con, _roster(roster), _spells(spells))
     panel = outcome_panel(con, plan, RUN)
     con.close()
@@ -509,7 +510,7 @@ def _rate_cell(tmp_path, roster, spells, basis: str, quarter=Q3) -> tuple[float,
     data["outcomes"][1]["parameters"] = {"day_basis": basis}
     path = tmp_path / f"plan-{basis}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    con = warehouse.connect(tmp_path / f"rate-{basis}.duckdb")
+    con = new_warehouse(tmp_path / f"rate-{basis}.duckdb")
     try:
         _store(con, _roster(roster), _spells(spells))
         panel = outcome_panel(con, load_plan(path), RUN)
