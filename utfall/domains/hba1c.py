@@ -144,68 +144,45 @@ def read(
     return None, scale, mmol
 
 
-def warning(mmol: Decimal) -> str | None:
-    """``outside_20_150`` for a valid value outside the warning range, else None."""
-    return None if WARN_RANGE[0] <= mmol <= WARN_RANGE[1] else "outside_20_150"
-
-
 def validate(rows: pl.DataFrame, *, mono_s: str = "convert") -> tuple[pl.DataFrame, pl.DataFrame]:
     """(valid, quarantined): valid HbA1c rows in mmol/mol (VALID_SCHEMA, in input order) and
-    the input rows that failed, with `rule` and `detail` (see the module docstring)."""
+    the input rows that failed, with `rule` and `detail` (see the module docstring).
+
+    The rules are utfall.domains.labs.validate's (one copy of them), which handles every
+    analyte; here a row of another analyte is quarantined `not_hba1c` instead, and the
+    stored value is named `hba1c_mmol_mol`."""
+    from utfall.domains import labs
+
     if mono_s not in MONO_S_CHOICES:
         raise ValueError(f"mono_s must be 'convert' or 'quarantine', not {mono_s!r}")
     missing = [c for c in INPUT if c not in rows.columns]
     if missing:
         raise ValueError(f"lab rows: column(s) {', '.join(missing)} missing")
-    valid: list[dict] = []
-    bad: list[dict] = []
-    seen: set[tuple] = set()
-    # lineage columns (a leading underscore, e.g. the pipeline's _pos/_file/_line) ride along
-    extra = [c for c in rows.columns if c.startswith("_")]
-    for row in rows.select(*INPUT, *extra).to_dicts():
-        rule, detail = None, None
-        key = tuple(str(row[c]).strip() for c in INPUT)
-        empty = [c for c in INPUT if row[c] is None or not str(row[c]).strip()]
-        if empty:
-            rule, detail = "missing_field", ", ".join(empty)
-        elif row["analyte"].strip().lower() not in ANALYTES:
-            rule, detail = "not_hba1c", row["analyte"]
-        elif (number := _number(row["value"])) is None:
-            rule, detail = "value_not_a_number", str(row["value"])
-        else:
-            rule, detail, mmol = read(number, row["unit"], row["sample_date"], mono_s=mono_s)
-            if rule is None and key in seen:
-                rule, detail = "duplicate_row", None
-            elif rule is None:
-                seen.add(key)
-                valid.append(
-                    {
-                        "person_id": row["person_id"],
-                        "sample_date": row["sample_date"],
-                        "analyte": "HbA1c",
-                        "value_delivered": float(number),
-                        "unit_delivered": row["unit"],
-                        "conversion": detail,
-                        "hba1c_mmol_mol": float(mmol),
-                        "warning": warning(mmol),
-                        **{c: row[c] for c in extra},
-                    }
-                )
-                detail = None
-        if rule is not None:
-            value = None if row["value"] is None else str(row["value"])
-            bad.append({**row, "value": value, "rule": rule, "detail": detail})
-    quarantine_schema = {
-        "person_id": pl.Utf8,
-        "sample_date": pl.Date,
-        "analyte": pl.Utf8,
-        "value": pl.Utf8,
-        "unit": pl.Utf8,
-        "rule": pl.Utf8,
-        "detail": pl.Utf8,
-    }
+    extra = [c for c in rows.columns if c.startswith("_")]  # lineage rides along
+    pos = "__hba1c_position"
+    tagged = rows.select(*INPUT, *extra).with_row_index(pos)
+    analyte = pl.col("analyte").cast(pl.Utf8).str.strip_chars().str.to_lowercase()
+    empty = pl.any_horizontal(
+        [pl.col(c).is_null() | (pl.col(c).cast(pl.Utf8).str.strip_chars() == "") for c in INPUT]
+    )
+    other = ~empty & ~analyte.is_in(sorted(ANALYTES))
+    valid, bad = labs.validate(tagged.filter(~other), mono_s=mono_s)
+    not_hba1c = [
+        {
+            **row,
+            "value": None if row["value"] is None else str(row["value"]),
+            "rule": "not_hba1c",
+            "detail": row["analyte"],
+        }
+        for row in tagged.filter(other).to_dicts()
+    ]
     lineage = {c: rows.schema[c] for c in extra}
+    quarantine_schema = {**labs.QUARANTINE_SCHEMA, pos: pl.UInt32} | lineage
+    bad = pl.concat(
+        [bad.select(*quarantine_schema), pl.DataFrame(not_hba1c, schema=quarantine_schema)]
+    ).sort(pos)
+    valid = valid.rename({"value": "hba1c_mmol_mol"}).sort(pos)
     return (
-        pl.DataFrame(valid, schema=VALID_SCHEMA | lineage),
-        pl.DataFrame(bad, schema=quarantine_schema | lineage),
+        valid.select(*VALID_SCHEMA, *extra).cast(VALID_SCHEMA | lineage),
+        bad.drop(pos),
     )
