@@ -26,9 +26,6 @@ import polars as pl
 
 _LOCK = threading.Lock()
 _POSITION = "utfall_position"
-#: The GX release whose `Expectation` kwargs helpers `_build_configuration_once` replaces
-#: (the same code with one line moved); any other release is left alone.
-_HELPERS_OF = "1.24.1"
 
 
 @functools.cache
@@ -41,64 +38,6 @@ def _batch_definition() -> Any:
     context.config.analytics_enabled = False
     asset = context.data_sources.add_pandas("utfall").add_dataframe_asset("frame")
     return asset.add_batch_definition_whole_dataframe("whole_frame")
-
-
-@functools.cache
-def _build_configuration_once() -> None:
-    """Let GX build an expectation's configuration once per kwargs lookup, not once per key.
-
-    `Expectation.configuration` is a property that builds a new `ExpectationConfiguration`
-    (pydantic `dict()` and a regex on the class name) on every access, and GX 1.24's
-    `_get_domain_kwargs`, `_get_success_kwargs` and `_get_success_kwarg` read it once per
-    key, ~100 times per expectation validated: about a third of a pipeline run's GX time.
-    Their replacements below are GX's code with `self.configuration.kwargs` read once per
-    call; the configuration is rebuilt from the unchanged expectation, so the values are the
-    same. `camel_to_snake` (class name to expectation type) is a pure function and memoised.
-    """
-    import great_expectations as gx
-    from great_expectations.exceptions import InvalidExpectationKwargsError
-    from great_expectations.expectations import expectation as module
-
-    if gx.__version__ != _HELPERS_OF:  # pragma: no cover - another GX: keep its own code
-        return
-    expectation = module.Expectation
-
-    def _get_success_kwarg(self: Any, key: str, default: Any = None) -> Any:
-        kwargs = self.configuration.kwargs
-        if key in kwargs:
-            return kwargs[key]
-        field = self.__fields__.get(key)
-        if field is not None:
-            return field.default if not field.required else default
-        module.logger.warning(
-            f'_get_success_kwarg called with key "{key}", '
-            f"but it is not a known field of {type(self).__name__}"
-        )
-        return default
-
-    def _get_domain_kwargs(self: Any) -> dict[str, str | None]:
-        kwargs = self.configuration.kwargs
-        domain_kwargs = {
-            key: kwargs.get(key, self._get_default_value(key)) for key in self.domain_keys
-        }
-        missing_kwargs = set(self.domain_keys) - set(domain_kwargs.keys())
-        if missing_kwargs:
-            raise InvalidExpectationKwargsError(f"Missing domain kwargs: {list(missing_kwargs)}")
-        return domain_kwargs
-
-    def _get_success_kwargs(self: Any) -> dict[str, Any]:
-        domain_kwargs = self._get_domain_kwargs()
-        kwargs = self.configuration.kwargs
-        success_kwargs = {
-            key: kwargs.get(key, self._get_default_value(key)) for key in self.success_keys
-        }
-        success_kwargs.update(domain_kwargs)
-        return success_kwargs
-
-    module.camel_to_snake = functools.cache(module.camel_to_snake)
-    expectation._get_success_kwarg = _get_success_kwarg
-    expectation._get_domain_kwargs = _get_domain_kwargs
-    expectation._get_success_kwargs = _get_success_kwargs
 
 
 def to_pandas(frame: pl.DataFrame) -> Any:
@@ -145,7 +84,6 @@ def validate(
     import great_expectations as gx
 
     batch_definition = _batch_definition()
-    _build_configuration_once()
     staged = []
     for position, expectation in enumerate(expectations):
         expectation.meta = {**(expectation.meta or {}), _POSITION: position}
