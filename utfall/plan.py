@@ -17,6 +17,7 @@ document, so the hash stays the hash of what was written.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import difflib
 import fnmatch
@@ -26,7 +27,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -738,24 +739,37 @@ def load_plan(path: str | Path) -> Plan:
         raise PlanError(
             path, [("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
         ) from None
+    data, problems, digest = _checked(text)
+    if problems:
+        raise PlanError(path, list(problems))
+    # A fresh copy each time: callers (and `measured_plan`) may derive plans from `data`.
+    return Plan(path=path.resolve(), data=copy.deepcopy(data), hash=digest)
+
+
+@lru_cache(maxsize=32)
+def _checked(text: str) -> tuple[Any, list[tuple[str, str]], str]:
+    """(document, problems, hash) of a plan's text, remembered per process by the text.
+
+    Parsing the YAML (a pure-Python loader, for positions and duplicate keys) and checking
+    it costs ~50 ms, and a Dagster run reads its plan file once per asset; the result
+    depends on the text alone, so the same text is checked once. Callers copy the document.
+    """
     try:
         data, yaml_problems = _read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise PlanError(
-            path, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
-        ) from None
+        return None, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")], ""
     if yaml_problems:
-        raise PlanError(path, yaml_problems)
+        return None, yaml_problems, ""
     if not isinstance(data, dict):
-        raise PlanError(path, [("", "the plan must be a YAML mapping")])
+        return None, [("", "the plan must be a YAML mapping")], ""
     problems = _schema_problems(data)
     if not problems:
         problems = _meaning_problems(data)
     if problems:
-        raise PlanError(path, problems)
-    return Plan(path=path.resolve(), data=data, hash=plan_hash(data))
+        return None, problems, ""
+    return data, [], plan_hash(data)
 
 
 def _key_path(parts: Any) -> str:
