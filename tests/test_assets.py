@@ -15,6 +15,7 @@ from utfall.pipelines.definitions import build_assets, defs, job_name
 from utfall.pipelines.resources import ContractResource, WarehouseResource, resource_key
 
 CONTRACT = "demokommun-korttidssjuk-2025"
+OPENED: list = []  # (path, connection) of each warehouse connection the `materialized` run opened
 
 
 def _resources(plan, db, deliveries, reports) -> dict:
@@ -40,12 +41,36 @@ def materialized(example_plan, deliveries, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
         mp.setenv("UTFALL_CHROMIUM", "off")
+        connect = warehouse.connect
+
+        def counted(*args, **kwargs):
+            OPENED.append((args[0], connect(*args, **kwargs)))
+            return OPENED[-1][1]
+
+        mp.setattr(warehouse, "connect", counted)
         result = materialize(
             [*assets, *checks],
             resources=_resources(example_plan, root / "w.duckdb", deliveries, root / "report"),
             instance=DagsterInstance.ephemeral(),
         )
     return result, assets, checks, root / "w.duckdb", root / "report"
+
+
+def test_a_run_opens_the_warehouse_once_and_lets_go_at_its_end(materialized):
+    """One writing connection per run, kept from the first asset to the last check, and
+    closed when the run ends: another process can then open the file for writing."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    db = materialized[3]
+    assert [path for path, _ in OPENED] == [str(db)]
+    with pytest.raises(duckdb.ConnectionException):
+        OPENED[0][1].execute("SELECT 1")  # closed by the run's end, not left to the GC
+    code = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
+    done = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_definitions_load(example_plan):

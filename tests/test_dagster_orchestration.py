@@ -297,8 +297,14 @@ def test_cli_runs_are_reported_to_dagster_once(published):
     sensor = cli_runs_sensor(plan, job_name(plan), keys)
     resources = {"duckdb": WarehouseResource(database=str(db))}
     instance = DagsterInstance.ephemeral()
-    ctx = build_sensor_context(resources=resources, instance=instance)
-    data = sensor.evaluate_tick(ctx)
+
+    def tick(**kwargs):
+        # As Dagster's daemon evaluates a sensor: inside the context's scope (the warehouse
+        # resource holds a run's connection until teardown, so it is a context resource).
+        with build_sensor_context(**kwargs) as ctx:
+            return sensor.evaluate_tick(ctx)
+
+    data = tick(resources=resources, instance=instance)
     events = data.asset_events
     for e in events:  # as the daemon records them: the asset graph then shows the CLI run
         instance.report_runless_asset_event(e)
@@ -307,10 +313,10 @@ def test_cli_runs_are_reported_to_dagster_once(published):
     assert {e.asset_key for e in events} == set(keys) and len(events) == len(keys)
     assert {e.metadata["utfall_run_id"].value for e in events} == {run_id}
     assert {e.metadata["origin"].value for e in events} == {"cli"}
-    again = sensor.evaluate_tick(build_sensor_context(resources=resources, cursor=data.cursor))
+    again = tick(resources=resources, cursor=data.cursor)
     assert not again.asset_events and "no new published CLI run" in again.skip_message
     missing = {"duckdb": WarehouseResource(database=str(db.with_name("none.duckdb")))}
-    none = sensor.evaluate_tick(build_sensor_context(resources=missing))
+    none = tick(resources=missing)
     assert isinstance(none.skip_message, str) and "no warehouse" in none.skip_message
 
 
