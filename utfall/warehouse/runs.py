@@ -115,6 +115,19 @@ def set_stage(con: duckdb.DuckDBPyConnection, run: Run, stage: str) -> None:
     con.execute("UPDATE ledger.runs SET stage = ? WHERE run_id = ?", [stage, run.run_id])
 
 
+def enter_stage(con: duckdb.DuckDBPyConnection, run: Run, plan_hash: str, stage: str) -> None:
+    """`require_running`, then `set_stage`, in one statement: the stage is set only on a
+    running run of this contract and plan; otherwise `require_running` says why not.
+    (One round trip instead of two for every stage of every run.)"""
+    updated = con.execute(
+        "UPDATE ledger.runs SET stage = ? WHERE run_id = ? AND contract_id = ? "
+        "AND status = 'running' AND plan_hash = ?",
+        [stage, run.run_id, run.contract_id, plan_hash],
+    ).fetchall()[0][0]
+    if not updated:
+        require_running(con, run, plan_hash)
+
+
 def record_timing(
     con: duckdb.DuckDBPyConnection, run: Run, stage: str, wall: float, cpu: float
 ) -> None:
