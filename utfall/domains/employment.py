@@ -188,6 +188,11 @@ def _runs(months: list[dt.date]) -> list[tuple[dt.date, int]]:
     return runs
 
 
+def _month_index(day: dt.date) -> int:
+    """Months since year 0: consecutive months differ by one."""
+    return day.year * 12 + day.month - 1
+
+
 def _month_after(first: dt.date, k: int) -> dt.date:
     total = first.year * 12 + first.month - 1 + k
     return dt.date(total // 12, total % 12 + 1, 1)
@@ -228,9 +233,7 @@ def outcomes(
             rec[f"{name}_days"] = credited_days(run[1]) if run else None
         start, end = earnings_window or (first, follow_up_end)
         window = [r for r in history if start <= r["month"] <= end]
-        months, m = 0, start.replace(day=1)
-        while m <= end:
-            months, m = months + 1, _next_month(m)
+        months = max(0, _month_index(end) - _month_index(start) + 1)  # month starts <= end
         known = [r["earnings"] for r in window if r["earnings"] is not None]
         rec["months_observed"] = len(rows)
         rec["earnings_total"] = sum(known, Decimal("0.00"))
