@@ -527,6 +527,8 @@ class Plan:
     #: The payment period a run measures (`utfall.payments.periods.measured_plan`: `data`'s
     #: measurement period then ends on its `through`); None for the plan as written.
     payment_period: Any = field(default=None, compare=False, repr=False)
+    #: sha256 of the text `load_plan` read: the same text loads to the same plan (and hash).
+    text_sha256: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def contract_id(self) -> str:
@@ -755,7 +757,12 @@ def load_plan(path: str | Path) -> Plan:
         problems = _meaning_problems(data)
     if problems:
         raise PlanError(path, problems)
-    return Plan(path=path.resolve(), data=data, hash=plan_hash(data))
+    return Plan(
+        path=path.resolve(),
+        data=data,
+        hash=plan_hash(data),
+        text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    )
 
 
 def _key_path(parts: Any) -> str:
