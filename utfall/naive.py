@@ -26,10 +26,11 @@ import math
 from typing import Any
 
 import polars as pl
-from scipy import stats
 
 
 def _welch(treated: pl.Series, comparison: pl.Series, confidence: float) -> dict[str, Any] | None:
+    from scipy import stats
+
     n1, n0 = treated.len(), comparison.len()
     if n1 < 2 or n0 < 2:
         return None

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,11 @@ def html_to_pdf(html_path: Path, pdf_path: Path, chromium: str) -> None:
         raise RuntimeError(f"chromium exited {proc.returncode}: {last}")
 
 
-def write_pdf(html: str, pdf_path: Path) -> dict[str, Any]:
+def write_pdf(html: str | Callable[[], str], pdf_path: Path) -> dict[str, Any]:
     """Write `pdf_path` from `html` if Chromium is available; return a note for the
     manifest: {"file", "written", "reason"}. Never raises for a missing or failing
-    Chromium: the JSON and HTML report stand without the PDF, and the note says why."""
+    Chromium: the JSON and HTML report stand without the PDF, and the note says why.
+    `html` may be a function that renders it: called only when there is a Chromium."""
     note: dict[str, Any] = {"file": pdf_path.name, "written": False, "reason": None}
     chromium = find_chromium()
     if chromium is None:
@@ -93,7 +95,7 @@ def write_pdf(html: str, pdf_path: Path) -> dict[str, Any]:
     tmp_pdf = pdf_path.with_suffix(".pdf.tmp")
     with tempfile.TemporaryDirectory(prefix="utfall-pdf-") as tmp:
         src = Path(tmp) / "report.html"
-        src.write_text(html, encoding="utf-8")
+        src.write_text(html() if callable(html) else html, encoding="utf-8")
         try:
             html_to_pdf(src, tmp_pdf, chromium)
         except (OSError, subprocess.SubprocessError, RuntimeError) as exc:

@@ -78,8 +78,7 @@ def stage(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run, name: str, fn: C
     """Run one stage of `run`: check the run may proceed, then call `fn`; on any error mark
     the run rejected (a refused delivery) or failed, and re-raise."""
     try:
-        runs.require_running(con, run, plan.hash)
-        runs.set_stage(con, run, name)
+        runs.enter_stage(con, run, plan.hash, name)
         wall, cpu = time.perf_counter(), time.process_time()
         out = fn()
         if name != "report and publish":  # the run is no longer `running` once published

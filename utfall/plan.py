@@ -528,6 +528,8 @@ class Plan:
     #: The payment period a run measures (`utfall.payments.periods.measured_plan`: `data`'s
     #: measurement period then ends on its `through`); None for the plan as written.
     payment_period: Any = field(default=None, compare=False, repr=False)
+    #: sha256 of the text `load_plan` read: the same text loads to the same plan (and hash).
+    text_sha256: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def contract_id(self) -> str:
@@ -743,7 +745,12 @@ def load_plan(path: str | Path) -> Plan:
     if problems:
         raise PlanError(path, list(problems))
     # A fresh copy each time: callers (and `measured_plan`) may derive plans from `data`.
-    return Plan(path=path.resolve(), data=copy.deepcopy(data), hash=digest)
+    return Plan(
+        path=path.resolve(),
+        data=copy.deepcopy(data),
+        hash=digest,
+        text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    )
 
 
 @lru_cache(maxsize=32)

@@ -929,7 +929,7 @@ def write_report(
     commit = git_commit()
     run = {"run_id": run_id, "generated_at": generated_at, "git_commit": commit}
     pdf_note = pdf.write_pdf(
-        render_html(report, decision=decision, run=run), out_dir / "report.pdf"
+        lambda: render_html(report, decision=decision, run=run), out_dir / "report.pdf"
     )
     manifest = {
         "generated_at": generated_at,
@@ -937,7 +937,7 @@ def write_report(
         "code_version": utfall.__version__,
         "git_commit": commit,
         "plan_hash": report["plan"]["hash"],
-        "report_hash": report_hash(report),
+        "report_hash": "sha256:" + hashlib.sha256(contents["report.json"].encode()).hexdigest(),
         "inputs": [{"file": i["file"], "sha256": i["sha256"]} for i in report["inputs"]],
         "files": {name: sha256_file(paths[name]) for name in contents},
         "pdf": pdf_note,

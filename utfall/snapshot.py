@@ -82,8 +82,10 @@ def export(con: duckdb.DuckDBPyConnection, warehouse_path: str | Path | None = N
             table = name.split(".", 1)[1]
             out = target / f"{table}.parquet"
             quoted = str(out).replace("'", "''")
-            con.execute(f"COPY (SELECT * FROM {name} ORDER BY ALL) TO '{quoted}' (FORMAT parquet)")
-            rows = con.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+            # COPY returns the rows it wrote: the file's own count, no second scan
+            rows = con.execute(
+                f"COPY (SELECT * FROM {name} ORDER BY ALL) TO '{quoted}' (FORMAT parquet)"
+            ).fetchall()[0][0]
             marts[table] = {"file": out.name, "rows": rows, "sha256": _sha256(out)}
         published = [
             {"contract_id": c, "run_id": r, "plan_hash": h}

@@ -120,45 +120,48 @@ def validate(rows: pl.DataFrame, *, with_index: bool = False) -> tuple[pl.DataFr
         raise ValueError(f"employment rows: month is {rows.schema['month']}, expected Date")
     frame = rows if "earnings" in rows.columns else rows.with_columns(earnings=pl.lit(None))
     good, bad = [], []
+
+    def raw(row: dict) -> dict:
+        return {**row, "earnings": None if row["earnings"] is None else str(row["earnings"])}
+
     for n, row in enumerate(frame.select("person_id", "month", "status", "earnings").to_dicts()):
         rule, detail, earnings = None, None, None
-        empty = [c for c in ("person_id", "month", "status") if not str(row[c] or "").strip()]
+        person_id, month, status = row["person_id"], row["month"], row["status"]
+        # (the common case first: all three present, without the list of empty fields)
+        if not (person_id and month and status and str(person_id).strip() and status.strip()):
+            empty = [c for c in ("person_id", "month", "status") if not str(row[c] or "").strip()]
+        else:
+            empty = None
         if empty:
             rule, detail = "missing_field", ", ".join(empty)
-        elif row["month"].day != 1:
-            rule, detail = "month_not_first_day", row["month"].isoformat()
-        elif row["status"].strip().lower() not in LABELS:
-            rule, detail = "unknown_status", row["status"]
+        elif month.day != 1:
+            rule, detail = "month_not_first_day", month.isoformat()
+        elif status.strip().lower() not in LABELS:
+            rule, detail = "unknown_status", status
         else:
             earnings, rule = _earnings(row["earnings"])
             detail = None if rule is None else str(row["earnings"])
-        raw = {**row, "earnings": None if row["earnings"] is None else str(row["earnings"])}
         if rule is not None:
-            bad.append({**raw, "rule": rule, "detail": detail, "_n": n})
+            bad.append({**raw(row), "rule": rule, "detail": detail, "_n": n})
             continue
-        status = LABELS[row["status"].strip().lower()]
-        good.append(
-            {"person_id": row["person_id"], "month": row["month"], "status": status}
-            | {"earnings": earnings, "_raw": raw, "_n": n}
-        )
-    groups: dict[tuple, list[dict]] = {}
+        # (person_id, month, mapped status, earnings, the row as delivered, its index)
+        good.append((person_id, month, LABELS[status.strip().lower()], earnings, row, n))
+    groups: dict[tuple, list[tuple]] = {}
     for g in good:
-        groups.setdefault((g["person_id"], g["month"]), []).append(g)
+        groups.setdefault((g[0], g[1]), []).append(g)
     keep = []
     for copies in groups.values():
-        contents = {(c["status"], c["earnings"]) for c in copies}
+        contents = {(c[2], c[3]) for c in copies}
         if len(contents) > 1:
             for c in copies:
                 bad.append(
-                    {**c["_raw"], "rule": "conflicting_person_month", "detail": None, "_n": c["_n"]}
+                    {**raw(c[4]), "rule": "conflicting_person_month", "detail": None, "_n": c[5]}
                 )
             continue
-        keep.append(copies[0])
+        keep.append(copies[0][:4])
         for c in copies[1:]:
-            bad.append({**c["_raw"], "rule": "duplicate_row", "detail": None, "_n": c["_n"]})
-    valid = pl.DataFrame(
-        [{k: v for k, v in g.items() if not k.startswith("_")} for g in keep], schema=VALID_SCHEMA
-    ).sort("person_id", "month")
+            bad.append({**raw(c[4]), "rule": "duplicate_row", "detail": None, "_n": c[5]})
+    valid = pl.DataFrame(keep, schema=VALID_SCHEMA, orient="row").sort("person_id", "month")
     quarantine_schema = {
         "person_id": pl.Utf8,
         "month": pl.Date,
@@ -186,6 +189,11 @@ def _runs(months: list[dt.date]) -> list[tuple[dt.date, int]]:
         else:
             runs.append((m, 1))
     return runs
+
+
+def _month_index(day: dt.date) -> int:
+    """Months since year 0: consecutive months differ by one."""
+    return day.year * 12 + day.month - 1
 
 
 def _month_after(first: dt.date, k: int) -> dt.date:
@@ -228,9 +236,7 @@ def outcomes(
             rec[f"{name}_days"] = credited_days(run[1]) if run else None
         start, end = earnings_window or (first, follow_up_end)
         window = [r for r in history if start <= r["month"] <= end]
-        months, m = 0, start.replace(day=1)
-        while m <= end:
-            months, m = months + 1, _next_month(m)
+        months = max(0, _month_index(end) - _month_index(start) + 1)  # month starts <= end
         known = [r["earnings"] for r in window if r["earnings"] is not None]
         rec["months_observed"] = len(rows)
         rec["earnings_total"] = sum(known, Decimal("0.00"))

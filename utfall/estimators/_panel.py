@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from utfall.estimators.base import Design, EstimationError
 from utfall.estimators.result import EffectResult
@@ -198,6 +197,8 @@ def load(panel: pl.DataFrame, method: str, extra: tuple[str, ...] = ()) -> Panel
 
 
 def t_quantile(confidence: float, df: float) -> float:
+    from scipy import stats
+
     if not math.isfinite(df):
         return float(stats.norm.ppf(0.5 + confidence / 2.0))
     return float(stats.t.ppf(0.5 + confidence / 2.0, df))

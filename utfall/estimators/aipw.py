@@ -61,7 +61,6 @@ import math
 
 import numpy as np
 import polars as pl
-from scipy.special import expit
 
 from utfall.estimators.base import Design, Estimator
 from utfall.estimators.bootstrap import (
@@ -160,6 +159,8 @@ def _estimate(e, d, y, x, xo, estimand):
 
 def _batch(x, d, y, xo, estimand, start):
     """The bootstrap statistic: (E, R) for every column of counts F (see _estimate)."""
+    from scipy.special import expit
+
     products = pair_products(x)
     scale = np.sqrt(np.einsum("ij,ij->j", xo, xo) / xo.shape[0])
     xs = xo / np.where(scale > 0, scale, 1.0)  # conditioning of the normal equations

@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import expit
 
 from utfall.estimators.base import EstimationError
 
@@ -62,6 +61,8 @@ def square(flat: np.ndarray, k: int) -> np.ndarray:
 
 def newton_coef(x, products, d, f, start, steps: int = 2) -> np.ndarray:
     """Logit coefficients (k x B) after ``steps`` weighted Newton steps from ``start``."""
+    from scipy.special import expit
+
     k, nb = x.shape[1], f.shape[1]
     beta = np.repeat(start[:, None], nb, axis=1)  # k x B
     dc = d[:, None]
@@ -78,6 +79,8 @@ def newton_coef(x, products, d, f, start, steps: int = 2) -> np.ndarray:
 
 def newton(x, products, d, f, start, steps: int = 2) -> np.ndarray:
     """Fitted propensities (n x B) after ``steps`` weighted Newton steps from ``start``."""
+    from scipy.special import expit
+
     return expit(x @ newton_coef(x, products, d, f, start, steps))
 
 

@@ -147,7 +147,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from utfall.errors import MeasurementError
 from utfall.estimators.base import Design, Estimator
@@ -220,6 +219,8 @@ def _welch_df(v1: float, df1: float, v2: float, df2: float) -> float:
 
 
 def _t_interval(est: float, se: float, df: float, confidence: float) -> tuple[float, float]:
+    from scipy import stats
+
     if not (math.isfinite(est) and math.isfinite(se)):
         return math.nan, math.nan
     q = float(stats.t.ppf(0.5 + confidence / 2.0, df))
@@ -338,6 +339,8 @@ def did_2x2(
     group/phase labels, duplicate unit-quarters, units in both groups, no baseline or no
     measurement rows, or fewer than 2 usable units in a group.
     """
+    from scipy import stats
+
     if not isinstance(outcome, str) or not outcome:
         raise ValueError("outcome must be a non-empty string")
     if isinstance(confidence, bool) or not (
@@ -937,6 +940,8 @@ def _log_ratio(
 
 
 def _pre_trend(slopes: np.ndarray, w: np.ndarray, tr: np.ndarray, co: np.ndarray) -> dict:
+    from scipy import stats
+
     ok = np.isfinite(slopes)
     st, sc = tr & ok, co & ok
     out: dict = {

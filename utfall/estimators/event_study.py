@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["event_study", "event_time_study"]
 
@@ -69,6 +68,8 @@ def event_study(
     ``unit``/``period`` are row indices into ``w_unit``/``treated_unit`` and ``period_labels``;
     ``is_base_period[p]`` tells whether quarter p is a baseline quarter; ``nu`` is the df.
     """
+    from scipy import stats
+
     n_units = w_unit.size
     n_per = len(period_labels)
     base_periods = np.flatnonzero(is_base_period)
@@ -217,6 +218,8 @@ def event_time_study(
     can be negative (Sun and Abraham 2021): read the ``staggered`` method's event-time
     aggregation for a clean dynamic profile.
     """
+    from scipy import stats
+
     from utfall.estimators._fe import fe_wls
     from utfall.estimators.base import EstimationError
 

@@ -31,7 +31,6 @@ import math
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from utfall.estimators import _panel
 from utfall.estimators.base import Design, EstimationError, Estimator
@@ -44,6 +43,8 @@ METHOD = "historical"
 
 def historical(panel: pl.DataFrame, design: Design) -> EffectResult:
     """Project the baseline into the measurement period (module docstring)."""
+    from scipy import stats
+
     kind = design.parameters.get("baseline", "trend")
     s = treated_series(panel, METHOD)
     n = s.y.size

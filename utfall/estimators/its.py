@@ -63,7 +63,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy import optimize, stats
 
 from utfall.estimators import _panel
 from utfall.estimators.base import Design, EstimationError, Estimator
@@ -182,6 +181,8 @@ def _gls(x, y, rho):
 
 def ar1_reml(x: np.ndarray, y: np.ndarray, c: np.ndarray) -> Ar1Fit:
     """Feasible GLS with REML AR(1) errors and the Satterthwaite df of c'b (module docstring)."""
+    from scipy import optimize
+
     n, k = x.shape
     tiny = 1e-300
 
@@ -242,6 +243,8 @@ def ar1_reml(x: np.ndarray, y: np.ndarray, c: np.ndarray) -> Ar1Fit:
 
 def its(panel: pl.DataFrame, design: Design) -> EffectResult:
     """Segmented regression of the module docstring."""
+    from scipy import stats
+
     prm = design.parameters
     model = prm.get("model", "level_and_slope")
     seasonality = prm.get("seasonality", "none")

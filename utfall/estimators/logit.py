@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from utfall.estimators.base import EstimationError
 
@@ -103,6 +102,8 @@ def fit_logit(
     ``weights`` are frequency weights (the bootstrap passes resampling counts); ``start``
     warm-starts Newton from earlier coefficients.
     """
+    import scipy.linalg
+
     if rank_check:
         check_rank(x if weights is None else x[weights > 0], names, what)
     beta = np.zeros(x.shape[1]) if start is None else start.astype(float).copy()

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from utfall.estimators.base import Design, EstimationError
@@ -163,6 +162,8 @@ def relative(observed: float, cf: float, cov_o_cf: np.ndarray) -> tuple[float, f
 
 def critical(confidence: float, df: float | None = None) -> float:
     """Two-sided critical value: t with ``df`` degrees of freedom, or normal if None."""
+    from scipy import stats
+
     p = 0.5 + confidence / 2
     return float(stats.norm.ppf(p) if df is None else stats.t.ppf(p, df))
 

@@ -53,7 +53,6 @@ import math
 
 import numpy as np
 import polars as pl
-from scipy import optimize
 
 from utfall.estimators import _panel
 from utfall.estimators.base import Design, EstimationError, Estimator
@@ -65,6 +64,8 @@ METHOD = "synthetic_control"
 
 def simplex_weights(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """argmin ||a w - b|| over w >= 0, sum w = 1 (exact, module docstring step 1)."""
+    from scipy import optimize
+
     m = a - b[:, None]
     scale = float(np.sqrt(np.mean(m**2))) or 1.0
     m = m / scale

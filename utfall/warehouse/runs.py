@@ -115,6 +115,19 @@ def set_stage(con: duckdb.DuckDBPyConnection, run: Run, stage: str) -> None:
     con.execute("UPDATE ledger.runs SET stage = ? WHERE run_id = ?", [stage, run.run_id])
 
 
+def enter_stage(con: duckdb.DuckDBPyConnection, run: Run, plan_hash: str, stage: str) -> None:
+    """`require_running`, then `set_stage`, in one statement: the stage is set only on a
+    running run of this contract and plan; otherwise `require_running` says why not.
+    (One round trip instead of two for every stage of every run.)"""
+    updated = con.execute(
+        "UPDATE ledger.runs SET stage = ? WHERE run_id = ? AND contract_id = ? "
+        "AND status = 'running' AND plan_hash = ?",
+        [stage, run.run_id, run.contract_id, plan_hash],
+    ).fetchall()[0][0]
+    if not updated:
+        require_running(con, run, plan_hash)
+
+
 def record_timing(
     con: duckdb.DuckDBPyConnection, run: Run, stage: str, wall: float, cpu: float
 ) -> None:
@@ -195,14 +208,29 @@ def publish(
             "finished_at = ? WHERE run_id = ?",
             [t, run.run_id],
         )
-        for table in RUN_TABLES:
+        for table in _with_stale_rows(con, run):
             con.execute(
-                f"DELETE FROM {table} WHERE contract_id = ? AND run_id <> ? AND run_id NOT IN "
-                "(SELECT run_id FROM ledger.runs WHERE status = 'running')",
+                f"DELETE FROM {table} WHERE contract_id = ? AND run_id <> ? "
+                f"AND run_id NOT IN {_RUNNING}",
                 [run.contract_id, run.run_id],
             )
         if also is not None:
             also(con)
+
+
+_RUNNING = "(SELECT run_id FROM ledger.runs WHERE status = 'running')"
+
+
+def _with_stale_rows(con: duckdb.DuckDBPyConnection, run: Run) -> list[str]:
+    """The RUN_TABLES holding rows `publish` deletes (the contract's, of no other running
+    run), found in one query: a DELETE per table cost ~0.8 ms even with nothing to delete."""
+    probe = " UNION ALL ".join(
+        f"SELECT {i} AS i WHERE EXISTS (SELECT 1 FROM {t} WHERE contract_id = $contract_id "
+        f"AND run_id <> $run_id AND run_id NOT IN {_RUNNING})"
+        for i, t in enumerate(RUN_TABLES)
+    )
+    found = {i for (i,) in con.execute(probe, run.scope).fetchall()}
+    return [t for i, t in enumerate(RUN_TABLES) if i in found]
 
 
 def fail(con: duckdb.DuckDBPyConnection, run: Run, status: str, error: str) -> None:
