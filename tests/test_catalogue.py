@@ -1,7 +1,10 @@
 """The hostile user's catalogue: bad inputs and faults, each with its expected answer.
 
 Every class is run as a user runs it (`utfall run`, in process, output captured) against
-a fresh warehouse, or one that already holds a good run. Expected answers:
+an empty warehouse, or one that already holds a good run. The empty one is a copy of the
+suite's empty warehouse (tests/conftest.py `empty_warehouse_file`, the layout without
+creating it per case); the clean run every `prior_run` case starts from is measured into a
+missing file, creating it as a user's first run does. Expected answers:
 
 * `Error(pattern)`: exit 2, one message matching `pattern`, no traceback, and nothing
   written: no run of this case published, the report folder as it was;
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, empty_warehouse_file, is_untouched_empty_warehouse
 from utfall import personnummer, warehouse
 from utfall.cli import EXAMPLE_PLAN, main, simulate_deliveries
 
@@ -91,6 +94,7 @@ class Case:
     setup: Callable[[Ctx], None]
     expect: Error | Quarantined | Warned
     prior_run: bool = False  # measure the clean deliveries first
+    no_warehouse: bool = False  # no empty warehouse file: the setup makes its own
 
 
 # --- setups -------------------------------------------------------------------------------
@@ -561,6 +565,7 @@ CASES: list[Case] = [
             .close()
         ),
         Error(r"earlier utfall layout"),
+        no_warehouse=True,
     ),
 ]
 
@@ -639,6 +644,8 @@ def outcome(case: Case, clean: Path, tmp_root: Path) -> dict:
         root.mkdir(parents=True)
         shutil.copytree(clean, ctx.deliveries)
         shutil.copy(EXAMPLE_PLAN, ctx.plan)
+        if not case.no_warehouse:
+            empty_warehouse_file(ctx.warehouse)
     before = _tree(ctx.out)
     case.setup(ctx)
     code, so, se = _main(ctx)
@@ -789,6 +796,8 @@ def test_no_identity_number_anywhere(clean, tmp_path_factory):
                 hits += [f"{case.name}: {p.name}: {n}" for n in _identity_numbers_in(p)]
         if not ctx.warehouse.exists() or case.name == "warehouse: truncated file":
             continue
+        if is_untouched_empty_warehouse(ctx.warehouse):
+            continue  # the run stopped before opening its empty warehouse: no rows to scan
         try:
             con = warehouse.connect(ctx.warehouse, read_only=True)
         except Exception:  # noqa: BLE001 - the damaged-file cases
