@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.conftest import new_warehouse
 from utfall import warehouse
 from utfall.ingest import DeliveryError, ingest_source
 from utfall.validate import DeliveryRejected, validate_frame, validate_source
@@ -32,7 +33,7 @@ def _ingest(con, plan, name, deliveries):
 
 @pytest.fixture
 def con(tmp_path):
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     yield con
     con.close()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.conftest import new_warehouse
 from utfall import cli
 from utfall.errors import WarehouseError
 from utfall.warehouse import chain, connect
@@ -16,7 +17,7 @@ from utfall.warehouse import chain, connect
 @pytest.fixture
 def wh(tmp_path: Path) -> Path:
     path = tmp_path / "w.duckdb"
-    con = connect(path)
+    con = new_warehouse(path)
     chain.append(
         con,
         [
@@ -147,7 +148,7 @@ def test_cli_ledger_verify_missing_warehouse(tmp_path, capsys):
 
 
 def test_empty_warehouse_is_intact(tmp_path):
-    con = connect(tmp_path / "e.duckdb")
+    con = connect(tmp_path / "e.duckdb")  # a new warehouse, created here
     assert chain.verify(con) == [] and chain.count(con) == 0
     con.close()
 

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 import yaml
 
+from tests.conftest import new_warehouse
 from utfall import warehouse
 from utfall.ingest import DeliveryError, ingest_source
 from utfall.personnummer import luhn_digit
@@ -116,7 +117,7 @@ def write_csv(path: Path, rows, *, dialect: str = "comma", header=None) -> None:
 
 
 def load(tmp_path: Path, plan: Plan, deliveries: Path):
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     run = runs.start(con, plan.contract_id, plan.hash)
     ingest_source(con, plan, run, "participants", deliveries, KEY)
     summary = validate_source(con, plan, run, "participants")
@@ -316,7 +317,7 @@ def test_identity_numbers_in_a_covariate_block_the_file(tmp_path, data):
     deliveries.mkdir()
     write_csv(deliveries / "people.csv", rows)
     plan = plan_for(tmp_path, data)
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     run = runs.start(con, plan.contract_id, plan.hash)
     with pytest.raises(DeliveryError, match=r"identity numbers found in column\(s\).*utbildning"):
         ingest_source(con, plan, run, "participants", deliveries, KEY)
@@ -333,7 +334,7 @@ def test_missing_mapped_column_names_the_file(tmp_path, data):
         header=["id", "grupp", "hba1c_mmol", "alder"],
     )
     plan = plan_for(tmp_path, data)
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     run = runs.start(con, plan.contract_id, plan.hash)
     with pytest.raises(DeliveryError, match=r"people\.csv: missing column\(s\) utbildning"):
         ingest_source(con, plan, run, "participants", deliveries, KEY)
