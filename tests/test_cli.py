@@ -107,7 +107,7 @@ def test_run_while_warehouse_is_locked_fails_clearly(
 ):
     import duckdb
 
-    monkeypatch.setenv("UTFALL_LOCK_TIMEOUT", "1")  # it waits for the lock, then gives up
+    monkeypatch.setenv("UTFALL_LOCK_TIMEOUT", "0.5")  # it waits for the lock, then gives up
     holder = duckdb.connect(str(tmp_path / "w.duckdb"))  # another writer, e.g. dagster dev
     try:
         res = _run(tmp_path, str(deliveries), str(tmp_path / "r"), pseudonym_key)
