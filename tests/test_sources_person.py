@@ -276,20 +276,17 @@ def test_identity_numbers_are_pseudonymised_never_stored(tmp_path, data):
     ids = person_frame(con, plan, run, "hba1c")["person_id"].to_list()
     assert len(ids) == 3 and ids[2] == "lopnr-77"
     assert all(len(i) >= 32 for i in ids[:2]) and ids[0] != ids[1]
-    forms = {f for n in numbers for f in (n, n.replace("-", ""), n.replace("-", "")[-10:])}
+    forms = sorted({f for n in numbers for f in (n, n.replace("-", ""), n.replace("-", "")[-10:])})
     text_columns = con.sql(
         "SELECT table_schema, table_name, column_name FROM information_schema.columns "
         "WHERE data_type = 'VARCHAR' AND table_schema IN ('work', 'ledger')"
     ).fetchall()
     assert len(text_columns) > 20
     for schema, table, column in text_columns:
-        for form in forms:
-            hits = warehouse.scalar(
-                con,
-                f'SELECT count(*) FROM {schema}.{table} WHERE contains("{column}", ?)',
-                [form],
-            )
-            assert hits == 0, (table, column)
+        # one query per column: a row containing any form of any number counts
+        where = " OR ".join(f'contains("{column}", ?)' for _ in forms)
+        hits = warehouse.scalar(con, f"SELECT count(*) FROM {schema}.{table} WHERE {where}", forms)
+        assert hits == 0, (table, column)
     # the check can fail: the delivered pseudonym is found where it is kept
     assert warehouse.scalar(
         con, "SELECT count(*) FROM work.staging_person_table WHERE contains(person_id, 'lopnr')"
