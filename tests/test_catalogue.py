@@ -783,6 +783,38 @@ def _identity_numbers_in(path: Path) -> list[str]:
     return _SCANNED[digest]
 
 
+def _identity_numbers_in_tables(con) -> list[str]:
+    """`table.column: number` for every identity number in any base table of `con`.
+
+    Base tables hold every value; views only show their rows (the marts' derived values are
+    scanned in tests/test_marts.py), and scanning ~30 views per case cost this suite
+    minutes. One query for the warehouse, one scan per table (not per column): every column
+    as text; only values that could hold a number (a superset of IDENTITY's matches) come
+    back, with their table and column."""
+    tables = con.sql(
+        "SELECT schema_name, table_name, list(column_name ORDER BY column_index) "
+        "FROM duckdb_columns() "
+        "WHERE schema_name NOT IN ('information_schema', 'pg_catalog') "
+        "AND (schema_name, table_name) IN (SELECT (schema_name, table_name) "
+        "FROM duckdb_tables()) GROUP BY ALL"
+    ).fetchall()
+    scans = []
+    for schema, table, columns in tables:
+        names = ", ".join(f"'{c}'" for c in columns)
+        texts = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in columns)
+        scans.append(
+            f"SELECT '{schema}.{table}' AS t, unnest([{names}]) AS c, "
+            f"unnest([{texts}]) AS v FROM {schema}.{table}"
+        )
+    if not scans:
+        return []
+    values = con.sql(
+        f"SELECT DISTINCT t, c, v FROM ({' UNION ALL '.join(scans)}) "
+        "WHERE regexp_matches(v, '[0-9]{6}[-+]?[0-9]{4}')"
+    ).fetchall()
+    return [f"{t}.{column}: {n}" for t, column, text in values for n in _identity_numbers(text)]
+
+
 def test_no_identity_number_anywhere(clean, tmp_path_factory):
     """Every table's every column, every report file and every message of the catalogue."""
     tmp_root = tmp_path_factory.getbasetemp() / "catalogue"
@@ -803,31 +835,7 @@ def test_no_identity_number_anywhere(clean, tmp_path_factory):
         except Exception:  # noqa: BLE001 - the damaged-file cases
             continue
         try:
-            # Base tables hold every value; views only show their rows (the marts' derived
-            # values are scanned in tests/test_marts.py), and scanning ~30 views per case
-            # cost this suite minutes.
-            tables = con.sql(
-                "SELECT schema_name, table_name, list(column_name ORDER BY column_index) "
-                "FROM duckdb_columns() "
-                "WHERE schema_name NOT IN ('information_schema', 'pg_catalog') "
-                "AND (schema_name, table_name) IN (SELECT (schema_name, table_name) "
-                "FROM duckdb_tables()) GROUP BY ALL"
-            ).fetchall()
-            for schema, table, columns in tables:
-                # One scan per table (not per column): every column as text, only values
-                # that could hold a number (a superset of IDENTITY's matches) come back.
-                names = ", ".join(f"'{c}'" for c in columns)
-                texts = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in columns)
-                values = con.sql(
-                    f"SELECT DISTINCT c, v FROM (SELECT unnest([{names}]) AS c, "
-                    f"unnest([{texts}]) AS v FROM {schema}.{table}) "
-                    "WHERE regexp_matches(v, '[0-9]{6}[-+]?[0-9]{4}')"
-                ).fetchall()
-                hits += [
-                    f"{case.name}: {schema}.{table}.{column}: {n}"
-                    for column, text in values
-                    for n in _identity_numbers(text)
-                ]
+            hits += [f"{case.name}: {hit}" for hit in _identity_numbers_in_tables(con)]
         finally:
             con.close()
     assert len(RESULTS) >= 40
