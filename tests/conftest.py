@@ -153,33 +153,36 @@ TIERS: dict[str, dict[str, set[str] | None]] = {
 }
 
 
-#: The default suite's most expensive files, most CPU first (CPU seconds per file, measured
-#: 2026-11-28 on the 2-core machine).
+#: The default suite's most expensive files, most first (per-file sums of test durations,
+#: measured 2026-11-28 on the 2-core machine after the empty-warehouse template).
 #: They run first, so the two workers (`scripts/dev.py` passes `--dist loadfile
 #: --no-loadscope-reorder`) end together instead of one finishing the largest file alone;
 #: a file not listed runs after these, in collection order. Order only, never selection.
 HEAVY_FIRST = [
     "test_catalogue.py",
     "test_kill.py",
-    "test_warehouse.py",
     "test_example_contracts.py",
-    "test_metrics.py",
-    "test_cli.py",
+    "test_warehouse.py",
     "test_quality.py",
     "test_verify.py",
-    "test_assets.py",
+    "test_metrics.py",
+    "test_cli.py",
     "test_simulate_cohorts.py",
     "test_plan.py",
+    "test_payment_periods_pipeline.py",
     "test_pipeline.py",
-    "test_marts.py",
-    "test_ingest_validate.py",
-    "test_dagster_orchestration.py",
-    "test_sources_person.py",
-    "test_signing.py",
-    "test_design.py",
-    "test_report_browser.py",
     "test_est_panel_composite.py",
-    "test_status.py",
+    "test_assets.py",
+    "test_signing.py",
+    "test_report_browser.py",
+    "test_dagster_orchestration.py",
+    "test_design.py",
+    "test_ingest_validate.py",
+    "test_dagster_lock.py",
+    "test_marts.py",
+    "test_savings_contract.py",
+    "test_eligibility.py",
+    "test_est_person_aipw_coverage.py",
     "test_ledger_chain.py",
 ]
 
