@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -14,9 +15,10 @@ from utfall.errors import WarehouseError
 from utfall.warehouse import chain, connect
 
 
-@pytest.fixture
-def wh(tmp_path: Path) -> Path:
-    path = tmp_path / "w.duckdb"
+@pytest.fixture(scope="module")
+def _chained(tmp_path_factory) -> Path:
+    """Four entries over two contracts, appended once per module."""
+    path = tmp_path_factory.mktemp("chain") / "w.duckdb"
     con = new_warehouse(path)
     chain.append(
         con,
@@ -28,6 +30,14 @@ def wh(tmp_path: Path) -> Path:
     )
     chain.append(con, [("run", "c2", {"run_id": "r2", "version": 1})])
     con.close()
+    return path
+
+
+@pytest.fixture
+def wh(_chained: Path, tmp_path: Path) -> Path:
+    """The test's own copy of the chained warehouse, to tamper with."""
+    path = tmp_path / "w.duckdb"
+    shutil.copy(_chained, path)
     return path
 
 
