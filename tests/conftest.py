@@ -7,9 +7,11 @@ only need an empty warehouse of the current layout to put rows in or to `run` in
 process (each xdist worker's session) creates one empty warehouse with the real
 `warehouse.connect`, so the template *is* the layout, and `empty_warehouse_file` copies it
 (0.5 MB, ~0.03 s with opening). A connect to the copy checks its layout version like any
-existing warehouse's. Tests *about* creating a warehouse (the layout version, a first run
-into a missing file, `utfall run` on a fresh path from the CLI, the catalogue's cases
-without a warehouse file) call `warehouse.connect` or `run` on a missing path directly.
+existing warehouse's. Creating a warehouse stays tested on missing paths, directly:
+`demo_warehouse` below and the catalogue's clean prior run (a first run into a missing
+file), `utfall run` on a fresh path in a subprocess (test_cli::test_simulate_then_run), a
+new layout's comments (test_marts) and empty chain (test_ledger_chain), Dagster's resource
+on a new file (test_payment_periods_pipeline::test_dagster_job_measures_the_tagged_period).
 """
 
 from __future__ import annotations
@@ -117,8 +119,9 @@ class Measured:
 
 @pytest.fixture(scope="session")
 def demo_warehouse(example_plan, deliveries, tmp_path_factory) -> Measured:
-    """The example plan measured once (4 000 employees) into a fresh warehouse, shared by
-    every test that only reads it: copy the file first to change anything."""
+    """The example plan measured once (4 000 employees) into a missing warehouse file (so
+    also a first run creating the layout, not a template copy), shared by every test that
+    only reads it: copy the file first to change anything."""
     from utfall.pipeline import run
 
     root = tmp_path_factory.mktemp("demo_warehouse")

@@ -400,7 +400,8 @@ def test_cli_run_period(contract, tmp_path, monkeypatch, capsys):
 
 def test_dagster_job_measures_the_tagged_period(contract, tmp_path):
     """The contract's assets with the run tags `utfall/payment_period` and
-    `utfall/provisional`, as `utfall run --period final --provisional` (an empty warehouse)."""
+    `utfall/provisional`, as `utfall run --period final --provisional`, into a missing
+    warehouse file (the Dagster resource creates the layout)."""
     from dagster import DagsterInstance, materialize
 
     from utfall.assets.common import PERIOD_TAG, PROVISIONAL_TAG
@@ -412,7 +413,7 @@ def test_dagster_job_measures_the_tagged_period(contract, tmp_path):
     result = materialize(
         assets,
         resources={
-            "duckdb": WarehouseResource(database=str(empty_warehouse_file(tmp_path / "w.duckdb"))),
+            "duckdb": WarehouseResource(database=str(tmp_path / "w.duckdb")),
             resource_key(plan): ContractResource(
                 plan_path=str(plan.path),
                 deliveries_dir=str(contract["deliveries"]),
