@@ -1,6 +1,7 @@
-"""`utfall simulate` and `utfall run` end to end, as a user runs them: the happy path and
-the locked warehouse in a real subprocess; the other error paths call `cli.main` in-process
-(same parser, same handlers, same exit codes) to save a Python start-up each."""
+"""`utfall simulate` and `utfall run` end to end, as a user runs them: the run of the happy
+path and the locked warehouse in a real subprocess; `simulate` and the other error paths
+call `cli.main` in-process (same parser, same handlers, same exit codes) to save a Python
+start-up each."""
 
 from __future__ import annotations
 
@@ -50,27 +51,32 @@ def _run_in_process(tmp_path, deliveries, out, capsys, *, debug: bool = False):
     return code, captured.out, captured.err
 
 
-def test_simulate_then_run(tmp_path, pseudonym_key):
+def test_simulate_then_run(tmp_path, pseudonym_key, capsys):
+    """`utfall run` as a user types it, in a real subprocess into a missing warehouse file
+    (it creates it); `utfall simulate` before it through `cli.main` in this process (the same
+    parser and handler; the subprocess start-up is the run's to prove)."""
     deliveries = tmp_path / "deliveries"
-    sim = _utfall(
-        "simulate",
-        str(EXAMPLE_PLAN),
-        "--out",
-        str(deliveries),
-        "--employees",
-        "1000",
-        "--effect",
-        "0.15",
-        "--seed",
-        "7",
-        env_key=pseudonym_key,
+    sim = main(
+        [
+            "simulate",
+            str(EXAMPLE_PLAN),
+            "--out",
+            str(deliveries),
+            "--employees",
+            "1000",
+            "--effect",
+            "0.15",
+            "--seed",
+            "7",
+        ]
     )
-    assert sim.returncode == 0, sim.stderr
+    assert sim == 0, capsys.readouterr().err
     assert (deliveries / "roster.csv").exists() and (deliveries / "sick_leave.csv").exists()
     truth = json.loads((deliveries / "truth.json").read_text())
     assert truth["effect"] == 0.15
 
     out = tmp_path / "report"
+    assert not (tmp_path / "w.duckdb").exists()  # the run creates the warehouse
     res = _run(tmp_path, str(deliveries), str(out), pseudonym_key)
     assert res.returncode == 0, res.stderr
     assert "[10/10] report and publish" in res.stderr  # progress, one line per step
@@ -101,7 +107,7 @@ def test_run_while_warehouse_is_locked_fails_clearly(
 ):
     import duckdb
 
-    monkeypatch.setenv("UTFALL_LOCK_TIMEOUT", "1")  # it waits for the lock, then gives up
+    monkeypatch.setenv("UTFALL_LOCK_TIMEOUT", "0.5")  # it waits for the lock, then gives up
     holder = duckdb.connect(str(tmp_path / "w.duckdb"))  # another writer, e.g. dagster dev
     try:
         res = _run(tmp_path, str(deliveries), str(tmp_path / "r"), pseudonym_key)

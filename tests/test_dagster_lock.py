@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, asset, materialize
 
+from tests.conftest import empty_warehouse_file
 from utfall import warehouse
 from utfall.pipelines.resources import WarehouseResource
 
@@ -34,13 +35,11 @@ def _hold(path: Path, seconds: float) -> subprocess.Popen:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    path = tmp_path / "w.duckdb"
-    warehouse.connect(path).close()
-    return path
+    return empty_warehouse_file(tmp_path / "w.duckdb")
 
 
 def test_waits_logging_each_try_then_times_out(db, monkeypatch):
-    monkeypatch.setattr(warehouse, "LOCK_POLL", 0.5)
+    monkeypatch.setattr(warehouse, "LOCK_POLL", 0.2)  # ~5 tries in the 1 s timeout
     proc = _hold(db, 30)
     said: list[str] = []
     try:
@@ -49,8 +48,8 @@ def test_waits_logging_each_try_then_times_out(db, monkeypatch):
             warehouse.WarehouseLocked,
             match=r"open for writing in another process; waited \d+ s for its lock",
         ):
-            warehouse.connect(db, timeout=2, on_wait=said.append)
-        assert 1.9 < time.monotonic() - t0 < 10
+            warehouse.connect(db, timeout=1, on_wait=said.append)
+        assert 0.95 < time.monotonic() - t0 < 10
     finally:
         proc.kill()
         proc.wait()
@@ -84,7 +83,7 @@ def test_zero_timeout_fails_at_once_and_a_bad_setting_is_named(db, monkeypatch):
 
 
 def test_a_dagster_run_logs_its_wait_and_fails_clearly(db, monkeypatch):
-    monkeypatch.setattr(warehouse, "LOCK_POLL", 0.5)
+    monkeypatch.setattr(warehouse, "LOCK_POLL", 0.25)
 
     @asset(required_resource_keys={"duckdb"})
     def needs_warehouse(context) -> None:
@@ -96,7 +95,7 @@ def test_a_dagster_run_logs_its_wait_and_fails_clearly(db, monkeypatch):
         instance = DagsterInstance.ephemeral()
         result = materialize(
             [needs_warehouse],
-            resources={"duckdb": WarehouseResource(database=str(db), lock_timeout=1.5)},
+            resources={"duckdb": WarehouseResource(database=str(db), lock_timeout=0.75)},
             instance=instance,
             raise_on_error=False,
         )

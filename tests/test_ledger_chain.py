@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from tests.conftest import new_warehouse
 from utfall import cli
 from utfall.errors import WarehouseError
 from utfall.warehouse import chain, connect
 
 
-@pytest.fixture
-def wh(tmp_path: Path) -> Path:
-    path = tmp_path / "w.duckdb"
-    con = connect(path)
+@pytest.fixture(scope="module")
+def _chained(tmp_path_factory) -> Path:
+    """Four entries over two contracts, appended once per module."""
+    path = tmp_path_factory.mktemp("chain") / "w.duckdb"
+    con = new_warehouse(path)
     chain.append(
         con,
         [
@@ -27,6 +30,14 @@ def wh(tmp_path: Path) -> Path:
     )
     chain.append(con, [("run", "c2", {"run_id": "r2", "version": 1})])
     con.close()
+    return path
+
+
+@pytest.fixture
+def wh(_chained: Path, tmp_path: Path) -> Path:
+    """The test's own copy of the chained warehouse, to tamper with."""
+    path = tmp_path / "w.duckdb"
+    shutil.copy(_chained, path)
     return path
 
 
@@ -147,7 +158,7 @@ def test_cli_ledger_verify_missing_warehouse(tmp_path, capsys):
 
 
 def test_empty_warehouse_is_intact(tmp_path):
-    con = connect(tmp_path / "e.duckdb")
+    con = connect(tmp_path / "e.duckdb")  # a new warehouse, created here
     assert chain.verify(con) == [] and chain.count(con) == 0
     con.close()
 

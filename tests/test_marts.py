@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from tests.conftest import empty_warehouse_file
 from utfall import personnummer, snapshot, warehouse
 from utfall.warehouse import chain, marts
 
@@ -257,7 +258,7 @@ def test_snapshot_refuses_a_folder_it_did_not_make(writable):
 
 
 def test_layout_documents_itself_on_a_fresh_warehouse(tmp_path):
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = warehouse.connect(tmp_path / "w.duckdb")  # created here, not a copy
     undescribed = con.sql(
         "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
         "WHERE schema_name IN ('marts', 'restricted', 'ledger') AND comment IS NULL"
@@ -278,7 +279,7 @@ def test_a_snapshot_that_cannot_be_written_does_not_unpublish_the_run(tmp_path, 
     from utfall.plan import load_plan
 
     simulate_deliveries(EXAMPLE_PLAN, tmp_path / "d", 1000, 0.12, 0.01, seed=5)
-    wh = tmp_path / "warehouse.duckdb"
+    wh = empty_warehouse_file(tmp_path / "warehouse.duckdb")
     theirs = snapshot.snapshot_path(wh)
     theirs.mkdir()
     (theirs / "notes.txt").write_text("mine", encoding="utf-8")

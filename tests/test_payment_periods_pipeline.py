@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 
+from tests.conftest import empty_warehouse_file, new_warehouse
 from utfall import signing, warehouse
 from utfall.decisions import DecisionRefused, decide
 from utfall.paths import EXAMPLE_PLANS
@@ -158,7 +156,7 @@ def contract(tmp_path_factory):
     root = tmp_path_factory.mktemp("periods")
     plan_path = write_plan(root)
     deliveries = write_deliveries(root / "deliveries")
-    db = root / "w.duckdb"
+    db = empty_warehouse_file(root / "w.duckdb")
     key = root / "validator.key"
     signing.keygen(key)
     with pytest.MonkeyPatch.context() as mp:
@@ -268,7 +266,7 @@ def test_verify_with_the_warehouse_checks_the_earlier_payments_against_the_ledge
         assert verify_package(folder, con=con).problems == []
     finally:
         con.close()
-    other = warehouse.connect(tmp_path / "other.duckdb")  # a ledger without the approval
+    other = new_warehouse(tmp_path / "other.duckdb")  # a ledger without the approval
     try:
         problems = verify_package(folder, con=other).problems
     finally:
@@ -309,7 +307,7 @@ def test_a_period_approved_is_not_measured_again(contract, tmp_path):
 
 def test_unknown_period_and_unapproved_earlier_period_are_refused(contract, tmp_path):
     plan = contract["plan"]
-    db = tmp_path / "fresh.duckdb"
+    db = empty_warehouse_file(tmp_path / "fresh.duckdb")
     with pytest.raises(PeriodRefused, match=r"no such payment period.*interim, final"):
         run(plan, db, contract["deliveries"], tmp_path / "r", lambda _: None, period="mid")
     with pytest.raises(PeriodRefused, match=r"earlier period\(s\) interim are not approved"):
@@ -320,7 +318,7 @@ def test_provisional_final_counts_the_unapproved_interim_as_unpaid_and_cannot_be
     contract, tmp_path
 ):
     plan = contract["plan"]
-    db = tmp_path / "fresh.duckdb"
+    db = empty_warehouse_file(tmp_path / "fresh.duckdb")
     out = tmp_path / "provisional"
     run(plan, db, contract["deliveries"], out, lambda _: None, period="final", provisional=True)
     pay = report_of(out)["payment"]
@@ -371,31 +369,39 @@ def test_clawback_pays_back_what_the_interim_overpaid(contract, tmp_path):
     assert pay["total"] == "-29333.00"
 
 
-def test_cli_run_period_in_a_subprocess(contract, tmp_path):
-    """`utfall run --period` end to end as a user types it (a fresh warehouse)."""
-    env = {**os.environ, "UTFALL_PSEUDONYM_KEY": KEY, "UTFALL_CHROMIUM": "off"}
-    cmd = [sys.executable, "-m", "utfall.cli", "run", str(contract["plan"].path)]
-    common = [
-        "--deliveries",
-        str(contract["deliveries"]),
-        "--warehouse",
-        str(tmp_path / "w.duckdb"),
-        "--out",
-        str(tmp_path / "r"),
-    ]
-    done = subprocess.run(
-        [*cmd, *common, "--period", "interim"], env=env, capture_output=True, text=True
+def test_cli_run_period(contract, tmp_path, monkeypatch, capsys):
+    """`utfall run --period` through `cli.main` (the parser, handlers and exit codes a user
+    gets; `utfall run` in a real subprocess is tests/test_cli.py::test_simulate_then_run),
+    into an empty warehouse."""
+    from utfall.cli import main
+
+    monkeypatch.setenv("UTFALL_PSEUDONYM_KEY", KEY)
+    code = main(
+        [
+            "run",
+            str(contract["plan"].path),
+            "--deliveries",
+            str(contract["deliveries"]),
+            "--warehouse",
+            str(empty_warehouse_file(tmp_path / "w.duckdb")),
+            "--out",
+            str(tmp_path / "r"),
+            "--period",
+            "interim",
+        ]
     )
-    assert done.returncode == 0, done.stderr
-    assert "payment period interim (interim) through 2024-12-31" in done.stdout
-    assert "cumulative due 32000.00 - paid before 0.00 SEK" in done.stdout
-    assert "proposed payment: 32000.00 SEK" in done.stdout
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "payment period interim (interim) through 2024-12-31" in out
+    assert "cumulative due 32000.00 - paid before 0.00 SEK" in out
+    assert "proposed payment: 32000.00 SEK" in out
     assert report_of(tmp_path / "r")["payment"]["total"] == "32000.00"
 
 
 def test_dagster_job_measures_the_tagged_period(contract, tmp_path):
     """The contract's assets with the run tags `utfall/payment_period` and
-    `utfall/provisional`, as `utfall run --period final --provisional` (a fresh warehouse)."""
+    `utfall/provisional`, as `utfall run --period final --provisional`, into a missing
+    warehouse file (the Dagster resource creates the layout)."""
     from dagster import DagsterInstance, materialize
 
     from utfall.assets.common import PERIOD_TAG, PROVISIONAL_TAG
@@ -437,7 +443,7 @@ def test_dagster_job_without_tag_pins_the_first_unapproved_period(contract, tmp_
     result = materialize(
         build_assets(plan)[0],
         resources={
-            "duckdb": WarehouseResource(database=str(tmp_path / "w.duckdb")),
+            "duckdb": WarehouseResource(database=str(empty_warehouse_file(tmp_path / "w.duckdb"))),
             resource_key(plan): ContractResource(
                 plan_path=str(plan.path),
                 deliveries_dir=str(contract["deliveries"]),

@@ -8,14 +8,16 @@ from decimal import Decimal
 
 import pytest
 
+from tests.conftest import empty_warehouse_file
 from utfall import warehouse
 from utfall.pipeline import run
 
 
 @pytest.fixture(scope="module")
 def runs(example_plan, deliveries, demo_warehouse, tmp_path_factory):
-    """The example measured twice, into two fresh warehouses and report folders (the first
-    is a copy of the session's measured example, tests/conftest.py)."""
+    """The example measured twice, into two new warehouses and report folders: the first
+    is a copy of the session's measured example (tests/conftest.py, run into a missing
+    file), the second is run into a copy of the empty warehouse."""
     from tests.conftest import TEST_KEY
 
     root = tmp_path_factory.mktemp("run0")
@@ -28,7 +30,7 @@ def runs(example_plan, deliveries, demo_warehouse, tmp_path_factory):
             root = tmp_path_factory.mktemp(f"run{i}")
             result = run(
                 example_plan,
-                root / "w.duckdb",
+                empty_warehouse_file(root / "w.duckdb"),
                 deliveries,
                 root / "report",
                 progress=lambda _msg: None,
@@ -135,7 +137,8 @@ def test_small_cells_are_suppressed(example_plan, deliveries, tmp_path):
     data = json.loads(json.dumps(example_plan.data))
     data["disclosure"]["min_cell_size"] = 10_000
     plan = replace(example_plan, data=data)
-    result = run(plan, tmp_path / "w.duckdb", deliveries, tmp_path / "r", progress=lambda _m: None)
+    db = empty_warehouse_file(tmp_path / "w.duckdb")
+    result = run(plan, db, deliveries, tmp_path / "r", progress=lambda _m: None)
     report = json.loads(result.report_paths["report.json"].read_text())
     series = report["outcomes"][0]["series"]
     assert all(r["suppressed"] and r["value"] is None and r["employees"] is None for r in series)

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 import yaml
 
+from tests.conftest import new_warehouse
 from utfall import warehouse
 from utfall.ingest import ingest_source
 from utfall.paths import EXAMPLE_PLANS
@@ -93,7 +94,7 @@ def load(tmp_path: Path, dialect: str):
     deliveries.mkdir()
     write(deliveries / "participants", HEADER, PEOPLE, dialect)
     write(deliveries / "lab_results", LAB_HEADER, LABS, dialect)
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     run = runs.start(con, plan.contract_id, plan.hash)
     summaries = {}
     for name in ("deltagare", "labb"):

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 import yaml
 
+from tests.conftest import new_warehouse
 from utfall import warehouse
 from utfall.ingest import ingest_source
 from utfall.metrics import panel_value
@@ -98,7 +99,7 @@ def write_csv(path: Path, rows, header=HEADER) -> None:
 
 
 def load(tmp_path: Path, plan: Plan, deliveries: Path):
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     run = runs.start(con, plan.contract_id, plan.hash)
     ingest_source(con, plan, run, "units", deliveries, KEY)
     return con, run, validate_source(con, plan, run, "units")

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 import yaml
 
+from tests.conftest import new_warehouse
 from utfall import warehouse
 from utfall.ingest import ingest_source
 from utfall.paths import EXAMPLE_PLANS
@@ -83,7 +84,7 @@ def test_dialects_load_the_same_exact_amounts_and_quarantine_each_defect(tmp_pat
     deliveries = tmp_path / "deliveries"
     deliveries.mkdir()
     write(deliveries, dialect)
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     try:
         run = runs.start(con, plan.contract_id, plan.hash)
         ingest_source(con, plan, run, "kostnader", deliveries, KEY)
@@ -152,7 +153,7 @@ def test_parquet_with_a_decimal_amount_column_loads_exact(tmp_path):
         },
         schema_overrides={"amount": pl.Decimal(18, 2)},
     ).write_parquet(deliveries / "public_costs.parquet")
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     try:
         run = runs.start(con, plan.contract_id, plan.hash)
         ingest_source(con, plan, run, "kostnader", deliveries, KEY)

@@ -10,6 +10,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from tests.conftest import empty_warehouse_file, new_warehouse
 from utfall import warehouse
 from utfall.cohort import CohortError
 from utfall.errors import WarehouseError
@@ -26,7 +27,7 @@ def _quiet(_msg: str) -> None:
 def test_300k_rows_written_in_one_transaction_are_all_stored(tmp_path):
     """DuckDB 2.0.0 left a table empty after CREATE ... LIMIT 0 and a large INSERT in one
     transaction; the project's write path must store every row (and says so if not)."""
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     n = 300_000
     frame = pl.DataFrame(
         {
@@ -65,7 +66,7 @@ class _DroppingInserts:
 
 
 def test_a_lost_write_is_an_error(tmp_path):
-    con = warehouse.connect(tmp_path / "w.duckdb")
+    con = new_warehouse(tmp_path / "w.duckdb")
     frame = pl.DataFrame({"source": ["s"], "delivered": [3], "loaded": [2], "quarantined": [1]})
     with pytest.raises(WriteVerificationError, match="wrote 1 rows .* but 0 are stored"):
         warehouse.insert_rows(
@@ -78,9 +79,8 @@ def test_a_lost_write_is_an_error(tmp_path):
 
 
 def test_damaged_warehouse_file_is_a_clear_error(tmp_path):
-    path = tmp_path / "w.duckdb"
-    con = warehouse.connect(path)
-    con.close()
+    path = empty_warehouse_file(tmp_path / "w.duckdb")
+    warehouse.connect(path).close()  # a usable warehouse, before the damage
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])  # truncated, as by a full disk or a bad copy
     with pytest.raises(WarehouseError, match="not a usable DuckDB warehouse file"):
@@ -201,7 +201,7 @@ def test_plan_changed_during_a_run_is_refused(example_plan, deliveries, tmp_path
     from utfall.pipeline import key_for, start_run
 
     db = tmp_path / "w.duckdb"
-    con = warehouse.connect(db)
+    con = new_warehouse(db)
     current = start_run(con, example_plan, key_for(db))
     edited = replace(example_plan, hash="sha256:" + "0" * 64)
     with pytest.raises(WarehouseError, match="the plan changed during the run"):
@@ -233,12 +233,16 @@ def test_two_contracts_in_one_warehouse_give_the_reports_each_gives_alone(
     }
     for plan in (second,):
         out = tmp_path / "alone" / plan.contract_id
-        run(plan, tmp_path / f"alone-{plan.contract_id}.duckdb", deliveries, out, progress=_quiet)
+        alone_db = empty_warehouse_file(tmp_path / f"alone-{plan.contract_id}.duckdb")
+        run(plan, alone_db, deliveries, out, progress=_quiet)
         alone[plan.contract_id] = {
             n: (out / n).read_bytes() for n in ("report.json", "report.html")
         }
+    # The shared warehouse starts as the example measured alone (a copy of the session's
+    # run); then the second contract and the example again: interleaved re-runs too.
     db = tmp_path / "shared.duckdb"
-    for plan in (example_plan, second, example_plan):  # interleaved re-runs too
+    shutil.copy(demo_warehouse.warehouse, db)
+    for plan in (second, example_plan):
         out = tmp_path / "shared" / plan.contract_id
         run(plan, db, deliveries, out, progress=_quiet)
     for plan in (example_plan, second):
@@ -269,6 +273,7 @@ def test_missing_plan_unit_in_roster_is_an_error_or_a_listed_warning(
     shutil.copytree(deliveries, d)
     f = d / "roster.csv"
     f.write_text(f.read_text().replace(",HEMTJ-01,", ",hemtj-01,"))
+    empty_warehouse_file(tmp_path / "w.duckdb")
     with pytest.raises(CohortError, match=r"'HEMTJ-01' does not occur in the roster.*'hemtj-01'"):
         run(example_plan, tmp_path / "w.duckdb", d, tmp_path / "r", progress=_quiet)
     assert not (tmp_path / "r").exists()
@@ -300,7 +305,7 @@ def test_payment_and_report_refuse_effects_of_another_plan(example_plan, deliver
     from utfall.validate import validate_source
 
     db = tmp_path / "w.duckdb"
-    con = warehouse.connect(db)
+    con = new_warehouse(db)
     key = key_for(db)
     current = start_run(con, example_plan, key)
     for s in example_plan.sources:
