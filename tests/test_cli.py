@@ -15,7 +15,7 @@ from utfall.cli import EXAMPLE_PLAN, main
 from utfall.errors import UserError
 
 
-def _utfall(*args: str, env_key: str) -> subprocess.CompletedProcess:
+def _utfall(*args: str, env_key: str, cwd=None) -> subprocess.CompletedProcess:
     import os
 
     env = dict(os.environ, UTFALL_PSEUDONYM_KEY=env_key)
@@ -25,10 +25,11 @@ def _utfall(*args: str, env_key: str) -> subprocess.CompletedProcess:
         text=True,
         env=env,
         timeout=300,
+        cwd=cwd,
     )
 
 
-def _run(tmp_path, deliveries, out, key: str) -> subprocess.CompletedProcess:
+def _run(tmp_path, deliveries, out, key: str, cwd=None) -> subprocess.CompletedProcess:
     return _utfall(
         "run",
         str(EXAMPLE_PLAN),
@@ -39,6 +40,7 @@ def _run(tmp_path, deliveries, out, key: str) -> subprocess.CompletedProcess:
         "--out",
         str(out),
         env_key=key,
+        cwd=cwd,
     )
 
 
@@ -54,7 +56,9 @@ def _run_in_process(tmp_path, deliveries, out, capsys, *, debug: bool = False):
 def test_simulate_then_run(tmp_path, pseudonym_key, capsys):
     """`utfall run` as a user types it, in a real subprocess into a missing warehouse file
     (it creates it); `utfall simulate` before it through `cli.main` in this process (the same
-    parser and handler; the subprocess start-up is the run's to prove)."""
+    parser and handler; the subprocess start-up is the run's to prove). The run is also the
+    suite's fresh process running Great Expectations: no progress bar of GX's (or any tqdm
+    bar) reaches the output, and nothing is written to the working directory."""
     deliveries = tmp_path / "deliveries"
     sim = main(
         [
@@ -77,8 +81,14 @@ def test_simulate_then_run(tmp_path, pseudonym_key, capsys):
 
     out = tmp_path / "report"
     assert not (tmp_path / "w.duckdb").exists()  # the run creates the warehouse
-    res = _run(tmp_path, str(deliveries), str(out), pseudonym_key)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    res = _run(tmp_path, str(deliveries), str(out), pseudonym_key, cwd=cwd)
     assert res.returncode == 0, res.stderr
+    assert "[6/10] data quality: 10 of 10 expectations met" in res.stderr  # GX ran here
+    assert "Calculating Metrics" not in res.stderr + res.stdout
+    assert "%|" not in res.stderr  # no tqdm bar of any kind
+    assert list(cwd.iterdir()) == []
     assert "[10/10] report and publish" in res.stderr  # progress, one line per step
     assert f"report: {out / 'report.html'}" in res.stdout
     report = json.loads((out / "report.json").read_text())
