@@ -199,12 +199,11 @@ def test_kill_9_at_the_other_commits(setting, tmp_path, monkeypatch, at, when):
 
 
 def test_kill_9_from_outside_while_the_run_is_busy(setting, tmp_path, monkeypatch):
-    """A larger run on top of the published run A, killed by another process once it has
-    passed validation (data quality, with its Great Expectations import, still takes
-    seconds then, so the kill lands mid-run; were it to land late, the state check below
-    would fail)."""
-    d2 = tmp_path / "d2"
-    simulate_deliveries(EXAMPLE_PLAN, d2, 3000, 0.12, 0.01, seed=22)
+    """The next delivery's run on top of the published run A, killed by another process
+    once it has passed validation (data quality, with the fresh process's Great
+    Expectations import, still takes seconds then, so the kill lands mid-run; were it to
+    land late, the state check below would fail)."""
+    d2 = setting["second"]
     plan = setting["plan"]
     monkeypatch.setenv("UTFALL_PSEUDONYM_KEY", TEST_KEY)
     db = tmp_path / "w.duckdb"
