@@ -1366,3 +1366,30 @@ def test_a_person_methods_formula_names_only_covariates(tmp_path, person_data, f
     (problem,) = _problems(tmp_path, person_data)
     assert problem[0] == "counterfactual.parameters.covariates"
     assert problem[1].startswith(expected), problem[1]
+
+
+@pytest.mark.parametrize(
+    ("through", "refused"), [("2024-12-31", True), ("2025-12-31", False)], ids=["interim", "final"]
+)
+def test_an_interim_period_needs_metrics_that_cut_at_its_through(tmp_path, through, refused):
+    """The HbA1c follow-up takes the sample nearest an anniversary, whenever it was taken: an
+    interim period would count samples from after its `through`, so the plan is refused; a
+    single final period (ending with the measurement period) is not."""
+    from utfall.paths import EXAMPLE_PLANS
+
+    data = yaml.safe_load((EXAMPLE_PLANS / "health_bond.yaml").read_text(encoding="utf-8"))
+    periods = [{"name": "final", "kind": "final", "through": "2025-12-31"}]
+    if through != "2025-12-31":
+        periods.insert(0, {"name": "interim", "kind": "interim", "through": through})
+    data["payment"]["periods"] = periods
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    if not refused:
+        load_plan(path)
+        return
+    with pytest.raises(PlanError) as err:
+        load_plan(path)
+    wrong = [(where, text) for where, text in err.value.problems]
+    assert [w for w, _ in wrong] == ["outcomes[0].metric", "outcomes[1].metric"], wrong
+    assert "hba1c_outcome does not cut its data at a payment period's `through`" in wrong[0][1]
+    assert "interim period(s) 'interim'" in wrong[0][1]

@@ -116,6 +116,11 @@ class MetricSpec:
     #: baseline (its counterfactual may be 0 or negative). A plan may say otherwise per
     #: outcome (`relative_effect`).
     relative: Callable[[Mapping[str, Any]], bool] = lambda _params: True
+    #: Whether the metric measures only data up to the measurement period's end, which a
+    #: payment period's `through` moves (`measured_plan`). One that does not (a person
+    #: table has no dates; the HbA1c follow-up takes the sample nearest an anniversary,
+    #: whenever it was taken) cannot measure an interim period: a plan error.
+    cut_at_period_end: bool = True
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,7 @@ METRICS: dict[str, MetricSpec] = {
         },
         description="one outcome value per person, from a person_table source",
         data="person",
+        cut_at_period_end=False,
     ),
     "panel_value": MetricSpec(
         source_kind="unit_panel",
@@ -227,6 +233,7 @@ METRICS: dict[str, MetricSpec] = {
         "the plan's participants source (its covariates are the estimator's)",
         data="person",
         relative=lambda params: not str(params.get("outcome")).startswith("change_"),
+        cut_at_period_end=False,
     ),
     "employment_outcome": MetricSpec(
         source_kind="employment_status",
@@ -1096,6 +1103,7 @@ def _meaning_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     problems += _payment_period_problems(
         payment, ranges["measurement"], data["periods"]["frequency"]
     )
+    problems += _interim_period_problems(data, payment, ranges["measurement"][1])
     problems += _payment_basis_problems(payment)
     # an estimator's own check may name the same formula problem as _formula_problems: once
     return list(dict.fromkeys(problems))
@@ -1404,6 +1412,33 @@ def _payment_basis_problems(payment: dict[str, Any]) -> list[tuple[str, str]]:
                 "it decides what those pay",
             )
         )
+    return problems
+
+
+def _interim_period_problems(
+    data: Mapping[str, Any], payment: Mapping[str, Any], measurement_end: dt.date
+) -> list[tuple[str, str]]:
+    """An interim payment period measures data up to its `through`: every outcome's metric
+    must cut its data there, or the interim would count what happened after it."""
+    interim = [
+        p["name"]
+        for p in payment.get("periods") or []
+        if dt.date.fromisoformat(p["through"]) < measurement_end
+    ]
+    if not interim:
+        return []
+    problems = []
+    for i, o in enumerate(data.get("outcomes") or []):
+        spec = METRICS.get(o.get("metric"))
+        if spec is not None and not spec.cut_at_period_end:
+            problems.append(
+                (
+                    f"outcomes[{i}].metric",
+                    f"{o['metric']} does not cut its data at a payment period's `through`, so "
+                    f"interim period(s) {', '.join(map(repr, interim))} would count data from "
+                    "after it; pay this contract in one final period",
+                )
+            )
     return problems
 
 
