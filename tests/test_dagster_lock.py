@@ -53,7 +53,8 @@ def test_waits_logging_each_try_then_times_out(db, monkeypatch):
     finally:
         proc.kill()
         proc.wait()
-    assert len(said) >= 3 and all("locked by another process; waiting" in s for s in said)
+    # one line per try, and more than one try (~5 unloaded; a slow open under load makes fewer)
+    assert len(said) >= 2 and all("locked by another process; waiting" in s for s in said)
     assert str(db) in said[0]
 
 
