@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dagster import AssetKey
 
-from utfall import warehouse
+from utfall import person_metrics, warehouse
 from utfall.errors import WarehouseError
 from utfall.payments import periods
 from utfall.pipeline import key_for, start_run
@@ -64,6 +64,8 @@ def open_run(context, resource: str, start: bool = False, measure: bool = False)
     """
     contract = getattr(context.resources, resource)
     plan = contract.plan()
+    if start:  # a payment the run cannot compute stops it before it opens the warehouse
+        person_metrics.require_payment_inputs(plan)
     db = context.resources.duckdb
     key_bytes = key_for(Path(db.database))
     with db.get_connection() as con:

@@ -176,11 +176,9 @@ def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict
       the treated persons of the payment outcome's person frame, i.e. those the effect per
       person was measured on.
     """
-    from utfall.payments.base import registry
-
-    reads = set().union(*(registry()[r["kind"]].reads for r in plan.payment["rules"]))
+    supplied = supplied_inputs(plan)
     outcome = plan.outcome(plan.payment["outcome"])
-    if "events" in reads and outcome["metric"] == "employment_outcome":
+    if "events" in supplied:
         from utfall.domains import employment, person
 
         people, _n, _c, per_person = employment_per_person(con, plan, run, outcome["source"])
@@ -192,12 +190,64 @@ def payment_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> dict
         treated = people.filter(pl.col("treated") == 1)["person_id"]
         mine = per_person.filter(pl.col("person_id").is_in(treated.implode()))
         return {"events": employment.events(mine), "counts": {"persons_treated": treated.len()}}
-    if "counts" in reads and METRICS[outcome["metric"]].data == "person":
+    if "counts" in supplied:
         from utfall.recompute import person_frame
 
         frame = person_frame(con, plan, run, outcome["id"])
         return {"counts": {"persons_treated": int(frame["treated"].sum())}}
     return {}
+
+
+def supplied_inputs(plan: Plan) -> frozenset[str]:
+    """The inputs besides the effect that `payment_inputs` gives a run of `plan`, decided by
+    the plan alone: events (and counts) when a rule reads events and the payment outcome is
+    an employment outcome; counts when a rule reads counts and the payment outcome is
+    measured on person data. Nothing measures a savings total."""
+    from utfall.payments.base import registry
+
+    reads = set().union(*(registry()[r["kind"]].reads for r in plan.payment["rules"]))
+    outcome = plan.outcome(plan.payment["outcome"])
+    if "events" in reads and outcome["metric"] == "employment_outcome":
+        return frozenset({"events", "counts"})
+    if "counts" in reads and METRICS[outcome["metric"]].data == "person":
+        return frozenset({"counts"})
+    return frozenset()
+
+
+#: Why a run of a plan may not measure an input a payment rule needs.
+_NOT_MEASURED = {
+    "events": "outcome events come from a payment outcome of metric employment_outcome",
+    "counts": "persons treated come from a payment outcome measured on person data",
+    "savings_total": "no run measures a savings total (savings: per_person_effect pays on "
+    "the measured effect per person x persons treated)",
+}
+
+
+def missing_payment_inputs(plan: Plan) -> list[str]:
+    """One sentence per payment rule that needs an input a run of `plan` does not measure
+    (`supplied_inputs`): such a run would stop at its payment step, after everything else."""
+    from utfall.payments.base import registry
+
+    supplied = supplied_inputs(plan)
+    problems = []
+    for i, rule in enumerate(plan.payment["rules"]):
+        for name in sorted(registry()[rule["kind"]].inputs_needed(rule) - supplied):
+            problems.append(
+                f"payment.rules[{i}] ({rule['kind']}) needs {name}, which a run of this plan "
+                f"does not measure: {_NOT_MEASURED.get(name, 'nothing supplies it')}"
+            )
+    return problems
+
+
+def require_payment_inputs(plan: Plan) -> None:
+    """Refuse, before a run starts, a plan whose payment a run cannot compute."""
+    from utfall.payments.base import PaymentInputError
+
+    problems = missing_payment_inputs(plan)
+    if problems:
+        raise PaymentInputError(
+            f"{plan.path}: a run cannot compute this plan's payment: " + "; ".join(problems)
+        )
 
 
 def lab_conversions(con: duckdb.DuckDBPyConnection, plan: Plan, run: Run) -> list[dict[str, Any]]:

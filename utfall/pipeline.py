@@ -21,7 +21,16 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from utfall import metrics, personnummer, recompute, replication, report, snapshot, warehouse
+from utfall import (
+    metrics,
+    person_metrics,
+    personnummer,
+    recompute,
+    replication,
+    report,
+    snapshot,
+    warehouse,
+)
 from utfall.cohort import CohortCheck, CohortError, check_cohort
 from utfall.errors import QualityBlocked, UserError, WarehouseError
 from utfall.estimators.result import EffectResult
@@ -371,6 +380,7 @@ def run(
     n = 0
     notes: list[str] = []
 
+    person_metrics.require_payment_inputs(plan)  # before anything is opened or written
     con = warehouse.connect(warehouse_path)
     try:
         chosen = periods.select(con, plan, period, provisional=provisional)

@@ -123,6 +123,9 @@ class Rule:
     ``check(rule)`` returns problems beyond the schema as (key, sentence) pairs, the key
     relative to the rule. ``reads`` names the inputs it pays on (INPUTS); a rule that reads
     nothing pays the same whatever the outcome (it is not part of the variable amount).
+    ``needs(rule)`` names the inputs besides the effect that this configured rule cannot pay
+    without (default: its ``reads`` other than the effect), so a run can refuse a plan whose
+    inputs it does not measure before it starts.
     """
 
     kind: str
@@ -134,6 +137,13 @@ class Rule:
     reads: frozenset[str] = frozenset()
     minimum: Callable[[Mapping[str, Any]], Decimal] = lambda _rule: Decimal(0)
     check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
+    needs: Callable[[Mapping[str, Any]], frozenset[str]] | None = None
+
+    def inputs_needed(self, rule: Mapping[str, Any]) -> frozenset[str]:
+        """The inputs besides the effect that `rule` (this kind, configured) pays on."""
+        if self.needs is not None:
+            return self.needs(rule)
+        return frozenset(self.reads - {"effect", "effect_absolute"})
 
     def __post_init__(self) -> None:
         unknown = set(self.reads) - set(INPUTS)

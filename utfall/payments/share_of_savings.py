@@ -118,4 +118,7 @@ RULE = Rule(
     maximum=lambda rule: Decimal(rule["cap"]),
     minimum=lambda rule: -Decimal(rule["cap"]) if rule.get("allow_negative") else Decimal(0),
     check=lambda rule: positive(rule, "cap"),
+    needs=lambda rule: frozenset(
+        {"savings_total"} if rule.get("savings", "per_person_effect") == "total" else {"counts"}
+    ),
 )
