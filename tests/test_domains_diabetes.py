@@ -75,6 +75,34 @@ def test_outcomes_by_hand():
     assert p4["hba1c_12m"] is None and p4["change_12m"] is None
 
 
+def test_observed_by_an_interim_through_only_complete_windows_count():
+    """Observed by 2024-04-14: p1's 12-month window (anniversary 2024-01-15, +90 days ends
+    2024-04-14) is complete and read as without the cut; p3's (anniversary 2024-06-01) has
+    not yet begun: missing; p2's baseline sample from before the cut stays. By 2024-04-13
+    p1's window is one day short: missing, although its nearest sample (2024-01-01) was
+    already taken, since a nearer one could still come."""
+    participants, labs = cohort()
+    full = {r["person_id"]: r for r in diabetes.outcomes(participants, labs).to_dicts()}
+    by = {
+        r["person_id"]: r
+        for r in diabetes.outcomes(participants, labs, observed_by=D(2024, 4, 14)).to_dicts()
+    }
+    assert (
+        (by["p1"]["hba1c_12m"], by["p1"]["change_12m"])
+        == (41.0, -4.0)
+        == (
+            full["p1"]["hba1c_12m"],
+            full["p1"]["change_12m"],
+        )
+    )
+    assert by["p1"]["hba1c_24m"] is None and by["p1"]["below_42_24m"] is None
+    assert full["p3"]["hba1c_12m"] == 41.5 and by["p3"]["hba1c_12m"] is None
+    assert by["p3"]["below_42_12m"] is None and by["p3"]["change_12m"] is None
+    assert by["p2"]["baseline_hba1c"] == 46.0  # the baseline was observed before the cut
+    early = diabetes.outcomes(participants, labs, observed_by=D(2024, 4, 13))
+    assert early.filter(person_id="p1")["hba1c_12m"].to_list() == [None]
+
+
 def test_anniversary_of_a_leap_day():
     assert diabetes.anniversary(D(2024, 2, 29), 12) == D(2025, 2, 28)
     assert diabetes.anniversary(D(2024, 2, 29), 24) == D(2026, 2, 28)

@@ -1368,28 +1368,36 @@ def test_a_person_methods_formula_names_only_covariates(tmp_path, person_data, f
     assert problem[1].startswith(expected), problem[1]
 
 
-@pytest.mark.parametrize(
-    ("through", "refused"), [("2024-12-31", True), ("2025-12-31", False)], ids=["interim", "final"]
-)
-def test_an_interim_period_needs_metrics_that_cut_at_its_through(tmp_path, through, refused):
-    """The HbA1c follow-up takes the sample nearest an anniversary, whenever it was taken: an
-    interim period would count samples from after its `through`, so the plan is refused; a
-    single final period (ending with the measurement period) is not."""
+@pytest.mark.parametrize("through", ["2024-06-30", "2024-12-31"], ids=["interim", "final"])
+def test_an_interim_period_needs_metrics_that_cut_at_its_through(tmp_path, through):
+    """A person table has no dates, so an interim period would count outcomes from after its
+    `through`: refused, naming the outcome. A single final period (ending with the measurement
+    period) is not; nor is the health bond's HbA1c with an interim period (it cuts there)."""
+    import copy as _copy
+
+    from tests.test_sources_person import BASE_PLAN
     from utfall.paths import EXAMPLE_PLANS
 
-    data = yaml.safe_load((EXAMPLE_PLANS / "health_bond.yaml").read_text(encoding="utf-8"))
-    periods = [{"name": "final", "kind": "final", "through": "2025-12-31"}]
-    if through != "2025-12-31":
+    data = _copy.deepcopy(BASE_PLAN)
+    periods = [{"name": "final", "kind": "final", "through": "2024-12-31"}]
+    if through != "2024-12-31":
         periods.insert(0, {"name": "interim", "kind": "interim", "through": through})
     data["payment"]["periods"] = periods
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    if not refused:
+    if through == "2024-12-31":
         load_plan(path)
         return
     with pytest.raises(PlanError) as err:
         load_plan(path)
-    wrong = [(where, text) for where, text in err.value.problems]
-    assert [w for w, _ in wrong] == ["outcomes[0].metric", "outcomes[1].metric"], wrong
-    assert "hba1c_outcome does not cut its data at a payment period's `through`" in wrong[0][1]
-    assert "interim period(s) 'interim'" in wrong[0][1]
+    ((where, text),) = err.value.problems
+    assert where == "outcomes[0].metric"
+    assert text.startswith("person_value does not cut its data at a payment period's `through`")
+    assert "interim period(s) 'interim'" in text
+    health = yaml.safe_load((EXAMPLE_PLANS / "health_bond.yaml").read_text(encoding="utf-8"))
+    health["payment"]["periods"] = [
+        {"name": "interim", "kind": "interim", "through": "2024-12-31"},
+        {"name": "final", "kind": "final", "through": "2025-12-31"},
+    ]
+    path.write_text(yaml.safe_dump(health, sort_keys=False), encoding="utf-8")
+    load_plan(path)

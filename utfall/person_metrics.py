@@ -67,7 +67,15 @@ def hba1c_outcome(
         "ORDER BY _file, _line",
         {**run.scope, "source": plan.outcome(outcome_id)["source"]},
     )
-    per_person = diabetes.outcomes(people, labs, window_days=int(params["window_days"]))
+    period = plan.payment_period
+    per_person = diabetes.outcomes(
+        people,
+        labs,
+        window_days=int(params["window_days"]),
+        # an interim period sees what was observed by its through; the final one (ending with
+        # the measurement period) everything delivered, as a run without periods
+        observed_by=period.through if period is not None and period.kind == "interim" else None,
+    )
     return person.person_flow(
         per_person,
         people,

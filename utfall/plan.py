@@ -116,10 +116,10 @@ class MetricSpec:
     #: baseline (its counterfactual may be 0 or negative). A plan may say otherwise per
     #: outcome (`relative_effect`).
     relative: Callable[[Mapping[str, Any]], bool] = lambda _params: True
-    #: Whether the metric measures only data up to the measurement period's end, which a
-    #: payment period's `through` moves (`measured_plan`). One that does not (a person
-    #: table has no dates; the HbA1c follow-up takes the sample nearest an anniversary,
-    #: whenever it was taken) cannot measure an interim period: a plan error.
+    #: Whether the metric measures only what was observed by an interim payment period's
+    #: `through` (`measured_plan`; the HbA1c follow-ups: samples up to it, windows complete
+    #: by it). One that does not (a person table has no dates) cannot measure an interim
+    #: period: a plan error.
     cut_at_period_end: bool = True
 
 
@@ -233,7 +233,6 @@ METRICS: dict[str, MetricSpec] = {
         "the plan's participants source (its covariates are the estimator's)",
         data="person",
         relative=lambda params: not str(params.get("outcome")).startswith("change_"),
-        cut_at_period_end=False,
     ),
     "employment_outcome": MetricSpec(
         source_kind="employment_status",

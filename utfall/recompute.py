@@ -188,6 +188,13 @@ def estimator_frame(
     if shape == "person":
         frame = person_frame(con, plan, run, outcome_id)
         empty = "no valid person in its source"
+        period = plan.payment_period
+        if period is not None and period.kind == "interim":
+            empty = (
+                f"no person has it observed by {period.through}, the through of payment "
+                f"period {period.name!r} (or none is valid in its source); measure it in a "
+                "later period"
+            )
     else:
         frame = panel.filter(pl.col("outcome") == outcome_id)
         empty = (

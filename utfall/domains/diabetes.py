@@ -14,6 +14,9 @@ Definitions:
   anniversary within +-``window_days`` (default 90) days; of two equally near, the earlier;
   several samples on that day: their mean. No sample in the window: the outcome is missing
   (null), never imputed; the estimators' person frame drops and counts such persons.
+* Observed by a date (an interim payment period's ``through``): samples taken after it do
+  not exist yet, and a follow-up whose window (anniversary + ``window_days``) ends after it
+  is missing, not yet observed, rather than read from the part of its window that has passed.
 * ``below_42_{m}m`` = 1 if the follow-up value < 42 mmol/mol (back below the 42-47 risk zone);
   ``progressed_48_{m}m`` = 1 if it is >= 48 mmol/mol (the type-2 diabetes threshold);
   ``change_{m}m`` = follow-up value - baseline (negative = improvement).
@@ -43,13 +46,21 @@ def anniversary(day: dt.date, months: int) -> dt.date:
     raise AssertionError("unreachable")
 
 
-def outcomes(participants: pl.DataFrame, labs: pl.DataFrame, window_days: int = 90) -> pl.DataFrame:
+def outcomes(
+    participants: pl.DataFrame,
+    labs: pl.DataFrame,
+    window_days: int = 90,
+    observed_by: dt.date | None = None,
+) -> pl.DataFrame:
     """One row per participant: person_id, baseline_hba1c and, for m in 12 and 24,
     hba1c_{m}m, sample_date_{m}m, below_42_{m}m, progressed_48_{m}m (Int8), change_{m}m
-    (see the module docstring; nulls where no sample falls in the window)."""
+    (see the module docstring; nulls where no sample falls in the window, or, with
+    `observed_by`, where the window ends after it)."""
     people = participants.select(
         "person_id", "enrolled_on", pl.col("baseline_hba1c").cast(pl.Float64)
     )
+    if observed_by is not None:
+        labs = labs.filter(pl.col("sample_date") <= observed_by)
     samples = (
         labs.group_by("person_id", "sample_date")
         .agg(pl.col("hba1c_mmol_mol").cast(pl.Float64).mean())
@@ -87,6 +98,19 @@ def outcomes(participants: pl.DataFrame, labs: pl.DataFrame, window_days: int = 
             )
         )
         out = out.join(nearest, on="person_id", how="left")
+        if observed_by is not None:
+            window_end = {
+                d: anniversary(d, m) + dt.timedelta(days=window_days)
+                for d in out["enrolled_on"].unique().to_list()
+                if d is not None
+            }
+            complete = pl.col("enrolled_on").replace_strict(
+                window_end, default=None, return_dtype=pl.Date
+            ) <= pl.lit(observed_by)
+            out = out.with_columns(
+                pl.when(complete).then(pl.col(c)).otherwise(None).alias(c)
+                for c in (f"hba1c_{m}m", f"sample_date_{m}m")
+            )
         value = pl.col(f"hba1c_{m}m")
         missing = value.is_null() | pl.col("baseline_hba1c").is_null()
         out = out.with_columns(
