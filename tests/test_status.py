@@ -88,6 +88,10 @@ def test_status_after_a_failed_run_a_decision_and_an_edited_report(setting):
     decision = {
         "period": "2025",
         "decision": "approved",
+        "amount": "600000.00",
+        "currency": "SEK",
+        "payment_period": "2025",
+        "payment_lines": [{"rule": 0, "kind": "threshold_tiers", "amount": "600000.00"}],
         "manifest_sha256": manifest_sha,
         "signer": "ed25519:abcd",
         "decided_at": "2026-01-15T10:00:00+00:00",
@@ -103,7 +107,9 @@ def test_status_after_a_failed_run_a_decision_and_an_edited_report(setting):
     assert "roster.csv line 7: invalid_checksum" in out
     assert "checks       none recorded for this run" in out
     assert "modified since written: report.html" in out
-    assert "decision     approved for 2025" in out and "ed25519:abcd: checked" in out
+    assert "decision     approved 600000.00 SEK for 2025" in out
+    assert "ed25519:abcd: checked" in out
+    assert "                 rule 0 (threshold_tiers): 600000.00" in out
     assert "2 in all" in out
 
 

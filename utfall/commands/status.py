@@ -131,8 +131,12 @@ def _contract(con, contract_id: str, report_dir: Path) -> dict[str, Any]:
         "report": _report_state(report_dir, published["run_id"] if published else None),
         "decisions": _rows(
             con,
-            "SELECT run_id, period, decision, signer AS signer_fingerprint, decided_at, reason "
-            "FROM ledger.decisions WHERE contract_id = ? ORDER BY seq",
+            "SELECT d.run_id, d.period, d.decision, d.signer AS signer_fingerprint, "
+            "d.decided_at, d.reason, json_extract_string(c.payload_json, '$.amount') AS amount, "
+            "json_extract_string(c.payload_json, '$.currency') AS currency, "
+            "json_extract(c.payload_json, '$.payment_lines') AS payment_lines "
+            "FROM ledger.decisions d JOIN ledger.chain c ON c.seq = d.seq "
+            "WHERE d.contract_id = ? ORDER BY d.seq",
             [contract_id],
         ),
         "runs": runs[:RECENT_RUNS],
@@ -250,11 +254,16 @@ def _render_contract(c: dict[str, Any]) -> list[str]:
     )
     if c["decisions"]:
         for d in c["decisions"]:
+            amount = f" {d['amount']} {d['currency'] or ''}".rstrip() if d["amount"] else ""
             out.append(
-                f"  decision     {d['decision']} for {d['period']} on run {_short(d['run_id'])} "
-                f"at {d['decided_at']} by {d['signer_fingerprint']}"
+                f"  decision     {d['decision']}{amount} for {d['period']} on run "
+                f"{_short(d['run_id'])} at {d['decided_at']} by {d['signer_fingerprint']}"
                 + (f": {d['reason']}" if d["reason"] else "")
             )
+            for line in json.loads(d["payment_lines"]) if d["payment_lines"] else []:
+                out.append(
+                    f"                 rule {line['rule']} ({line['kind']}): {line['amount']}"
+                )
     else:
         out.append("  decision     none yet" + (" (awaiting the validator)" if pub else ""))
     out.append(f"  runs         {c['runs_total']} in all; latest first:")
