@@ -110,6 +110,10 @@ def test_status_after_a_failed_run_a_decision_and_an_edited_report(setting):
     assert "decision     approved 600000.00 SEK for 2025" in out
     assert "ed25519:abcd: checked" in out
     assert "                 rule 0 (threshold_tiers): 600000.00" in out
+    (approval,) = status.collect(wh, reports)["contracts"][0]["decisions"]
+    assert approval["payment_lines"] == [
+        {"rule": 0, "kind": "threshold_tiers", "amount": "600000.00"}
+    ]
     assert "2 in all" in out
 
 

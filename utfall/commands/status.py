@@ -59,6 +59,14 @@ def _rows(con, sql: str, params: list | None = None) -> list[dict[str, Any]]:
     return [dict(zip(cols, (_plain(v) for v in r), strict=True)) for r in rel.fetchall()]
 
 
+def _decisions(con, sql: str, params: list) -> list[dict[str, Any]]:
+    """The decision rows, each rule's amount as a list (the chain stores it as JSON)."""
+    rows = _rows(con, sql, params)
+    for r in rows:
+        r["payment_lines"] = json.loads(r["payment_lines"]) if r["payment_lines"] else []
+    return rows
+
+
 def _plain(v: Any) -> Any:
     if isinstance(v, dt.datetime):
         return v.isoformat(sep=" ", timespec="seconds")
@@ -129,7 +137,7 @@ def _contract(con, contract_id: str, report_dir: Path) -> dict[str, Any]:
             scope,
         ),
         "report": _report_state(report_dir, published["run_id"] if published else None),
-        "decisions": _rows(
+        "decisions": _decisions(
             con,
             "SELECT d.run_id, d.period, d.decision, d.signer AS signer_fingerprint, "
             "d.decided_at, d.reason, json_extract_string(c.payload_json, '$.amount') AS amount, "
@@ -260,7 +268,7 @@ def _render_contract(c: dict[str, Any]) -> list[str]:
                 f"{_short(d['run_id'])} at {d['decided_at']} by {d['signer_fingerprint']}"
                 + (f": {d['reason']}" if d["reason"] else "")
             )
-            for line in json.loads(d["payment_lines"]) if d["payment_lines"] else []:
+            for line in d["payment_lines"]:
                 out.append(
                     f"                 rule {line['rule']} ({line['kind']}): {line['amount']}"
                 )
