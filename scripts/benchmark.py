@@ -39,7 +39,9 @@ from utfall.cli import EXAMPLE_PLAN, simulate_deliveries  # noqa: E402
 from utfall.pipeline import run  # noqa: E402
 from utfall.plan import load_plan  # noqa: E402
 
-PLAIN_SQL = """
+#: Short-term sick days (days 1-14 of a spell, by extent) per unit and quarter, from
+#: `{spells}` and `{roster}` joined on `{person}`: both baselines' panel.
+PANEL_SQL = """
 WITH q AS (
     SELECT unnest(generate_series(DATE '{b0}', DATE '{m1}', INTERVAL 3 MONTH))::DATE AS q0
 ), periods AS (
@@ -47,9 +49,9 @@ WITH q AS (
 )
 SELECT r.unit_id, p.period_start,
        sum(greatest(0, date_diff('day', greatest(s.spell_start, p.period_start),
-           least(s.spell_start + 13, s.spell_end, p.period_end)) + 1) * s.extent) / 100.0
-FROM read_csv('{spells}') s
-JOIN read_csv('{roster}') r USING (personnummer)
+           least(s.spell_start + 13, s.spell_end, p.period_end)) + 1) * s.extent) / 100.0 AS days
+FROM {spells} s
+JOIN {roster} r USING ({person})
 JOIN periods p ON s.spell_start <= p.period_end AND s.spell_end >= p.period_start
 GROUP BY ALL
 """
@@ -120,19 +122,7 @@ CREATE TABLE staging_spells AS SELECT * EXCLUDE (rule) FROM spells_ruled WHERE r
 CREATE TABLE quarantine AS
     SELECT 'roster' AS source, line, rule FROM checked_roster WHERE rule IS NOT NULL
     UNION ALL SELECT 'sick_leave', line, rule FROM spells_ruled WHERE rule IS NOT NULL;
-CREATE TABLE panel AS
-WITH q AS (
-    SELECT unnest(generate_series(DATE '{b0}', DATE '{m1}', INTERVAL 3 MONTH))::DATE AS q0
-), periods AS (
-    SELECT q0 AS period_start, (q0 + INTERVAL 3 MONTH - INTERVAL 1 DAY)::DATE AS period_end FROM q
-)
-SELECT r.unit_id, p.period_start,
-       sum(greatest(0, date_diff('day', greatest(s.spell_start, p.period_start),
-           least(s.spell_start + 13, s.spell_end, p.period_end)) + 1) * s.extent) / 100.0 AS days
-FROM staging_spells s
-JOIN staging_roster r USING (person_id)
-JOIN periods p ON s.spell_start <= p.period_end AND s.spell_end >= p.period_start
-GROUP BY ALL;
+CREATE TABLE panel AS {panel};
 """
 
 
@@ -145,13 +135,15 @@ def same_work_baseline(deliveries: Path, path: Path, plan) -> tuple[float, dict[
 
     b0, _ = plan.period("baseline")
     _, m1 = plan.period("measurement")
+    panel = PANEL_SQL.format(
+        spells="staging_spells", roster="staging_roster", person="person_id", b0=b0, m1=m1
+    )
     sql = SAME_WORK_SQL.format(
         roster=deliveries / "roster.csv",
         spells=deliveries / "sick_leave.csv",
         key=os.environ["UTFALL_PSEUDONYM_KEY"],
         latest=m1 + dt.timedelta(days=365),
-        b0=b0,
-        m1=m1,
+        panel=panel,
     )
     t0 = time.perf_counter()
     con = duckdb.connect(str(path))
@@ -230,8 +222,12 @@ def main() -> int:
     b0, _ = plan.period("baseline")
     _, m1 = plan.period("measurement")
     plain = duckdb.connect()
-    sql = PLAIN_SQL.format(
-        b0=b0, m1=m1, spells=deliveries / "sick_leave.csv", roster=deliveries / "roster.csv"
+    sql = PANEL_SQL.format(
+        spells=f"read_csv('{deliveries / 'sick_leave.csv'}')",
+        roster=f"read_csv('{deliveries / 'roster.csv'}')",
+        person="personnummer",
+        b0=b0,
+        m1=m1,
     )
     t0 = time.perf_counter()
     plain.sql(sql).fetchall()
