@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from utfall import paths
-from utfall.commands import status, validator
+from utfall.commands import status, validator, warehouse_upgrade
 from utfall.paths import EXAMPLE_PLAN
 from utfall.plan import load_plan
 from utfall.progress import Progress
@@ -466,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_run if name == "run" else _demo)
     validator.register(sub)
     status.register(sub)
+    warehouse_upgrade.register(sub)
     return parser
 
 

@@ -94,7 +94,8 @@ def _check_version(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
         if version != layout.SCHEMA_VERSION:
             raise WarehouseError(
                 f"{path}: warehouse layout version {version}, this utfall uses "
-                f"{layout.SCHEMA_VERSION}; move the file aside and re-run to rebuild it"
+                f"{layout.SCHEMA_VERSION}; `utfall warehouse upgrade` carries its ledger "
+                "(runs, decisions, payments) into a new one, then re-run to publish again"
             )
         return True
     others = scalar(
