@@ -72,6 +72,12 @@ def test_upgrade_carries_the_ledger_and_keeps_the_old_file(old, capsys):
     finally:
         con.close()
     assert not path.with_name(".warehouse.duckdb.upgrade").exists()
+    # status lists the contract from its carried ledger, with the decision, before any run
+    assert main(["status", "--warehouse", str(path), "--reports", str(path.parent)]) == 0
+    shown = capsys.readouterr().out
+    assert "contract demokommun-korttidssjuk-2025" in shown
+    assert "runs         none in this warehouse (its ledger entries were carried over)" in shown
+    assert "decision     approved 600000.00 for 2025" in shown
     # a second upgrade has nothing to do
     assert main(["warehouse", "upgrade", "--warehouse", str(path)]) == 0
     assert "nothing to do" in capsys.readouterr().out

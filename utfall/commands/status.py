@@ -79,9 +79,15 @@ def collect(path: Path, reports_root: Path) -> dict[str, Any]:
     """Everything `status` shows, as plain JSON-able data."""
     con = warehouse.connect(path, read_only=True)
     try:
+        # contracts with runs, and those only in the ledger (e.g. carried over by
+        # `utfall warehouse upgrade`, not measured again yet)
         ids = [
             r["contract_id"]
-            for r in _rows(con, "SELECT DISTINCT contract_id FROM ledger.runs ORDER BY 1")
+            for r in _rows(
+                con,
+                "SELECT contract_id FROM ledger.runs UNION SELECT contract_id FROM ledger.chain "
+                "ORDER BY 1",
+            )
         ]
         contracts = [_contract(con, c, reports_root / c) for c in ids]
         published = _rows(
@@ -110,14 +116,14 @@ def _contract(con, contract_id: str, report_dir: Path) -> dict[str, Any]:
         "frequency, min_cell_size FROM ledger.run_plans WHERE contract_id = ? AND run_id = ?",
         [contract_id, published["run_id"] if published else ""],
     )
-    latest = runs[0]
-    scope = [contract_id, latest["run_id"]]
+    latest = runs[0] if runs else None
+    scope = [contract_id, latest["run_id"] if latest else ""]
     return {
         "contract_id": contract_id,
         "plan": plan[0] if plan else None,
         "published_run": published
         and {k: published[k] for k in ("run_id", "finished_at", "plan_hash")},
-        "latest_run": {k: latest[k] for k in ("run_id", "status", "stage", "error")},
+        "latest_run": latest and {k: latest[k] for k in ("run_id", "status", "stage", "error")},
         "deliveries": _rows(
             con,
             "SELECT source, file, rows, sha256, status FROM ledger.deliveries "
@@ -228,6 +234,12 @@ def _render_contract(c: dict[str, Any]) -> list[str]:
         else "  published    nothing yet"
     )
     latest = c["latest_run"]
+    if latest is None:  # only in the ledger: what it holds, and how to measure it again
+        out.append(
+            "  runs         none in this warehouse (its ledger entries were carried over); "
+            "`utfall run PLAN` measures it again"
+        )
+        return out + _render_decisions(c, pub)
     if not pub or latest["run_id"] != pub["run_id"]:
         line = f"  latest run   {_short(latest['run_id'])} {latest['status']} at {latest['stage']}"
         out.append(line + (f": {latest['error']}" if latest["error"] else ""))
@@ -260,6 +272,19 @@ def _render_contract(c: dict[str, Any]) -> list[str]:
         f"  report       {rep['path']}: {rep['state']}"
         + (f" (run {_short(rep['run_id'])})" if rep.get("run_id") else "")
     )
+    out += _render_decisions(c, pub)
+    out.append(f"  runs         {c['runs_total']} in all; latest first:")
+    for r in c["runs"]:
+        secs = f"{r['seconds']:.1f} s" if r["seconds"] is not None else "-"
+        out.append(
+            f"    {_short(r['run_id'])}  {r['status']:<10} {r['stage'] or '':<20} "
+            f"{r['started_at']}  {secs:>8}  {r['origin'] or ''}"
+        )
+    return out
+
+
+def _render_decisions(c: dict[str, Any], pub: dict[str, Any] | None) -> list[str]:
+    out = []
     if c["decisions"]:
         for d in c["decisions"]:
             amount = f" {d['amount']} {d['currency'] or ''}".rstrip() if d["amount"] else ""
@@ -274,11 +299,4 @@ def _render_contract(c: dict[str, Any]) -> list[str]:
                 )
     else:
         out.append("  decision     none yet" + (" (awaiting the validator)" if pub else ""))
-    out.append(f"  runs         {c['runs_total']} in all; latest first:")
-    for r in c["runs"]:
-        secs = f"{r['seconds']:.1f} s" if r["seconds"] is not None else "-"
-        out.append(
-            f"    {_short(r['run_id'])}  {r['status']:<10} {r['stage'] or '':<20} "
-            f"{r['started_at']}  {secs:>8}  {r['origin'] or ''}"
-        )
     return out
